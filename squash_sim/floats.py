@@ -1,0 +1,366 @@
+"""Floating-point formats of any exponent/mantissa width, and exact rounding to them.
+
+A `FloatFormat` describes a binary floating-point format: 1 sign bit, `exponent_bits`, `mantissa_bits`
+(the stored fraction, without the implicit leading one), a bias, and what the top of the range holds:
+
+    nan="ieee"  the top exponent field is reserved for ±inf and NaNs (fp16, bf16, fp32, fp8 e5m2)
+    nan="fn"    finite + NaN: no inf, only the all-ones pattern is NaN (fp8 e4m3fn, max 448)
+    nan="fnuz"  finite + NaN, unsigned zero: NaN takes the −0 pattern, default bias 2^(e−1)
+    nan="none"  every pattern is a finite number (fp6 e2m3fn, fp6 e3m2fn, fp4 e2m1fn)
+
+`round_to(x, fmt)` rounds to nearest, ties to even, and returns the nearest value of `fmt` held in
+x's container dtype (float32, or float64 inside `jax.enable_x64(True)`). It works on the bit
+pattern with integer arithmetic only. Two measured facts force that choice over
+`lax.reduce_precision` or float arithmetic:
+  * XLA:CPU flushes float32 subnormals to zero in float arithmetic (1e-40 + 1e-40 == 0 under jit);
+  * `lax.reduce_precision` flushes the *target's* subnormals (fp16: 1.3·2⁻²⁰ → 0, not 1.25e-6).
+An integer rounder is immune to both, so it is bit-identical to ml_dtypes casts (tested exhaustively)
+and gives the same bits under jit and eagerly.
+
+Special values follow ml_dtypes, which the tests use as the oracle:
+  * overflow (after rounding, |r| > max): ±inf for "ieee", NaN for "fn"/"fnuz", ±max for "none";
+    `saturate=True` gives ±max always (and maps ±inf to ±max, like the OCP "satfinite" conversion);
+  * ±inf input: ±inf for "ieee", NaN for "fn"/"fnuz", ±max for "none" or when saturating;
+  * NaN input: NaN; for a format with no NaN ("none"), ml_dtypes returns a zero whose sign bit is
+    the complement of the NaN's sign bit (+NaN → −0), and so do we;
+  * "fnuz" has no −0: anything that rounds to zero is +0.
+`subnormals=False` flushes results that would be subnormal to a signed zero after rounding (the
+hardware FTZ convention); values that round up to the smallest normal are kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+NanStyle = Literal["ieee", "fn", "fnuz", "none"]
+_NAN_STYLES = ("ieee", "fn", "fnuz", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class FloatFormat:
+    """A binary floating-point format; see the module docstring for the `nan` styles."""
+
+    exponent_bits: int
+    mantissa_bits: int
+    bias: int | None = None  # None → IEEE bias 2^(e−1) − 1, or 2^(e−1) for "fnuz"
+    subnormals: bool = True
+    inf: bool = True
+    nan: NanStyle | None = None  # None → "ieee" when inf else "fn"
+    saturate: bool = False
+    name: str | None = None
+
+    def __post_init__(self):
+        for field in ("exponent_bits", "mantissa_bits"):
+            value = getattr(self, field)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                raise TypeError(f"FloatFormat: {field} must be an int, got {type(value).__name__}")
+        if not 1 <= self.exponent_bits <= 11:
+            raise ValueError(f"FloatFormat: exponent_bits must be in 1..11, got {self.exponent_bits}")
+        if not 1 <= self.mantissa_bits <= 52:
+            raise ValueError(f"FloatFormat: mantissa_bits must be in 1..52, got {self.mantissa_bits}")
+        for field in ("subnormals", "inf", "saturate"):
+            if not isinstance(getattr(self, field), bool):
+                raise TypeError(f"FloatFormat: {field} must be a bool, got {getattr(self, field)!r}")
+        nan = self.nan if self.nan is not None else ("ieee" if self.inf else "fn")
+        if nan not in _NAN_STYLES:
+            raise ValueError(f"FloatFormat: nan must be one of {_NAN_STYLES}, got {self.nan!r}")
+        if self.inf != (nan == "ieee"):
+            raise ValueError(
+                f"FloatFormat: inf={self.inf} needs nan='ieee' (inf=True) or nan in "
+                f"('fn', 'fnuz', 'none') (inf=False); got nan={nan!r}"
+            )
+        if nan == "ieee" and self.exponent_bits < 2:
+            raise ValueError("FloatFormat: an IEEE format (inf=True) needs exponent_bits >= 2")
+        if nan == "fn" and self.exponent_bits == 1 and self.mantissa_bits == 1:
+            raise ValueError("FloatFormat: e1m1 'fn' would have no finite value above zero")
+        default_bias = 2 ** (self.exponent_bits - 1) - (0 if nan == "fnuz" else 1)
+        bias = default_bias if self.bias is None else self.bias
+        if not isinstance(bias, (int, np.integer)) or isinstance(bias, bool):
+            raise TypeError(f"FloatFormat: bias must be an int or None, got {self.bias!r}")
+        object.__setattr__(self, "nan", nan)
+        object.__setattr__(self, "bias", int(bias))
+        if self.emax > 16383 or self.emin < -16382 - 52:
+            raise ValueError(f"FloatFormat: bias {bias} puts the exponent range out of any float")
+
+    # ---- derived constants (exact Python numbers) ----
+    @property
+    def bits(self) -> int:
+        return 1 + self.exponent_bits + self.mantissa_bits
+
+    @property
+    def emin(self) -> int:
+        """Exponent of the smallest normal number."""
+        return 1 - self.bias
+
+    @property
+    def emax(self) -> int:
+        """Exponent of the largest finite number."""
+        top_field = 2**self.exponent_bits - (2 if self.nan == "ieee" else 1)
+        return top_field - self.bias
+
+    @property
+    def eps(self) -> float:
+        """Spacing of the format just above 1: 2^−mantissa_bits."""
+        return math.ldexp(1.0, -self.mantissa_bits)
+
+    @property
+    def max(self) -> float:
+        """Largest finite value. "fn" loses the all-ones mantissa of the top exponent to NaN."""
+        top_mantissa = 2**self.mantissa_bits - (2 if self.nan == "fn" else 1)
+        return math.ldexp(1.0 + top_mantissa / 2**self.mantissa_bits, self.emax)
+
+    @property
+    def smallest_normal(self) -> float:
+        return math.ldexp(1.0, self.emin)
+
+    @property
+    def smallest_subnormal(self) -> float:
+        """Smallest positive value; equals smallest_normal when the format has no subnormals."""
+        if not self.subnormals:
+            return self.smallest_normal
+        return math.ldexp(1.0, self.emin - self.mantissa_bits)
+
+    @property
+    def has_nan(self) -> bool:
+        return self.nan != "none"
+
+    def __str__(self) -> str:
+        return self.name or _spec_name(self)
+
+    def __repr__(self) -> str:
+        return f"FloatFormat({_spec_name(self)})"
+
+
+def _spec_name(fmt: FloatFormat) -> str:
+    name = f"e{fmt.exponent_bits}m{fmt.mantissa_bits}"
+    if fmt.nan != "ieee":
+        name += fmt.nan if fmt.nan in ("fn", "fnuz") else "fn"  # "none" is spelled fn (OCP)
+    default = 2 ** (fmt.exponent_bits - 1) - (0 if fmt.nan == "fnuz" else 1)
+    if fmt.bias != default:
+        name += f"b{fmt.bias}"
+    if not fmt.subnormals:
+        name += "-ftz"
+    if fmt.saturate:
+        name += "-sat"
+    return name
+
+
+FP64 = FloatFormat(11, 52, name="fp64")
+FP32 = FloatFormat(8, 23, name="fp32")
+TF32 = FloatFormat(8, 10, name="tf32")
+FP16 = FloatFormat(5, 10, name="fp16")
+BF16 = FloatFormat(8, 7, name="bf16")
+FP8_E4M3FN = FloatFormat(4, 3, inf=False, nan="fn", name="fp8_e4m3fn")
+FP8_E5M2 = FloatFormat(5, 2, name="fp8_e5m2")
+FP8_E4M3FNUZ = FloatFormat(4, 3, inf=False, nan="fnuz", name="fp8_e4m3fnuz")
+FP8_E5M2FNUZ = FloatFormat(5, 2, inf=False, nan="fnuz", name="fp8_e5m2fnuz")
+FP6_E2M3FN = FloatFormat(2, 3, inf=False, nan="none", name="fp6_e2m3fn")
+FP6_E3M2FN = FloatFormat(3, 2, inf=False, nan="none", name="fp6_e3m2fn")
+FP4_E2M1FN = FloatFormat(2, 1, inf=False, nan="none", name="fp4_e2m1fn")
+
+NAMED: dict[str, FloatFormat] = {
+    f.name: f
+    for f in (FP64, FP32, TF32, FP16, BF16, FP8_E4M3FN, FP8_E5M2, FP8_E4M3FNUZ, FP8_E5M2FNUZ,
+              FP6_E2M3FN, FP6_E3M2FN, FP4_E2M1FN)
+}
+_ALIASES = {"float64": "fp64", "float32": "fp32", "float16": "fp16", "half": "fp16",
+            "bfloat16": "bf16", "e4m3fn": "fp8_e4m3fn", "e5m2": "fp8_e5m2",
+            "e4m3fnuz": "fp8_e4m3fnuz", "e5m2fnuz": "fp8_e5m2fnuz", "e2m3fn": "fp6_e2m3fn",
+            "e3m2fn": "fp6_e3m2fn", "e2m1fn": "fp4_e2m1fn"}
+_SPEC = re.compile(r"^e(\d+)m(\d+)(fnuz|fn)?$")
+
+
+def get(name: str | FloatFormat) -> FloatFormat:
+    """A named format ("bf16", "fp8_e4m3fn", "float16", ...) or a spec "e5m7" (IEEE-style),
+    "e4m3fn" (finite + NaN) or "e4m3fnuz". Case, '-' and '_' are ignored where they can be."""
+    if isinstance(name, FloatFormat):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"float format name must be a str or FloatFormat, got {type(name).__name__}")
+    key = name.strip().lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
+    if key in NAMED:
+        return NAMED[key]
+    match = _SPEC.match(key.replace("_", ""))
+    if match:
+        e, m, style = int(match[1]), int(match[2]), match[3]
+        if style is None:
+            return FloatFormat(e, m)
+        return FloatFormat(e, m, inf=False, nan=style)
+    raise ValueError(
+        f"unknown float format {name!r}: use one of {sorted(NAMED)} or a spec like 'e5m7', "
+        "'e4m3fn', 'e4m3fnuz'"
+    )
+
+
+def names() -> list[str]:
+    return list(NAMED)
+
+
+# ---------------------------------------------------------------------------------------------
+# The rounder. Everything below works on the container's bit pattern with unsigned integers.
+
+
+@dataclasses.dataclass(frozen=True)
+class _Container:
+    """The IEEE dtype that holds values while we compute: float32 or float64."""
+
+    float_dtype: np.dtype
+    uint_dtype: np.dtype
+    width: int
+    mantissa: int  # M: stored fraction bits
+    bias: int
+
+    @property
+    def emin(self) -> int:
+        return 1 - self.bias
+
+
+_F32 = _Container(np.dtype(np.float32), np.dtype(np.uint32), 32, 23, 127)
+_F64 = _Container(np.dtype(np.float64), np.dtype(np.uint64), 64, 52, 1023)
+
+
+def _container_for(x) -> tuple[_Container, jax.Array]:
+    dtype = jnp.result_type(x)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"round_to: x must be a floating-point array, got dtype {dtype}")
+    if dtype == jnp.float64:
+        if not jax.config.jax_enable_x64:
+            raise TypeError("round_to: x is float64 but JAX float64 is off; use "
+                            "jax.enable_x64(True) or pass float32")
+        return _F64, jnp.asarray(x, jnp.float64)
+    # float16 / bfloat16 / float8 containers widen to float32 exactly.
+    return _F32, jnp.asarray(x).astype(jnp.float32)
+
+
+def _pow2_bits(c: _Container, exponent: int) -> int:
+    """Bit pattern of 2^exponent in the container (0 below its smallest subnormal, inf above)."""
+    if exponent > c.bias:
+        return ((2 * c.bias + 1) << c.mantissa)  # +inf
+    if exponent >= c.emin:
+        return (exponent + c.bias) << c.mantissa
+    if exponent >= c.emin - c.mantissa:
+        return 1 << (exponent - (c.emin - c.mantissa))
+    return 0
+
+
+def _float_bits(c: _Container, value: float) -> int:
+    """Bit pattern of a positive Python float that the container holds exactly (or +inf)."""
+    if value > float(np.finfo(c.float_dtype).max):
+        return _pow2_bits(c, c.bias + 1)
+    return int(np.array(value, c.float_dtype).view(c.uint_dtype))
+
+
+def round_to(x, fmt: FloatFormat | str) -> jax.Array:
+    """Round x to the nearest value of `fmt` (ties to even), held in float32 (float64 for float64 x).
+
+    Pure integer arithmetic on the bit pattern; identical bits under jit and eagerly. Results that
+    `fmt` holds but the container does not (e.g. 2^128 from fp32 max rounded to an e9 format) come
+    back as ±inf, as any float32 would hold them.
+    """
+    fmt = get(fmt)
+    c, x = _container_for(x)
+    if (fmt.mantissa_bits >= c.mantissa and fmt.emin <= c.emin and fmt.emax >= c.bias
+            and fmt.nan == "ieee" and fmt.subnormals):
+        return x  # fmt holds every container value (fp32 or fp64 on float32): nothing to round
+    ut = c.uint_dtype
+    M = c.mantissa
+
+    def u(v):  # an unsigned constant of the container width
+        return jnp.asarray(v, ut)
+
+    bits = lax.bitcast_convert_type(x, ut)
+    sign = bits & u(1 << (c.width - 1))
+    a = bits & u((1 << (c.width - 1)) - 1)  # |x| as bits
+    inf_bits = (2 * c.bias + 1) << M
+    is_nan = a > u(inf_bits)
+    is_inf = a == u(inf_bits)
+
+    field = (a >> u(M)).astype(jnp.int32)  # biased exponent of the container
+    significand = (a & u((1 << M) - 1)) | jnp.where(field > 0, u(1 << M), u(0))  # value = S·2^lsb
+    lsb_exponent = jnp.maximum(field, 1) - (c.bias + M)
+    if fmt.emin >= c.emin:
+        # Container subnormals lie below fmt's normal range: their quantum is fmt's subnormal one.
+        leading_exponent = jnp.where(field > 0, field - c.bias, fmt.emin)
+    else:
+        # fmt reaches lower than the container: find the leading bit of a container subnormal.
+        top_bit = (c.width - 1) - lax.clz(significand).astype(jnp.int32)
+        leading_exponent = jnp.where(field > 0, field - c.bias, c.emin - M + top_bit)
+    quantum_exponent = jnp.maximum(leading_exponent, fmt.emin) - fmt.mantissa_bits
+    drop = quantum_exponent - lsb_exponent  # how many low bits of S round away
+
+    # Round S to a multiple of 2^drop, ties to even. With drop clamped to M+1 the quotient q is 0 or
+    # 1; past M+1 every container value is below half a quantum and rounds to zero.
+    d = jnp.clip(drop, 0, M + 1).astype(ut)
+    one = u(1)
+    half = (one << d) >> one
+    remainder = significand & ((one << d) - one)
+    q = significand >> d
+    round_up = (remainder > half) | ((remainder == half) & ((q & one) == one) & (d > u(0)))
+    rounded = (q + round_up.astype(ut)) << d
+    # Put the rounded significand back over the container's exponent. A carry out of the
+    # significand moves into the exponent field, which is exactly the next binade.
+    r = (a - significand) + rounded
+    r = jnp.where((drop > M + 1) | (rounded == u(0)), u(0), r)
+
+    if not fmt.subnormals:
+        min_normal = _pow2_bits(c, fmt.emin)
+        r = jnp.where(r < u(min_normal), u(0), r)
+
+    max_bits = _float_bits(c, fmt.max)
+    if fmt.saturate or fmt.nan == "none":
+        overflow = u(max_bits)
+    elif fmt.nan == "ieee":
+        overflow = u(inf_bits)
+    else:
+        overflow = u(inf_bits | (1 << (M - 1)))  # quiet NaN
+    r = jnp.where(r > u(max_bits), overflow, r)
+    r = jnp.where(is_inf, overflow if fmt.nan != "ieee" or fmt.saturate else u(inf_bits), r)
+
+    if fmt.nan == "fnuz":
+        sign = jnp.where(r == u(0), u(0), sign)  # no negative zero
+    out = r | sign
+    if fmt.has_nan:
+        out = jnp.where(is_nan, bits, out)
+    else:
+        out = jnp.where(is_nan, sign ^ u(1 << (c.width - 1)), out)  # ml_dtypes: NaN → ∓0
+    return lax.bitcast_convert_type(out, c.float_dtype)
+
+
+def spacing(x, fmt: FloatFormat | str) -> jax.Array:
+    """Distance from |x| to the next larger value of `fmt` in x's binade: 2^(max(e_x, emin) − m).
+
+    0 gives the smallest subnormal spacing; values beyond `fmt.max` give the top binade's spacing;
+    inf and NaN give NaN. The result is held in x's container and may underflow to 0 for formats
+    finer than it.
+    """
+    fmt = get(fmt)
+    c, x = _container_for(x)
+    ut = c.uint_dtype
+    M = c.mantissa
+    a = lax.bitcast_convert_type(x, ut) & jnp.asarray((1 << (c.width - 1)) - 1, ut)
+    field = (a >> jnp.asarray(M, ut)).astype(jnp.int32)
+    if fmt.emin >= c.emin:
+        leading_exponent = jnp.where(field > 0, field - c.bias, fmt.emin)
+    else:
+        top_bit = (c.width - 1) - lax.clz(a).astype(jnp.int32)
+        leading_exponent = jnp.where(field > 0, field - c.bias, c.emin - M + top_bit)
+    exponent = jnp.clip(leading_exponent, fmt.emin, fmt.emax) - fmt.mantissa_bits
+    if not fmt.subnormals:
+        exponent = jnp.where(a == 0, fmt.emin, exponent)
+    # 2^exponent as bits, through the container's normal and subnormal ranges.
+    normal = ((exponent + c.bias).astype(ut)) << jnp.asarray(M, ut)
+    sub_shift = jnp.clip(exponent - (c.emin - M), 0, M - 1).astype(ut)
+    subnormal = jnp.where(exponent >= c.emin - M, jnp.asarray(1, ut) << sub_shift,
+                          jnp.asarray(0, ut))
+    out = jnp.where(exponent >= c.emin, normal, subnormal)
+    out = lax.bitcast_convert_type(out, c.float_dtype)
+    return jnp.where(field > 2 * c.bias, jnp.nan, out)
