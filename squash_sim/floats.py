@@ -55,7 +55,7 @@ class FloatFormat:
     inf: bool = True
     nan: NanStyle | None = None  # None → "ieee" when inf else "fn"
     saturate: bool = False
-    name: str | None = None
+    name: str | None = dataclasses.field(default=None, compare=False)  # a label, not identity
 
     def __post_init__(self):
         for field in ("exponent_bits", "mantissa_bits"):
@@ -229,7 +229,9 @@ _F64 = _Container(np.dtype(np.float64), np.dtype(np.uint64), 64, 52, 1023)
 
 
 def _container_for(x) -> tuple[_Container, jax.Array]:
-    dtype = jnp.result_type(x)
+    # The array's own dtype: jnp.result_type would canonicalise float64 to float32 when x64 is off,
+    # silently rounding twice. Python scalars have none and are taken as float32 (weak type).
+    dtype = np.dtype(x.dtype) if hasattr(x, "dtype") else jnp.result_type(x)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"round_to: x must be a floating-point array, got dtype {dtype}")
     if dtype == jnp.float64:

@@ -1,0 +1,67 @@
+"""Hypothesis strategies for squash_sim (public: use them in your own property tests).
+
+Needs `hypothesis` (the `test` extra). Float values are drawn as bit patterns, so every value of a
+format — ±0, subnormals, max, inf and NaN — is reachable; Hypothesis has no bf16/fp8 strategy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from squash_sim import config as config_module
+from squash_sim.floats import NAMED, FloatFormat
+
+
+@st.composite
+def float_formats(draw, max_exponent_bits: int = 8, max_mantissa_bits: int = 23,
+                  named: bool = True) -> FloatFormat:
+    """Named formats and random (e, m) formats of every NaN style, bias, FTZ and saturation."""
+    if named and draw(st.booleans()):
+        return draw(st.sampled_from([f for f in NAMED.values()
+                                     if f.exponent_bits <= max_exponent_bits]))
+    nan = draw(st.sampled_from(["ieee", "fn", "fnuz", "none"]))
+    e = draw(st.integers(2 if nan == "ieee" else 1, max_exponent_bits))
+    m = draw(st.integers(1 if not (nan == "fn" and e == 1) else 2, max_mantissa_bits))
+    default_bias = 2 ** (e - 1) - (0 if nan == "fnuz" else 1)
+    bias = default_bias + draw(st.integers(-2, 2)) if e < max_exponent_bits else default_bias
+    return FloatFormat(e, m, bias=bias, inf=nan == "ieee", nan=nan,
+                       subnormals=draw(st.booleans()), saturate=draw(st.booleans()))
+
+
+def float32_bits():
+    """Any float32, drawn as its bit pattern: NaNs, infs, subnormals and ±0 included."""
+    return st.integers(0, 2**32 - 1).map(lambda b: float(np.uint32(b).view(np.float32)))
+
+
+def float32_arrays(size: int = 64):
+    return st.lists(st.integers(0, 2**32 - 1), min_size=size, max_size=size).map(
+        lambda bits: np.array(bits, np.uint32).view(np.float32))
+
+
+def model_configs(max_d_model: int = 32, max_layers: int = 2, tokens: bool | None = None):
+    """Valid small ModelConfigs across positional encodings, norms, placements, MLPs and GQA."""
+
+    @st.composite
+    def build(draw):
+        n_kv = draw(st.sampled_from([1, 2]))
+        group = draw(st.sampled_from([1, 2]))
+        n_heads = n_kv * group
+        d_head = draw(st.sampled_from([2, 4, 8]))
+        d_model = draw(st.sampled_from([d for d in (8, 16, 32) if d <= max_d_model]))
+        positional = draw(st.sampled_from(config_module.POSITIONALS))
+        use_tokens = draw(st.booleans()) if tokens is None else tokens
+        n_layers = draw(st.integers(1, max_layers))
+        return config_module.ModelConfig(
+            vocab_size=draw(st.integers(2, 50)) if use_tokens else None,
+            d_model=d_model, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv, d_head=d_head,
+            d_ff=draw(st.sampled_from([8, 16])), positional=positional,
+            max_len=64 if positional == "learned" else None,
+            norm=draw(st.sampled_from(config_module.NORMS)),
+            norm_placement=draw(st.sampled_from(config_module.NORM_PLACEMENTS)),
+            qk_norm=draw(st.booleans()), mlp=draw(st.sampled_from(config_module.MLPS)),
+            causal=draw(st.booleans()),
+            sliding_window=draw(st.sampled_from([None, 1, 3, 8])),
+        )
+
+    return build()
