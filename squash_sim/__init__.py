@@ -6,7 +6,11 @@
     trace = forward(params, tokens, config, precision="bf16")
 """
 
-from squash_sim import floats, presets
+from squash_sim import (  # noqa: I001
+    _xla_flags,  # noqa: F401  (first: before JAX starts its backend)
+    floats,
+    presets,
+)
 from squash_sim.config import ModelConfig
 from squash_sim.floats import (
     BF16,

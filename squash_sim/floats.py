@@ -31,6 +31,7 @@ hardware FTZ convention); values that round up to the smallest normal are kept.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from typing import Literal
@@ -273,11 +274,19 @@ def round_to(x, fmt: FloatFormat | str) -> jax.Array:
     if (fmt.mantissa_bits >= c.mantissa and fmt.emin <= c.emin and fmt.emax >= c.bias
             and fmt.nan == "ieee" and fmt.subnormals):
         return x  # fmt holds every container value (fp32 or fp64 on float32): nothing to round
+    return _round_bits(x, fmt)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _round_bits(x, fmt: FloatFormat):
+    """The rounder proper; jitted so that a model with hundreds of rounding points traces it once
+    per (shape, format) and reuses it."""
+    c = _F64 if x.dtype == jnp.float64 else _F32
     ut = c.uint_dtype
     M = c.mantissa
 
-    def u(v):  # an unsigned constant of the container width
-        return jnp.asarray(v, ut)
+    def u(v):  # an unsigned constant of the container width (a NumPy literal: free to trace)
+        return np.asarray(v, ut)
 
     bits = lax.bitcast_convert_type(x, ut)
     sign = bits & u(1 << (c.width - 1))

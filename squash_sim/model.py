@@ -136,7 +136,7 @@ def head_norm(x, scale, config: ModelConfig, num: Numerics):
 
 
 def attention_branch(x, p: dict, layer: int, config: ModelConfig, num: Numerics,
-                     return_weights: bool, dense_max_len: int):
+                     return_weights: bool, dense_max_len: int, block_size: int):
     """Multi-head (grouped-query) causal attention of the normalised stream x: (b, n, d)."""
     c = config
     b, n, _ = x.shape
@@ -158,7 +158,7 @@ def attention_branch(x, p: dict, layer: int, config: ModelConfig, num: Numerics,
     out, weights = attn.attention(
         q, k, v, causal=c.causal, window=c.sliding_window[layer],
         alibi_slopes=c.alibi_slopes_or_default() if c.positional == "alibi" else None,
-        num=num, return_weights=return_weights, dense_max_len=dense_max_len)
+        num=num, return_weights=return_weights, dense_max_len=dense_max_len, block=block_size)
     out = out.reshape(b, n, c.n_heads, c.d_head)  # (b, n, heads, h)
     if c.identity_value_output:
         out = out.reshape(b, n, c.d_model)  # W_O = I: concatenate the heads
@@ -188,18 +188,19 @@ def mlp_branch(x, p: dict, config: ModelConfig, num: Numerics):
 
 
 def block(h, p: dict, layer: int, config: ModelConfig, num: Numerics, return_weights: bool,
-          dense_max_len: int):
+          dense_max_len: int, block_size: int):
     """One Transformer block: the residual stream h[layer] → h[layer + 1], both (b, n, d)."""
     c = config
     beta1, beta2 = c.theory_beta1[layer], c.theory_beta2[layer]
     if c.norm_placement == "post":
-        out, weights = attention_branch(h, p, layer, c, num, return_weights, dense_max_len)
+        out, weights = attention_branch(h, p, layer, c, num, return_weights, dense_max_len,
+                                        block_size)
         z = norm(num.act(h + out), p["attn_norm"], c, num, beta1)
         if c.mlp == "none":
             return z, weights
         return norm(num.act(z + mlp_branch(z, p, c, num)), p["mlp_norm"], c, num, beta2), weights
     out, weights = attention_branch(norm(h, p["attn_norm"], c, num, beta1), p, layer, c, num,
-                                    return_weights, dense_max_len)
+                                    return_weights, dense_max_len, block_size)
     if c.norm_placement == "sandwich":
         out = norm(out, p["post_attn_norm"], c, num)
     z = num.act(h + out)
@@ -231,13 +232,13 @@ def embed(params: dict, inputs, config: ModelConfig, num: Numerics):
 
 
 def _forward(params, inputs, config: ModelConfig, precision: Precision, return_attention: bool,
-             logits: str, dense_max_len: int) -> Trace:
+             logits: str, dense_max_len: int, block_size: int) -> Trace:
     num = Numerics(precision)
     params = jax.tree_util.tree_map(num.params, params)
     h = embed(params, inputs, config, num)
     hidden, weights_per_layer = [h], []
     for layer, p in enumerate(params["layers"]):
-        h, weights = block(h, p, layer, config, num, return_attention, dense_max_len)
+        h, weights = block(h, p, layer, config, num, return_attention, dense_max_len, block_size)
         hidden.append(h)
         weights_per_layer.append(weights)
     if config.norm_placement == "post":
@@ -258,18 +259,19 @@ def _forward(params, inputs, config: ModelConfig, precision: Precision, return_a
     )
 
 
-_forward_jit = jax.jit(_forward, static_argnums=(2, 3, 4, 5, 6))
+_forward_jit = jax.jit(_forward, static_argnums=(2, 3, 4, 5, 6, 7))
 
 
 def forward(params, inputs, config: ModelConfig, precision: Precision | str = "fp32", *,
             return_attention: bool = False, logits: str = "all",
-            dense_max_len: int = attn.DENSE_MAX_LEN) -> Trace:
+            dense_max_len: int = attn.DENSE_MAX_LEN, attention_block: int = attn.BLOCK) -> Trace:
     """Run the model on token ids (n,) / (b, n) or input vectors (n, d) / (b, n, d). → Trace
 
     Jitted (compiled once per shape, config and precision). Inputs are validated before anything
     is traced. `logits`: "all" (n, vocab), "last" (1, vocab: saves memory for big vocabularies) or
     "none". Sequences longer than `dense_max_len` take a blocked attention path with O(n) memory
-    (attention.py); `return_attention=True` always uses the dense path.
+    (attention.py) in blocks of `attention_block` queries/keys; `return_attention=True` always uses
+    the dense path.
     """
     if not isinstance(config, ModelConfig):
         raise TypeError(f"forward: config must be a ModelConfig, got {type(config).__name__}")
@@ -278,8 +280,9 @@ def forward(params, inputs, config: ModelConfig, precision: Precision | str = "f
         raise TypeError(f"forward: return_attention must be a bool, got {return_attention!r}")
     if logits not in ("all", "last", "none"):
         raise ValueError(f"forward: logits must be 'all', 'last' or 'none', got {logits!r}")
-    if isinstance(dense_max_len, bool) or not isinstance(dense_max_len, int) or dense_max_len < 1:
-        raise ValueError(f"forward: dense_max_len must be a positive int, got {dense_max_len!r}")
+    for name, value in (("dense_max_len", dense_max_len), ("attention_block", attention_block)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"forward: {name} must be a positive int, got {value!r}")
     inputs, batched = _check_inputs(inputs, config)
     check_params(params, config)
     if precision.compute_dtype == "float64":
@@ -288,14 +291,14 @@ def forward(params, inputs, config: ModelConfig, precision: Precision | str = "f
             if not config.takes_tokens:
                 inputs = jnp.asarray(inputs, jnp.float64)
             trace = _forward_jit(params, inputs, config, precision, return_attention, logits,
-                                 dense_max_len)
+                                 dense_max_len, attention_block)
     else:
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), params)
         if not config.takes_tokens:
             inputs = jnp.asarray(np.asarray(inputs, np.float32) if isinstance(inputs, np.ndarray)
                                  else inputs, jnp.float32)
         trace = _forward_jit(params, inputs, config, precision, return_attention, logits,
-                             dense_max_len)
+                             dense_max_len, attention_block)
     if not batched:
         trace = Trace(*(None if a is None else a[0] for a in trace))
     return trace

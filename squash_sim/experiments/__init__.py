@@ -1,0 +1,1 @@
+"""One module per experiment; each returns data (dicts / arrays), never draws."""

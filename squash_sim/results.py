@@ -1,0 +1,43 @@
+"""Writing results: every file appears whole or not at all (written to a temporary name, then
+renamed), so an interrupted run never leaves a partial CSV, JSON or figure behind."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return _write_bytes(Path(path), buffer.getvalue().encode())
+
+
+def write_json(path: Path, data) -> Path:
+    return _write_bytes(Path(path), (json.dumps(data, indent=2, default=str) + "\n").encode())
+
+
+def write_figure(path: Path, figure) -> Path:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=130,
+                   bbox_inches="tight")
+    return _write_bytes(Path(path), buffer.getvalue())
