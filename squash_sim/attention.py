@@ -21,14 +21,13 @@ from __future__ import annotations
 import math
 
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from squash_sim import positional
 from squash_sim.precision import Numerics
 
 DENSE_MAX_LEN = 1024  # longer sequences take a blocked path unless the weights are returned
-BLOCK = 512
+BLOCK = 1024
 _NEG = -1e30  # finite "minus infinity" for running maxima: exp(_NEG − _NEG) is 1, never NaN
 
 
@@ -82,23 +81,15 @@ def query_blocked(q, k, v, positions, *, causal, window, alibi_slopes, num: Nume
     return out[:, :n]
 
 
-def _visible_block_pairs(n_blocks: int, block: int, causal: bool, window: int | None):
-    """The (query block, key block) pairs holding at least one visible (query, key) pair."""
-    pairs = []
-    for i in range(n_blocks):
-        for j in range(n_blocks):
-            if causal and j > i:
-                continue
-            closest = max(abs(i - j) * block - (block - 1), 0)  # smallest |query − key| across
-            if window is not None and closest >= window:
-                continue
-            pairs.append((i, j))
-    return np.array(pairs, dtype=np.int32)
-
-
 def online_softmax(q, k, v, positions, *, causal, window, alibi_slopes, num: Numerics,
                    block: int = BLOCK):
-    """Flash-style attention in native float32 over the visible block pairs. → (b, n, k, g, h)"""
+    """Flash-style attention in native float32. → (b, n, k, g, h)
+
+    For each block of queries (lax.map: outputs are stacked, nothing n-sized is carried), scan the
+    key blocks keeping a running max, sum and weighted sum for the block's rows. A key block that
+    the causal mask or window hides entirely is skipped (lax.cond); one that is entirely visible
+    skips the mask. Memory O(n); reverse-differentiable (scan and cond).
+    """
     b, n, n_kv, group, d_head = q.shape
     n_blocks = math.ceil(n / block)
     padded = n_blocks * block
@@ -106,40 +97,65 @@ def online_softmax(q, k, v, positions, *, causal, window, alibi_slopes, num: Num
     q = jnp.pad(q, ((0, 0), (0, pad), (0, 0), (0, 0), (0, 0)))
     k = jnp.pad(k, ((0, 0), (0, pad), (0, 0), (0, 0)))
     v = jnp.pad(v, ((0, 0), (0, pad), (0, 0), (0, 0)))
-    all_positions = jnp.arange(padded)
-    pairs = _visible_block_pairs(n_blocks, block, causal, window)
+    # Head-major blocks, so the loop body runs its matmuls without transposing anything:
+    q_blocks = jnp.einsum("bNnkgh->Nbkgnh", q.reshape(b, n_blocks, block, n_kv, group, d_head))
+    k_blocks = jnp.einsum("bMmkh->Mbkmh", k.reshape(b, n_blocks, block, n_kv, d_head))
+    v_blocks = jnp.einsum("bMmkh->Mbkmh", v.reshape(b, n_blocks, block, n_kv, d_head))
+    offsets = jnp.arange(block)
 
-    def step(carry, pair):
-        out, row_max, row_sum = carry  # (b, N, k, g, h), (b, k, g, N), (b, k, g, N)
-        i, j = pair[0] * block, pair[1] * block
-        q_i = lax.dynamic_slice_in_dim(q, i, block, axis=1)  # (b, B, k, g, h)
-        k_j = lax.dynamic_slice_in_dim(k, j, block, axis=1)  # (b, B, k, h)
-        v_j = lax.dynamic_slice_in_dim(v, j, block, axis=1)
-        query_positions = lax.dynamic_slice_in_dim(all_positions, i, block)
-        key_positions = lax.dynamic_slice_in_dim(all_positions, j, block)
-        scores = _scores(q_i, k_j, query_positions, key_positions, alibi_slopes, causal, num)
-        ok = visible(query_positions, key_positions, causal, window) & (key_positions < n)[None]
-        scores = jnp.where(ok, scores, _NEG)  # (b, k, g, B, B)
-        old_max = lax.dynamic_slice_in_dim(row_max, i, block, axis=3)  # (b, k, g, B)
-        old_sum = lax.dynamic_slice_in_dim(row_sum, i, block, axis=3)
-        old_out = lax.dynamic_slice_in_dim(out, i, block, axis=1)  # (b, B, k, g, h)
-        new_max = jnp.maximum(old_max, scores.max(axis=-1))
-        exps = jnp.where(ok, jnp.exp(scores - new_max[..., None]), 0.0)
-        correction = jnp.exp(old_max - new_max)  # (b, k, g, B)
-        new_sum = old_sum * correction + exps.sum(axis=-1)
-        new_out = (old_out * jnp.einsum("bkgn->bnkg", correction)[..., None]
-                   + jnp.einsum("bkgnm,bmkh->bnkgh", exps, v_j, precision=lax.Precision.HIGHEST))
-        out = lax.dynamic_update_slice_in_dim(out, new_out, i, axis=1)
-        row_max = lax.dynamic_update_slice_in_dim(row_max, new_max, i, axis=3)
-        row_sum = lax.dynamic_update_slice_in_dim(row_sum, new_sum, i, axis=3)
-        return (out, row_max, row_sum), None
+    def query_block(args):
+        i, q_i = args  # q_i: (b, k, g, B, h)
+        query_positions = i * block + offsets
 
-    init = (jnp.zeros_like(q), jnp.full((b, n_kv, group, padded), _NEG, q.dtype),
-            jnp.zeros((b, n_kv, group, padded), q.dtype))
-    (out, _, row_sum), _ = lax.scan(step, init, jnp.asarray(pairs))
-    out = out / jnp.einsum("bkgn->bnkg", row_sum)[..., None]
+        def update(state, j, masked: bool):
+            row_max, row_sum, out = state  # (b, k, g, B), (b, k, g, B), (b, k, g, B, h)
+            key_positions = j * block + offsets
+            scores = jnp.einsum("bkgnh,bkmh->bkgnm", q_i, k_blocks[j],
+                                precision=lax.Precision.HIGHEST)  # (b, k, g, B, B)
+            if alibi_slopes is not None:
+                bias = positional.alibi_bias(query_positions, key_positions, alibi_slopes, causal,
+                                             scores.dtype)
+                scores = scores + bias.reshape(n_kv, group, block, block)
+            scores = num.logits(scores)
+            if masked:
+                ok = visible(query_positions, key_positions, causal, window) & (key_positions < n)
+                scores = jnp.where(ok, scores, _NEG)
+            new_max = jnp.maximum(row_max, scores.max(axis=-1))
+            exps = jnp.exp(scores - new_max[..., None])
+            if masked:
+                exps = jnp.where(ok, exps, 0.0)
+            correction = jnp.exp(row_max - new_max)
+            row_sum = row_sum * correction + exps.sum(axis=-1)
+            out = out * correction[..., None] + jnp.einsum(
+                "bkgnm,bkmh->bkgnh", exps, v_blocks[j], precision=lax.Precision.HIGHEST)
+            return new_max, row_sum, out
+
+        def key_step(state, j):
+            # Offsets i·B − j·B ± (B − 1) between the blocks' queries and keys decide visibility.
+            gap = (i - j) * block
+            smallest = jnp.maximum(jnp.abs(gap) - (block - 1), 0)
+            largest = jnp.abs(gap) + (block - 1)
+            any_visible = (j <= i) if causal else jnp.bool_(True)
+            all_visible = (j < i) if causal else jnp.bool_(True)
+            if window is not None:
+                any_visible = any_visible & (smallest < window)
+                all_visible = all_visible & (largest < window)
+            all_visible = all_visible & ((j + 1) * block <= n)  # no padded keys
+            state = lax.cond(
+                any_visible,
+                lambda s: lax.cond(all_visible, lambda s: update(s, j, False),
+                                   lambda s: update(s, j, True), s),
+                lambda s: s, state)
+            return state, None
+
+        init = (jnp.full((b, n_kv, group, block), _NEG, q.dtype),
+                jnp.zeros((b, n_kv, group, block), q.dtype), jnp.zeros_like(q_i))
+        (_, row_sum, out), _ = lax.scan(key_step, init, jnp.arange(n_blocks))
+        return out / row_sum[..., None]  # (b, k, g, B, h)
+
+    out = lax.map(query_block, (jnp.arange(n_blocks), q_blocks))  # (nb, b, k, g, B, h)
+    out = jnp.einsum("Nbkgnh->bNnkgh", out).reshape(b, padded, n_kv, group, d_head)
     return num.act(out[:, :n])
-
 
 def attention(q, k, v, *, causal: bool, window: int | None, alibi_slopes, num: Numerics,
               return_weights: bool, dense_max_len: int = DENSE_MAX_LEN, block: int = BLOCK):
