@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -41,3 +42,13 @@ def test_collapse_cli_entry_point_and_bad_arguments(tmp_path):
     ok = run("collapse", "--max-len", "40", "--out", str(tmp_path))
     assert ok.returncode == 0, ok.stderr
     assert "one forward pass" in ok.stderr  # progress goes to stderr
+
+
+def test_installed_console_script_runs_the_main_job(tmp_path):
+    """The README's first command: `squash-sim collapse` from the installed entry point."""
+    script = Path(sys.executable).parent / "squash-sim"
+    assert script.exists(), "install the package (pip install '.[test]') to get the squash-sim script"
+    done = subprocess.run([str(script), "collapse", "--max-len", "64", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "collapse.csv").exists() and "Representational collapse" in done.stdout
