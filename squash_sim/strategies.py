@@ -65,3 +65,25 @@ def model_configs(max_d_model: int = 32, max_layers: int = 2, tokens: bool | Non
         )
 
     return build()
+
+
+@st.composite
+def causal_attention_matrices(draw, min_n: int = 2, max_n: int = 10, sparse: bool = True):
+    """Lower-triangular row-stochastic matrices Λ (lists of lists, JSON-ready): softmax rows over
+    j ≤ i of logits in [−4, 4], some entries zeroed (and the row renormalised) when sparse."""
+    n = draw(st.integers(min_n, max_n))
+    rows = []
+    for i in range(n):
+        logits = np.array(draw(st.lists(st.floats(-4, 4), min_size=i + 1, max_size=i + 1)))
+        weights = np.exp(logits - logits.max())
+        if sparse and i > 0 and draw(st.booleans()):
+            keep = np.array(draw(st.lists(st.booleans(), min_size=i + 1, max_size=i + 1)))
+            keep[int(np.argmax(weights))] = True
+            weights = weights * keep
+        weights = weights / weights.sum()
+        rows.append([float(w) for w in weights] + [0.0] * (n - i - 1))
+    return rows
+
+
+def bounded_vectors(min_n: int = 2, max_n: int = 200, low: float = -3.0, high: float = 3.0):
+    return st.lists(st.floats(low, high), min_size=min_n, max_size=max_n)

@@ -1,0 +1,95 @@
+"""Theorem B.5 [5.1]: over-squashing, the matrix-form sensitivity bound (theory.md §2).
+
+Under the theorem's assumptions — attention weights frozen (Λ⁽ℓ⁾ taken from a real forward pass and
+held constant), norms replaced by x/β₁, x/β₂, final x/β₃, ψ⁽ℓ⁾ Lipschitz with constant σ_ψ⁽ℓ⁾ —
+    ‖∂y_n/∂v_i⁽⁰⁾‖₂ ≤ C · [Ā⁽ᴸ⁻¹⁾ ⋯ Ā⁽⁰⁾]_{n,i},  Ā⁽ℓ⁾ = Λ⁽ℓ⁾/β₁⁽ℓ⁾ + I,  C = (1/β₃) Π_ℓ (σ_ψ⁽ℓ⁾/β₂⁽ℓ⁾ + 1)
+for every position i. The Jacobian blocks are exact (jax.jacrev in float64); σ_ψ = ‖W_in‖₂‖W_out‖₂
+for ψ(x) = relu(x W_in) W_out. This is the proof-consistent form; the paper's three printed
+variants are a later addition (see the issue).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import strategies as st
+
+from proofs_check.claims.base import Outcome
+from squash_sim import ModelConfig, forward, init_params
+
+NAME = "theorem_b5"
+REFERENCE = "[G] Theorem B.5 (main text Theorem 5.1), matrix form from the end of its proof"
+ASSUMPTIONS = "frozen attention, theory norms x/β, ψ Lipschitz (ReLU MLP), W_V = W_O = I"
+STATEMENT = "||dy_n/dv_i||_2 <= C [prod_l (Lambda_l/beta1_l + I)]_{n,i}, C = prod(sigma/beta2 + 1)/beta3"
+LATEX = (r"\left\|\frac{\partial y_n}{\partial v_i^{(0)}}\right\|_2 \le \frac{1}{\beta_3}"
+         r"\prod_\ell\Big(\frac{\sigma_\psi}{\beta_2^{(\ell)}}+1\Big)"
+         r"\Big[\prod_\ell\big(\tfrac{\Lambda^{(\ell)}}{\beta_1^{(\ell)}}+I\big)\Big]_{n,i}")
+
+
+DEFAULT_EXAMPLES = 40  # each instance takes an exact Jacobian
+
+
+def instances():
+    return st.fixed_dictionaries({
+        "n": st.sampled_from((1, 2, 4, 7, 10)), "d": st.sampled_from([2, 4]),
+        "layers": st.integers(1, 3),
+        "beta1": st.floats(0.5, 4.0), "beta2": st.floats(0.5, 4.0), "beta3": st.floats(0.5, 4.0),
+        "seed": st.integers(0, 2**31 - 1)})
+
+
+def _setup(inst):
+    config = ModelConfig(d_model=inst["d"], n_layers=inst["layers"], n_heads=1, positional="none",
+                         norm="theory", theory_beta1=inst["beta1"], theory_beta2=inst["beta2"],
+                         theory_beta3=inst["beta3"], mlp="relu", d_ff=2 * inst["d"],
+                         identity_value_output=True)
+    params = init_params(config, jax.random.key(inst["seed"] % 2**31))
+    v0 = np.random.default_rng(inst["seed"]).standard_normal((inst["n"], inst["d"]))
+    lambdas = np.asarray(forward(params, v0, config, "fp64", return_attention=True).attention[:, 0])
+    return config, params, v0, lambdas
+
+
+def sensitivities(inst):
+    """(exact ‖∂y_n/∂v_i‖₂ per i, the layers' Λ, σ_ψ per layer, config)."""
+    config, params, v0, lambdas = _setup(inst)
+    layers = [(np.asarray(p["w_in"], np.float64), np.asarray(p["w_out"], np.float64))
+              for p in params["layers"]]
+    with jax.enable_x64(True):
+        def frozen(v):
+            for lam, (w_in, w_out) in zip(lambdas, layers, strict=True):
+                z = jnp.asarray(lam) @ (v / inst["beta1"]) + v
+                v = jax.nn.relu((z / inst["beta2"]) @ w_in) @ w_out + z
+            return v[-1] / inst["beta3"]
+
+        jacobian = np.asarray(jax.jacrev(frozen)(jnp.asarray(v0)))  # (d, n, d)
+    blocks = np.stack([np.linalg.norm(jacobian[:, i, :], ord=2) for i in range(inst["n"])])
+    sigmas = [np.linalg.norm(w_in, 2) * np.linalg.norm(w_out, 2) for w_in, w_out in layers]
+    return blocks, lambdas, sigmas
+
+
+def bound(inst, lambdas, sigmas, residual=True):
+    a_bar = np.eye(inst["n"])
+    for lam in lambdas:
+        a_bar = (lam / inst["beta1"] + (np.eye(inst["n"]) if residual else 0)) @ a_bar
+    constant = np.prod([s / inst["beta2"] + 1 for s in sigmas]) / inst["beta3"]
+    return constant * a_bar[-1]
+
+
+def _check(inst, residual=True, scale=1.0):
+    blocks, lambdas, sigmas = sensitivities(inst)
+    rhs = scale * bound(inst, lambdas, sigmas, residual)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        used = np.where(blocks > 0, blocks / rhs, 0.0)
+    worst = float(np.nanmax(np.where(np.isnan(used), np.inf, used)))
+    return Outcome(worst, 1.0, worst <= 1 + 1e-9,
+                   note=f"n {inst['n']}, L {inst['layers']}, max ‖J‖ {blocks.max():.3g}")
+
+
+def evaluate(inst):
+    return _check(inst)
+
+
+MUTANTS = {
+    "residual identity dropped from Ā": lambda inst: _check(inst, residual=False),
+    "bound scaled by 1/100": lambda inst: _check(inst, scale=0.01),
+}

@@ -1,0 +1,147 @@
+"""Run claims over Hypothesis-drawn instances: a table, JSON, shrunk counterexamples, replay.
+
+    python -m proofs_check                          every claim at its default budget
+    python -m proofs_check theorem_b5 --examples 2000 --json out.json
+    python -m proofs_check --replay counterexample.json
+    python -m proofs_check --mutant theorem_b5 "bound scaled by 1/100"   (must report violations)
+
+Exit status 1 when a claim whose assumptions were met is violated. A counterexample is shrunk by
+Hypothesis and written as JSON ({"claim", "instance", "outcome"}) that --replay re-evaluates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from hypothesis import HealthCheck, Phase, given, settings
+
+from proofs_check.claims import CLAIMS
+from proofs_check.claims.base import ClaimViolation, Outcome
+
+DEFAULT_EXAMPLES = 200
+
+
+@dataclasses.dataclass
+class ClaimReport:
+    claim: str
+    instances: int
+    violations: int
+    assumption_failures: int
+    worst_margin: float
+    median_tightness: float
+    max_tightness: float
+    seconds: float
+    counterexample: dict | None = None
+
+    def row(self) -> str:
+        fmt = lambda x: "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}"  # noqa: E731
+        return (f"{self.claim:<22} {self.instances:>9} {self.violations:>10} "
+                f"{fmt(self.worst_margin):>12} {fmt(self.median_tightness):>10} "
+                f"{fmt(self.max_tightness):>10} {self.assumption_failures:>11} {self.seconds:>7.1f}")
+
+
+HEADER = (f"{'claim':<22} {'instances':>9} {'violations':>10} {'worst margin':>12} "
+          f"{'median t':>10} {'max t':>10} {'assump. no':>11} {'time s':>7}")
+
+
+def run_claim(module, examples: int | None = None, evaluate=None, shrink: bool = True) -> ClaimReport:
+    """Evaluate `examples` instances (deterministic); shrink the first violation unless told not."""
+    evaluate = evaluate or module.evaluate
+    examples = examples or getattr(module, "DEFAULT_EXAMPLES", DEFAULT_EXAMPLES)
+    seen: list[Outcome] = []
+    start = time.perf_counter()
+
+    @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck), print_blob=False,
+              phases=[Phase.explicit, Phase.generate] + ([Phase.shrink] if shrink else []))
+    @given(module.instances())
+    def check(instance):
+        outcome = evaluate(instance)
+        seen.append(outcome)
+        if outcome.violated:
+            raise ClaimViolation(module.NAME, instance, outcome)
+
+    counterexample = None
+    try:
+        check()
+    except ClaimViolation as violation:  # raised again on the shrunk, minimal instance
+        counterexample = {"claim": module.NAME, "instance": violation.instance,
+                          "outcome": dataclasses.asdict(violation.outcome)}
+    met = [o for o in seen if o.assumptions_met]
+    tight = [o.tightness for o in met if not math.isnan(o.tightness)]
+    return ClaimReport(
+        claim=module.NAME, instances=len(seen), violations=sum(o.violated for o in seen),
+        assumption_failures=len(seen) - len(met),
+        worst_margin=min((o.margin for o in met), default=math.nan),
+        median_tightness=statistics.median(tight) if tight else math.nan,
+        max_tightness=max(tight, default=math.nan), seconds=time.perf_counter() - start,
+        counterexample=counterexample)
+
+
+def replay(path: Path) -> Outcome:
+    data = json.loads(Path(path).read_text())
+    if data.get("claim") not in CLAIMS:
+        raise ValueError(f"--replay: {path} names no known claim ({data.get('claim')!r}); "
+                         f"known: {sorted(CLAIMS)}")
+    return CLAIMS[data["claim"]].evaluate(data["instance"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m proofs_check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("claims", nargs="*", help=f"claims to run (default: all): {', '.join(CLAIMS)}")
+    parser.add_argument("--examples", type=int, default=None, help="instances per claim")
+    parser.add_argument("--json", default=None, help="write the report here")
+    parser.add_argument("--counterexamples", default="counterexamples",
+                        help="folder for shrunk counterexamples (default: ./counterexamples)")
+    parser.add_argument("--replay", default=None, help="re-evaluate a counterexample JSON file")
+    parser.add_argument("--mutant", nargs=2, metavar=("CLAIM", "MUTANT"), default=None,
+                        help="run a deliberately wrong statement instead (it must be refuted)")
+    args = parser.parse_args(argv)
+
+    if args.replay:
+        outcome = replay(Path(args.replay))
+        print(json.dumps(dataclasses.asdict(outcome) | {"violated": outcome.violated}, indent=2))
+        return 1 if outcome.violated else 0
+    unknown = [c for c in args.claims if c not in CLAIMS]
+    if unknown:
+        parser.error(f"unknown claim(s) {unknown}; known: {', '.join(CLAIMS)}")
+    if args.examples is not None and args.examples < 1:
+        parser.error("--examples must be >= 1")
+    jobs = [(CLAIMS[c], None, c) for c in (args.claims or CLAIMS)]
+    if args.mutant:
+        claim, mutant = args.mutant
+        if claim not in CLAIMS or mutant not in CLAIMS[claim].MUTANTS:
+            parser.error(f"--mutant: no mutant {mutant!r} of {claim!r}")
+        jobs = [(CLAIMS[claim], CLAIMS[claim].MUTANTS[mutant], f"{claim} [mutant: {mutant}]")]
+
+    print(HEADER + "\n" + "-" * len(HEADER))
+    reports = []
+    for module, evaluate, label in jobs:
+        report = run_claim(module, args.examples, evaluate)
+        report.claim = label
+        reports.append(report)
+        print(report.row(), flush=True)
+        if report.counterexample and not args.mutant:
+            folder = Path(args.counterexamples)
+            folder.mkdir(parents=True, exist_ok=True)
+            target = folder / f"{module.NAME}.json"
+            target.write_text(json.dumps(report.counterexample, indent=2, default=float) + "\n")
+            print(f"    counterexample (shrunk) written to {target}")
+    if args.json:
+        Path(args.json).write_text(json.dumps([dataclasses.asdict(r) for r in reports], indent=2,
+                                              default=float) + "\n")
+    violated = any(r.violations for r in reports)
+    print("\nt = lhs/rhs (tightness). " + ("VIOLATIONS FOUND" if violated else "no violations"))
+    return 1 if violated and not args.mutant else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

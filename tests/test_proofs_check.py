@@ -1,0 +1,72 @@
+"""proofs_check: every claim holds at its default budget, and every mutant is refuted by it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from proofs_check.claims import CLAIMS, lemma_b1
+from proofs_check.claims.base import ClaimViolation, assert_holds
+from proofs_check.runner import replay, run_claim
+
+MUTANTS = [(claim, mutant) for claim, module in CLAIMS.items() for mutant in module.MUTANTS]
+
+
+@pytest.mark.parametrize("claim", list(CLAIMS))
+def test_every_claim_holds_at_its_default_budget(claim):
+    report = run_claim(CLAIMS[claim])
+    assert report.violations == 0, report.counterexample
+    assert report.instances >= getattr(CLAIMS[claim], "DEFAULT_EXAMPLES", 200)
+
+
+@pytest.mark.parametrize("claim, mutant", MUTANTS, ids=[f"{c}:{m}" for c, m in MUTANTS])
+def test_the_default_budget_refutes_every_mutant(claim, mutant):
+    module = CLAIMS[claim]
+    report = run_claim(module, evaluate=module.MUTANTS[mutant], shrink=False)
+    assert report.violations > 0, f"mutant {mutant!r} of {claim} survived {report.instances} instances"
+
+
+def test_every_claim_declares_what_a_reader_needs():
+    for module in CLAIMS.values():
+        for field in ("NAME", "REFERENCE", "ASSUMPTIONS", "STATEMENT", "LATEX"):
+            assert getattr(module, field), (module.__name__, field)
+        assert module.MUTANTS, module.__name__
+
+
+def test_theorem_b3_reports_unmet_assumptions_instead_of_passing():
+    from proofs_check.claims import theorem_b3
+
+    outcome = theorem_b3.evaluate({"n": 8, "d": 4, "positional": "sinusoidal", "norm": "none",
+                                   "beta": 1.0, "scale": 1.0, "seed": 3})
+    assert not outcome.assumptions_met and "assumption not met" in outcome.note
+
+
+def test_lemma_b1_gap_decays_like_n_to_the_minus_two():
+    assert abs(lemma_b1.slope() + 2) < 0.05
+
+
+def test_replay_reevaluates_a_saved_instance_exactly(tmp_path):
+    module = CLAIMS["lemma_b2"]
+    report = run_claim(module, evaluate=module.MUTANTS["S/max(Z,Z*) (factor 2 dropped)"])
+    instance = report.counterexample["instance"]  # shrunk by Hypothesis
+    path = tmp_path / "counterexample.json"
+    path.write_text(json.dumps(report.counterexample))
+    assert replay(path) == module.evaluate(instance)  # the true claim holds on it
+    with pytest.raises(ClaimViolation):
+        assert_holds(type("Mutant", (), {"NAME": "m", "evaluate": staticmethod(
+            module.MUTANTS["S/max(Z,Z*) (factor 2 dropped)"])}), instance)
+
+
+def test_cli_table_json_and_errors(tmp_path):
+    run = lambda *a: subprocess.run([sys.executable, "-m", "proofs_check", *a],  # noqa: E731
+                                    capture_output=True, text=True, timeout=300)
+    ok = run("lemma_b1", "prop_b4", "--examples", "30", "--json", str(tmp_path / "r.json"))
+    assert ok.returncode == 0, ok.stderr
+    assert "lemma_b1" in ok.stdout and "no violations" in ok.stdout
+    assert [r["claim"] for r in json.loads((tmp_path / "r.json").read_text())] == ["lemma_b1",
+                                                                                    "prop_b4"]
+    bad = run("lemma_b99")
+    assert bad.returncode == 2 and "unknown claim" in bad.stderr
