@@ -20,12 +20,23 @@ import sys
 import time
 from pathlib import Path
 
+import jax.monitoring
 from hypothesis import HealthCheck, Phase, given, settings
 
 from proofs_check.claims import CLAIMS
 from proofs_check.claims.base import ClaimViolation, Outcome
 
 DEFAULT_EXAMPLES = 200
+
+_COMPILES = [0]
+
+
+def _count_compiles(event: str, duration: float, **_) -> None:
+    if event == "/jax/core/compile/backend_compile_duration":
+        _COMPILES[0] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compiles)
 
 
 @dataclasses.dataclass
@@ -38,17 +49,19 @@ class ClaimReport:
     median_tightness: float
     max_tightness: float
     seconds: float
+    compilations: int = 0
     counterexample: dict | None = None
 
     def row(self) -> str:
         fmt = lambda x: "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}"  # noqa: E731
         return (f"{self.claim:<22} {self.instances:>9} {self.violations:>10} "
                 f"{fmt(self.worst_margin):>12} {fmt(self.median_tightness):>10} "
-                f"{fmt(self.max_tightness):>10} {self.assumption_failures:>11} {self.seconds:>7.1f}")
+                f"{fmt(self.max_tightness):>10} {self.assumption_failures:>11} {self.seconds:>7.1f} "
+                f"{self.compilations:>8}")
 
 
 HEADER = (f"{'claim':<22} {'instances':>9} {'violations':>10} {'worst margin':>12} "
-          f"{'median t':>10} {'max t':>10} {'assump. no':>11} {'time s':>7}")
+          f"{'median t':>10} {'max t':>10} {'assump. no':>11} {'time s':>7} {'compiles':>8}")
 
 
 def run_claim(module, examples: int | None = None, evaluate=None, shrink: bool = True) -> ClaimReport:
@@ -56,7 +69,7 @@ def run_claim(module, examples: int | None = None, evaluate=None, shrink: bool =
     evaluate = evaluate or module.evaluate
     examples = examples or getattr(module, "DEFAULT_EXAMPLES", DEFAULT_EXAMPLES)
     seen: list[Outcome] = []
-    start = time.perf_counter()
+    start, compiles_before = time.perf_counter(), _COMPILES[0]
 
     @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
               suppress_health_check=list(HealthCheck), print_blob=False,
@@ -82,7 +95,7 @@ def run_claim(module, examples: int | None = None, evaluate=None, shrink: bool =
         worst_margin=min((o.margin for o in met), default=math.nan),
         median_tightness=statistics.median(tight) if tight else math.nan,
         max_tightness=max(tight, default=math.nan), seconds=time.perf_counter() - start,
-        counterexample=counterexample)
+        compilations=_COMPILES[0] - compiles_before, counterexample=counterexample)
 
 
 def replay(path: Path) -> Outcome:
@@ -139,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps([dataclasses.asdict(r) for r in reports], indent=2,
                                               default=float) + "\n")
     violated = any(r.violations for r in reports)
-    print("\nt = lhs/rhs (tightness). " + ("VIOLATIONS FOUND" if violated else "no violations"))
+    total = sum(r.seconds for r in reports)
+    print(f"\nt = lhs/rhs (tightness); {sum(r.instances for r in reports)} instances, "
+          f"{sum(r.compilations for r in reports)} XLA compilations, {total:.1f} s. "
+          + ("VIOLATIONS FOUND" if violated else "no violations"))
     return 1 if violated and not args.mutant else 0
 
 

@@ -104,6 +104,15 @@ def cmd_collapse(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    try:
+        from proofs_check.runner import main as check_main
+    except ImportError:  # proofs_check ships beside squash_sim in the same distribution
+        print("squash-sim check: proofs_check is not installed", file=sys.stderr)
+        return 2
+    return check_main(args.check_args)
+
+
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
@@ -138,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     collapse.add_argument("--formats", type=lambda s: s.split(","), default=["png"],
                           help="figure formats, comma list of png, svg, pdf (default: png)")
     collapse.set_defaults(run=cmd_collapse)
+
+    check = commands.add_parser(
+        "check", help="check every formal result of the paper numerically (proofs_check)",
+        description="Same as `python -m proofs_check`: every claim over Hypothesis instances, a "
+                    "table and JSON; exit 1 on a violation. Arguments are passed through "
+                    "(e.g. `squash-sim check theorem_b5 --examples 500 --json out.json`).")
+    check.add_argument("check_args", nargs=argparse.REMAINDER, help="arguments for proofs_check")
+    check.set_defaults(run=cmd_check)
     return parser
 
 

@@ -68,5 +68,9 @@ def test_cli_table_json_and_errors(tmp_path):
     assert "lemma_b1" in ok.stdout and "no violations" in ok.stdout
     assert [r["claim"] for r in json.loads((tmp_path / "r.json").read_text())] == ["lemma_b1",
                                                                                     "prop_b4"]
+    assert "XLA compilations" in ok.stdout
     bad = run("lemma_b99")
     assert bad.returncode == 2 and "unknown claim" in bad.stderr
+    via_main_cli = subprocess.run([sys.executable, "-m", "squash_sim.cli", "check", "prop_b4",
+                                   "--examples", "5"], capture_output=True, text=True, timeout=300)
+    assert via_main_cli.returncode == 0 and "prop_b4" in via_main_cli.stdout

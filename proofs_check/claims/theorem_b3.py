@@ -27,16 +27,19 @@ LATEX = (r"\|z_n-z^*_{n+1}\|_1 \le \max_i\|u_i\|_1\Big[\sum_{i<n}|\alpha_{n,i}-\
          r"+|\alpha_{n,n}-\alpha^*_{n+1,n}-\alpha^*_{n+1,n+1}|\Big]")
 
 
-LENGTHS = (1, 2, 3, 5, 8, 13, 21, 34)  # bucketed: each length compiles once
-DEFAULT_EXAMPLES = 60
+# Bucketed: β lives in the (static) config, so a few values let instances share compiled graphs.
+LENGTHS = (1, 2, 5, 13, 34)
+BETAS = (0.5, 1.0, 2.5)
+DEFAULT_EXAMPLES = 40
 
 
 def instances():
     return st.fixed_dictionaries({
-        "n": st.sampled_from(LENGTHS), "d": st.sampled_from([2, 4, 8]),
-        "positional": st.sampled_from(["none", "rope", "alibi", "sinusoidal", "learned"]),
-        "norm": st.sampled_from(["none", "theory"]), "beta": st.floats(0.25, 4.0),
-        "scale": st.floats(0.1, 3.0), "seed": st.integers(0, 2**31 - 1)})
+        "n": st.sampled_from(LENGTHS), "d": st.just(4),
+        "positional": st.sampled_from(["none", "rope", "alibi", "sinusoidal"]),
+        "norm": st.sampled_from(["none", "theory"]), "beta": st.sampled_from(BETAS),
+        "scale": st.floats(0.1, 3.0), "seed": st.integers(0, 2**31 - 1)}).map(
+        lambda inst: inst if inst["norm"] == "theory" else {**inst, "beta": 1.0})  # β unused
 
 
 def _config(inst) -> ModelConfig:

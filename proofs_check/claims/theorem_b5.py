@@ -27,14 +27,17 @@ LATEX = (r"\left\|\frac{\partial y_n}{\partial v_i^{(0)}}\right\|_2 \le \frac{1}
          r"\Big[\prod_\ell\big(\tfrac{\Lambda^{(\ell)}}{\beta_1^{(\ell)}}+I\big)\Big]_{n,i}")
 
 
-DEFAULT_EXAMPLES = 40  # each instance takes an exact Jacobian
+DEFAULT_EXAMPLES = 30  # each instance takes an exact Jacobian
+BETAS = (0.5, 2.0)  # below and above 1; few values keep compiles shared
 
 
 def instances():
     return st.fixed_dictionaries({
-        "n": st.sampled_from((1, 2, 4, 7, 10)), "d": st.sampled_from([2, 4]),
+        "n": st.sampled_from((1, 2, 4, 7, 10)), "d": st.just(3),
         "layers": st.integers(1, 3),
-        "beta1": st.floats(0.5, 4.0), "beta2": st.floats(0.5, 4.0), "beta3": st.floats(0.5, 4.0),
+        # β values from a small set: they are static config fields, so instances share compiles.
+        "beta1": st.sampled_from(BETAS), "beta2": st.sampled_from(BETAS),
+        "beta3": st.sampled_from(BETAS),
         "seed": st.integers(0, 2**31 - 1)})
 
 
