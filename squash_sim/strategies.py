@@ -87,3 +87,19 @@ def causal_attention_matrices(draw, min_n: int = 2, max_n: int = 10, sparse: boo
 
 def bounded_vectors(min_n: int = 2, max_n: int = 200, low: float = -3.0, high: float = 3.0):
     return st.lists(st.floats(low, high), min_size=min_n, max_size=max_n)
+
+
+COLLAPSE_LENGTHS = (1, 2, 5, 13, 34)  # bucketed lengths: each compiles once
+
+
+def collapse_pairs(lengths=COLLAPSE_LENGTHS, positionals=("none", "rope", "alibi", "sinusoidal"),
+                   widths=(4,)):
+    """Theorem B.3 instances (JSON-ready): a sequence v of n random vectors and v* = [v, v_n], for
+    a one-layer, one-head, W_V = W_O = I model with the given positional encodings and norm
+    "none" or "theory" (β). Evaluate with proofs_check.claims.theorem_b3."""
+    return st.fixed_dictionaries({
+        "n": st.sampled_from(lengths), "d": st.sampled_from(widths),
+        "positional": st.sampled_from(positionals), "norm": st.sampled_from(["none", "theory"]),
+        "beta": st.sampled_from([0.5, 1.0, 2.5]), "scale": st.floats(0.1, 3.0),
+        "seed": st.integers(0, 2**31 - 1)}).map(
+        lambda inst: inst if inst["norm"] == "theory" else {**inst, "beta": 1.0})  # β unused

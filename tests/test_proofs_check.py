@@ -74,3 +74,13 @@ def test_cli_table_json_and_errors(tmp_path):
     via_main_cli = subprocess.run([sys.executable, "-m", "squash_sim.cli", "check", "prop_b4",
                                    "--examples", "5"], capture_output=True, text=True, timeout=300)
     assert via_main_cli.returncode == 0 and "prop_b4" in via_main_cli.stdout
+
+
+@pytest.mark.parametrize("variant", list(CLAIMS["theorem_b5"].VARIANTS))
+def test_the_papers_printed_b5_variants_are_refuted_with_a_counterexample(variant):
+    """theory.md: the paper prints three forms of B.5; only the proof-consistent one is a bound.
+    The runner must find (and shrink) a counterexample for each printed one."""
+    module = CLAIMS["theorem_b5"]
+    report = run_claim(module, evaluate=module.VARIANTS[variant])
+    assert report.violations > 0 and report.counterexample is not None
+    assert module.VARIANTS[variant](report.counterexample["instance"]).violated  # replayable

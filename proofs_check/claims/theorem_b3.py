@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from hypothesis import strategies as st
 
 from proofs_check.claims.base import Outcome
 from squash_sim import ModelConfig, forward, init_params
+from squash_sim import strategies as sst
 
 NAME = "theorem_b3"
 REFERENCE = "[G] Theorem B.3 (main text Theorem 4.2), layer-0 inequality and NoPE identity"
@@ -27,19 +27,11 @@ LATEX = (r"\|z_n-z^*_{n+1}\|_1 \le \max_i\|u_i\|_1\Big[\sum_{i<n}|\alpha_{n,i}-\
          r"+|\alpha_{n,n}-\alpha^*_{n+1,n}-\alpha^*_{n+1,n+1}|\Big]")
 
 
-# Bucketed: β lives in the (static) config, so a few values let instances share compiled graphs.
-LENGTHS = (1, 2, 5, 13, 34)
-BETAS = (0.5, 1.0, 2.5)
-DEFAULT_EXAMPLES = 40
+DEFAULT_EXAMPLES = 32
 
 
 def instances():
-    return st.fixed_dictionaries({
-        "n": st.sampled_from(LENGTHS), "d": st.just(4),
-        "positional": st.sampled_from(["none", "rope", "alibi", "sinusoidal"]),
-        "norm": st.sampled_from(["none", "theory"]), "beta": st.sampled_from(BETAS),
-        "scale": st.floats(0.1, 3.0), "seed": st.integers(0, 2**31 - 1)}).map(
-        lambda inst: inst if inst["norm"] == "theory" else {**inst, "beta": 1.0})  # β unused
+    return sst.collapse_pairs()
 
 
 def _config(inst) -> ModelConfig:
