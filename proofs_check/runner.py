@@ -20,11 +20,13 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import jax.monitoring
 from hypothesis import HealthCheck, Phase, given, settings
 
 from proofs_check.claims import CLAIMS
 from proofs_check.claims.base import ClaimViolation, Outcome
+from squash_sim.results import write_json
 
 DEFAULT_EXAMPLES = 200
 
@@ -65,25 +67,41 @@ HEADER = (f"{'claim':<22} {'instances':>9} {'violations':>10} {'worst margin':>1
 
 
 def run_claim(module, examples: int | None = None, evaluate=None, shrink: bool = True) -> ClaimReport:
-    """Evaluate `examples` instances (deterministic); shrink the first violation unless told not."""
+    """Evaluate `examples` instances (deterministic); shrink the first violation unless told not.
+
+    A claim with a batched COMPUTE is run twice over the same derandomized draws: first only to
+    collect the instances, which COMPUTE evaluates grouped by shape, vmapped and sharded over the
+    devices; then to judge each one from that cache (shrinking computes its new instances alone).
+    The cache is kept, so mutants and printed variants of the claim reuse it; `main` clears it."""
     evaluate = evaluate or module.evaluate
     examples = examples or getattr(module, "DEFAULT_EXAMPLES", DEFAULT_EXAMPLES)
+    compute = getattr(module, "COMPUTE", None)
     seen: list[Outcome] = []
+    drawn: list = []
     start, compiles_before = time.perf_counter(), _COMPILES[0]
 
-    @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck), print_blob=False,
-              phases=[Phase.explicit, Phase.generate] + ([Phase.shrink] if shrink else []))
-    @given(module.instances())
-    def check(instance):
-        outcome = evaluate(instance)
-        seen.append(outcome)
-        if outcome.violated:
-            raise ClaimViolation(module.NAME, instance, outcome)
+    def hypothesis_run(collect: bool):
+        @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
+                  suppress_health_check=list(HealthCheck), print_blob=False,
+                  phases=[Phase.explicit, Phase.generate] + ([Phase.shrink] if shrink else []))
+        @given(module.instances())
+        def check(instance):
+            if collect:
+                drawn.append(instance)
+                return
+            outcome = evaluate(instance)
+            seen.append(outcome)
+            if outcome.violated:
+                raise ClaimViolation(module.NAME, instance, outcome)
+
+        check()
 
     counterexample = None
     try:
-        check()
+        if compute is not None:
+            hypothesis_run(collect=True)
+            compute.prefetch(drawn)
+        hypothesis_run(collect=False)
     except ClaimViolation as violation:  # raised again on the shrunk, minimal instance
         counterexample = {"claim": module.NAME, "instance": violation.instance,
                           "outcome": dataclasses.asdict(violation.outcome)}
@@ -146,16 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         reports.append(report)
         print(report.row(), flush=True)
         if report.counterexample and not args.mutant:
-            folder = Path(args.counterexamples)
-            folder.mkdir(parents=True, exist_ok=True)
-            target = folder / f"{module.NAME}.json"
-            target.write_text(json.dumps(report.counterexample, indent=2, default=float) + "\n")
+            target = write_json(Path(args.counterexamples) / f"{module.NAME}.json",
+                                report.counterexample)
             print(f"    counterexample (shrunk) written to {target}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(
-            [dataclasses.asdict(r) for r in reports]
-            + [dataclasses.asdict(r) | {"printed_variant": True} for r in reports_variants],
-            indent=2, default=float) + "\n")
     if variants and not args.mutant:
         print("\nThe paper's printed variants (reported; they do not fail the run):")
         for module, evaluate, label in variants:
@@ -164,17 +175,22 @@ def main(argv: list[str] | None = None) -> int:
             print(report.row() + ("   ← does NOT bound the Jacobian" if report.violations
                                   else "   ← bounds it on every instance"), flush=True)
             if report.counterexample:
-                folder = Path(args.counterexamples)
-                folder.mkdir(parents=True, exist_ok=True)
                 safe = "".join(ch if ch.isalnum() else "_" for ch in label)
-                (folder / f"{safe}.json").write_text(
-                    json.dumps(report.counterexample | {"variant": label}, indent=2,
-                               default=float) + "\n")
+                write_json(Path(args.counterexamples) / f"{safe}.json",
+                           report.counterexample | {"variant": label})
             reports_variants.append(report)
+    if args.json:
+        write_json(Path(args.json), [dataclasses.asdict(r) for r in reports]
+                   + [dataclasses.asdict(r) | {"printed_variant": True} for r in reports_variants])
+    for module in CLAIMS.values():
+        if hasattr(module, "COMPUTE"):
+            module.COMPUTE.clear()
     violated = any(r.violations for r in reports)
     total = sum(r.seconds for r in reports)
+    devices = jax.devices()
     print(f"\nt = lhs/rhs (tightness); {sum(r.instances for r in reports)} instances, "
-          f"{sum(r.compilations for r in reports)} XLA compilations, {total:.1f} s. "
+          f"{sum(r.compilations for r in reports)} XLA compilations, {total:.1f} s, batched claims "
+          f"sharded over {len(devices)} {devices[0].platform} device(s). "
           + ("VIOLATIONS FOUND" if violated else "no violations"))
     return 1 if violated and not args.mutant else 0
 

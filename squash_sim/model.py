@@ -262,6 +262,22 @@ def _forward(params, inputs, config: ModelConfig, precision: Precision, return_a
 _forward_jit = jax.jit(_forward, static_argnums=(2, 3, 4, 5, 6, 7))
 
 
+def traceable_forward(config: ModelConfig, precision: Precision | str = "fp32", *,
+                      return_attention: bool = False, logits: str = "all"):
+    """forward as a pure function (params, inputs (b, n[, d])) → Trace, for use inside your own
+    jit / vmap / grad (e.g. vmapped over seeds of params). Config and precision are checked here;
+    params and inputs are not (they may be tracers): check them with check_params beforehand.
+    Float64 policies need `jax.enable_x64(True)` around the call."""
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"traceable_forward: config must be a ModelConfig, got {type(config).__name__}")
+    precision = get_precision(precision)
+    if logits not in ("all", "last", "none"):
+        raise ValueError(f"traceable_forward: logits must be 'all', 'last' or 'none', got {logits!r}")
+    return functools.partial(_forward, config=config, precision=precision,
+                             return_attention=bool(return_attention), logits=logits,
+                             dense_max_len=attn.DENSE_MAX_LEN, block_size=attn.BLOCK)
+
+
 def forward(params, inputs, config: ModelConfig, precision: Precision | str = "fp32", *,
             return_attention: bool = False, logits: str = "all",
             dense_max_len: int = attn.DENSE_MAX_LEN, attention_block: int = attn.BLOCK) -> Trace:
@@ -308,7 +324,7 @@ def _check_inputs(inputs, config: ModelConfig):
     """Validate token ids or vectors; return them batched (b, n[, d]) and whether they were."""
     if isinstance(inputs, jax.core.Tracer):
         raise TypeError("forward: inputs must be concrete (forward is already jitted; call it "
-                        "outside your own jit, or use squash_sim.model._forward_jit)")
+                        "outside your own jit, or use squash_sim.model.traceable_forward inside it)")
     arr = np.asarray(inputs) if not isinstance(inputs, jax.Array) else inputs
     dtype = arr.dtype
     if config.takes_tokens:

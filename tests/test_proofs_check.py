@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from proofs_check.claims import CLAIMS, lemma_b1
@@ -84,3 +86,44 @@ def test_the_papers_printed_b5_variants_are_refuted_with_a_counterexample(varian
     report = run_claim(module, evaluate=module.VARIANTS[variant])
     assert report.violations > 0 and report.counterexample is not None
     assert module.VARIANTS[variant](report.counterexample["instance"]).violated  # replayable
+
+
+def _run_on_devices(count: int, tmp_path) -> list[dict]:
+    out = tmp_path / f"devices{count}.json"
+    env = {**os.environ,
+           "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}"}
+    result = subprocess.run([sys.executable, "-m", "proofs_check", "theorem_b3", "theorem_b5",
+                             "--examples", "24", "--json", str(out)],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"sharded over {count} cpu device(s)" in result.stdout
+    timing = ("seconds", "compilations")
+    return [{k: v for k, v in row.items() if k not in timing} for row in json.loads(out.read_text())]
+
+
+def test_four_simulated_devices_give_the_same_results_as_one(tmp_path):
+    one, four = _run_on_devices(1, tmp_path), _run_on_devices(4, tmp_path)
+    assert [r["claim"] for r in one] == [r["claim"] for r in four]
+    assert one == four
+
+
+def test_batched_compute_equals_one_instance_at_a_time():
+    from proofs_check.claims import theorem_b3, theorem_b5
+
+    for module, base in ((theorem_b3, {"n": 5, "d": 4, "positional": "rope", "norm": "theory",
+                                       "beta": 2.5, "scale": 1.3}),
+                         (theorem_b5, {"n": 4, "d": 3, "layers": 2, "beta1": 0.5, "beta2": 2.0,
+                                       "beta3": 0.5})):
+        instances = [{**base, "seed": seed} for seed in (1, 2, 3)]
+        module.COMPUTE.clear()  # other tests' runs leave their instances cached
+        alone = [module.COMPUTE(inst) for inst in instances]  # batches of one
+        module.COMPUTE.prefetch(instances)  # one vmapped batch (padded to 4)
+        try:
+            for inst, single in zip(instances, alone, strict=True):
+                together = module.COMPUTE(inst)
+                for a, b in zip(single, together, strict=True):
+                    np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float),
+                                               rtol=1e-12, atol=1e-14)
+            assert module.COMPUTE.hits == 3
+        finally:
+            module.COMPUTE.clear()

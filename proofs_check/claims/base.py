@@ -6,12 +6,17 @@ A claim module defines:
     evaluate(inst)     → Outcome
     MUTANTS            {name: evaluate-like function of a deliberately wrong statement}; the test
                        suite asserts the default budget refutes every one
+and, when evaluating costs a JAX computation that batches (a model forward, a Jacobian):
+    COMPUTE            a Batched: its expensive part, vmapped over instances of one shape and
+                       sharded over jax.devices(); evaluate, the mutants and variants call it
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+from collections import defaultdict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,3 +65,41 @@ def assert_holds(module, instance) -> Outcome:
     if outcome.violated:
         raise ClaimViolation(module.NAME, instance, outcome)
     return outcome
+
+
+class Batched:
+    """The expensive, JAX part of evaluating a claim, computed for many instances at once.
+
+    `group(inst)` → a hashable key: instances with equal keys share shapes and static config, so
+    one compiled, vmapped program serves them all. `batch(instances)` → one result per instance
+    (they all have the same key; it uses squash_sim.sharding.batched_map). The runner draws the
+    instances first and calls `prefetch`; `self(inst)` then answers from the cache, and computes
+    a batch of one for an instance it has not seen (replay, assert_holds, shrinking)."""
+
+    def __init__(self, group, batch):
+        self.group, self.batch = group, batch
+        self.cache: dict[str, object] = {}
+        self.hits = self.misses = 0
+
+    def __call__(self, inst):
+        key = json.dumps(inst, sort_keys=True)
+        if key in self.cache:
+            self.hits += 1
+            return self.cache[key]
+        self.misses += 1
+        return self.batch([inst])[0]
+
+    def prefetch(self, instances) -> int:
+        """Compute every not-yet-cached instance, grouped by key; return how many groups."""
+        groups: dict = defaultdict(dict)
+        for inst in instances:
+            key = json.dumps(inst, sort_keys=True)
+            if key not in self.cache:
+                groups[self.group(inst)][key] = inst
+        for members in groups.values():
+            self.cache.update(zip(members, self.batch(list(members.values())), strict=True))
+        return len(groups)
+
+    def clear(self) -> None:
+        self.cache.clear()
+        self.hits = self.misses = 0

@@ -21,7 +21,7 @@ REFERENCE = "[G] Proposition B.9 (main text Proposition 6.1)"
 ASSUMPTIONS = "bidirectional attention, no positional encoding"
 STATEMENT = "the states of a (n0 zeros, n1 ones) sequence equal those of (k n0, k n1), every layer"
 LATEX = r"v_i^{(\ell)}(n_0, n_1) = v_i^{(\ell)}(k n_0, k n_1)\quad \forall \ell, k"
-DEFAULT_EXAMPLES = 14
+DEFAULT_EXAMPLES = 10
 
 
 def instances():

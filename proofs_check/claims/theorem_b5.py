@@ -10,13 +10,16 @@ are evaluated beside it as VARIANTS (see `bound`).
 
 from __future__ import annotations
 
+import functools
+
 import jax
-import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
 
-from proofs_check.claims.base import Outcome
-from squash_sim import ModelConfig, forward, init_params
+from proofs_check.claims.base import Batched, Outcome
+from squash_sim import ModelConfig, init_params
+from squash_sim.model import traceable_forward
+from squash_sim.sharding import batched_map
 
 NAME = "theorem_b5"
 REFERENCE = "[G] Theorem B.5 (main text Theorem 5.1), matrix form from the end of its proof"
@@ -41,33 +44,60 @@ def instances():
         "seed": st.integers(0, 2**31 - 1)})
 
 
-def _setup(inst):
-    config = ModelConfig(d_model=inst["d"], n_layers=inst["layers"], n_heads=1, positional="none",
-                         norm="theory", theory_beta1=inst["beta1"], theory_beta2=inst["beta2"],
-                         theory_beta3=inst["beta3"], mlp="relu", d_ff=2 * inst["d"],
-                         identity_value_output=True)
-    params = init_params(config, jax.random.key(inst["seed"] % 2**31))
-    v0 = np.random.default_rng(inst["seed"]).standard_normal((inst["n"], inst["d"]))
-    lambdas = np.asarray(forward(params, v0, config, "fp64", return_attention=True).attention[:, 0])
-    return config, params, v0, lambdas
+def _config(inst) -> ModelConfig:
+    return ModelConfig(d_model=inst["d"], n_layers=inst["layers"], n_heads=1, positional="none",
+                       norm="theory", theory_beta1=inst["beta1"], theory_beta2=inst["beta2"],
+                       theory_beta3=inst["beta3"], mlp="relu", d_ff=2 * inst["d"],
+                       identity_value_output=True)
+
+
+def _group(inst):
+    return tuple(inst[k] for k in ("n", "d", "layers", "beta1", "beta2", "beta3"))
+
+
+@functools.cache
+def _program(config: ModelConfig):
+    run = traceable_forward(config, "fp64", return_attention=True, logits="none")
+    b1, b2, b3 = config.theory_beta1, config.theory_beta2, config.theory_beta3  # per layer
+
+    def one(params, v0):  # one instance: params (float64), v0 (n, d)
+        lambdas = jax.lax.stop_gradient(run(params, v0[None]).attention[0, :, 0])  # (L, n, n)
+
+        def frozen(v):  # the theorem's model: attention held at the real forward's weights
+            for layer, (lam, p) in enumerate(zip(lambdas, params["layers"], strict=True)):
+                z = lam @ (v / b1[layer]) + v
+                v = jax.nn.relu((z / b2[layer]) @ p["w_in"]) @ p["w_out"] + z
+            return v[-1] / b3
+
+        return jax.jacrev(frozen)(v0), lambdas  # (d, n, d), (L, n, n)
+
+    return one
+
+
+def _batch(instances):
+    config = _config(instances[0])
+    params = [init_params(config, jax.random.key(inst["seed"] % 2**31)) for inst in instances]
+    params = jax.tree_util.tree_map(lambda *a: np.stack(a).astype(np.float64), *params)
+    v0 = np.stack([np.random.default_rng(inst["seed"]).standard_normal((inst["n"], inst["d"]))
+                   for inst in instances])  # (b, n, d)
+    with jax.enable_x64(True):
+        jacobians, lambdas = batched_map(_program(config), params, v0)
+    results = []
+    for i, (jacobian, lam) in enumerate(zip(jacobians, lambdas, strict=True)):
+        blocks = np.stack([np.linalg.norm(jacobian[:, j, :], ord=2) for j in range(jacobian.shape[1])])
+        sigmas = [np.linalg.norm(p["w_in"][i], 2) * np.linalg.norm(p["w_out"][i], 2)
+                  for p in params["layers"]]
+        results.append((blocks, lam, sigmas))
+    return results
+
+
+COMPUTE = Batched(_group, _batch)
 
 
 def sensitivities(inst):
-    """(exact ‖∂y_n/∂v_i‖₂ per i, the layers' Λ, σ_ψ per layer, config)."""
-    config, params, v0, lambdas = _setup(inst)
-    layers = [(np.asarray(p["w_in"], np.float64), np.asarray(p["w_out"], np.float64))
-              for p in params["layers"]]
-    with jax.enable_x64(True):
-        def frozen(v):
-            for lam, (w_in, w_out) in zip(lambdas, layers, strict=True):
-                z = jnp.asarray(lam) @ (v / inst["beta1"]) + v
-                v = jax.nn.relu((z / inst["beta2"]) @ w_in) @ w_out + z
-            return v[-1] / inst["beta3"]
-
-        jacobian = np.asarray(jax.jacrev(frozen)(jnp.asarray(v0)))  # (d, n, d)
-    blocks = np.stack([np.linalg.norm(jacobian[:, i, :], ord=2) for i in range(inst["n"])])
-    sigmas = [np.linalg.norm(w_in, 2) * np.linalg.norm(w_out, 2) for w_in, w_out in layers]
-    return blocks, lambdas, sigmas
+    """(exact ‖∂y_n/∂v_i‖₂ per i, the layers' Λ (L, n, n), σ_ψ per layer): the Jacobian by
+    jax.jacrev in float64 through the frozen-attention model, vmapped over instances of a shape."""
+    return COMPUTE(inst)
 
 
 def bound(inst, lambdas, sigmas, residual=True, form="proof"):
