@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from squash_sim import __version__, floats, presets
 from squash_sim.config import POSITIONALS
 from squash_sim.precision import get as get_precision
@@ -104,6 +106,48 @@ def cmd_collapse(args) -> int:
     return 0
 
 
+def cmd_real_collapse(args) -> int:
+    from squash_sim import plotting, results
+    from squash_sim.experiments import real_collapse
+    from squash_sim.models import gemma3_270m
+
+    _progress("loading Gemma 3 270M (first time: assembling and dequantizing, ~1 min)")
+    model = gemma3_270m()
+    runs = []
+    for precision in args.precision:
+        result = real_collapse.run(model, args.prompt, precision, max_len=args.max_len,
+                                   seed=args.seed, progress=_progress)
+        _progress(f"      done in {result.seconds:.1f} s")
+        runs.append(result)
+    print(f"\nGemma 3 270M, prompt {args.prompt!r}: final-layer last-token ‖y_n − y*_(n+1)‖₁ "
+          f"('==' marks bit-identical outputs)\n")
+    header = f"{'n':>6}" + "".join(f" | {r.precision:>18}" for r in runs)
+    print(header + "\n" + "-" * len(header))
+    for n in sorted({int(n) for n in runs[0].n if n in real_collapse.PAPER_N or n == args.max_len}):
+        cells = []
+        for r in runs:
+            i = int(np.flatnonzero(r.n == n)[0])
+            cells.append(f"{r.l1[i]:12.4e}{' ==' if r.bit_identical[i] else '   '}")
+        print(f"{n:>6}" + "".join(f" | {c:>18}" for c in cells))
+    out = Path(args.out)
+    stem = f"real_collapse_{args.prompt}"
+    results.write_csv(out / f"{stem}.csv", [row for r in runs for row in r.rows()])
+    results.write_json(out / f"{stem}.json", {
+        "experiment": "real-model collapse (Figure 5 analogue)", "model": "gemma3-270m Q4_K_M",
+        "prompt": args.prompt, "max_len": args.max_len, "seed": args.seed,
+        "summary": {r.precision: {"bit_identical_lengths": int(r.bit_identical.sum()),
+                                  "first_bit_identical_n": (int(r.n[r.bit_identical][0])
+                                                            if r.bit_identical.any() else None),
+                                  "l1_at_max_len": float(r.l1[-1]), "tokens": r.tokens,
+                                  "seconds": r.seconds} for r in runs}})
+    figure = plotting.real_collapse_figure(runs, f"Gemma 3 270M: {args.prompt}")
+    for suffix in args.formats:
+        results.write_figure(out / f"{stem}.{suffix}", figure)
+    print(f"\nwrote {out / (stem + '.csv')}, {stem}.json, "
+          + ", ".join(f"{stem}.{s}" for s in args.formats))
+    return 0
+
+
 def cmd_check(args) -> int:
     try:
         from proofs_check.runner import main as check_main
@@ -148,6 +192,28 @@ def build_parser() -> argparse.ArgumentParser:
                           help="figure formats, comma list of png, svg, pdf (default: png)")
     collapse.set_defaults(run=cmd_collapse)
 
+    real = commands.add_parser(
+        "real", help="experiments on a real LLM (Gemma 3 270M; needs the gemma extra)",
+        description="Experiments on Gemma 3 270M, run through squash_sim's own forward.")
+    real_commands = real.add_subparsers(dest="real_command", required=True, metavar="EXPERIMENT")
+    real_collapse = real_commands.add_parser(
+        "collapse", help="prompt + n ones vs n + 1 ones (Figure 5 analogue)",
+        description="Final-layer last-token distance between prompt + n ones and prompt + (n+1) "
+                    "ones, n = 1..max-len in one forward pass (digits: the paper's n list), "
+                    "with bit-identity per length. Writes CSV, JSON and a figure.")
+    real_collapse.add_argument("--prompt", default="count-ones",
+                               choices=["count-ones", "copy", "copy-commas", "digits"])
+    real_collapse.add_argument("--max-len", type=_positive_int, default=2048,
+                               help="largest n (default: 2048)")
+    real_collapse.add_argument("--precision", type=lambda s: [_precision(p) for p in s.split(",")],
+                               default=[get_precision("fp32"), get_precision("bf16")],
+                               help="comma list of precision policies (default: fp32,bf16)")
+    real_collapse.add_argument("--seed", type=int, default=0, help="seed of the digits prompt")
+    real_collapse.add_argument("--out", default="out/real", help="output folder")
+    real_collapse.add_argument("--formats", type=lambda s: s.split(","), default=["png"],
+                               help="figure formats: png, svg, pdf (default: png)")
+    real_collapse.set_defaults(run=cmd_real_collapse)
+
     check = commands.add_parser(
         "check", help="check every formal result of the paper numerically (proofs_check)",
         description="Same as `python -m proofs_check`: every claim over Hypothesis instances, a "
@@ -168,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--formats: unknown figure format {suffix!r}; use png, svg or pdf")
     try:
         return args.run(args)
-    except (ValueError, TypeError, FloatingPointError) as err:
+    except (ValueError, TypeError, FloatingPointError, ImportError) as err:
         print(f"squash-sim {args.command}: error: {err}", file=sys.stderr)
         return 2
 

