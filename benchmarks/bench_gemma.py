@@ -6,18 +6,13 @@ fp32 beside the transformers reference on the same machine, as a ratio.
 
 from __future__ import annotations
 
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 
-
-def best_of(fn, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_core import best_of  # noqa: E402  (one timing helper for every benchmark)
 
 
 def main() -> None:
@@ -26,13 +21,11 @@ def main() -> None:
     from squash_sim.models import gemma3_270m, gguf_path
 
     path = gguf_path()
-    gguf.load(path)  # make sure the cache exists
-    load = best_of(lambda: gguf.load(path), 3)
+    load = best_of(lambda: gguf.load(path), 3)  # its warm-up call fills the cache
     print(f"cached load (config, params, tokenizer): {load:.2f} s (target ≤ 5 s)")
     model = gemma3_270m()
     ids = model.encode("How many ones are in the following sequence? " + "1" * 4000)[:2048]
-    model.forward(ids, logits="last").logits.block_until_ready()  # compile
-    ours = best_of(lambda: model.forward(ids, logits="last").logits.block_until_ready())
+    ours = best_of(lambda: model.forward(ids, logits="last").logits.block_until_ready(), 3)
     print(f"squash_sim forward, 2,048 tokens, fp32: {ours:.2f} s (target ≤ 2 s)")
     try:
         import torch
@@ -44,8 +37,7 @@ def main() -> None:
                                               dtype=torch.float32).eval()
     batch = torch.tensor(ids[None].astype(np.int64))
     with torch.no_grad():
-        hf(batch, logits_to_keep=1)
-        theirs = best_of(lambda: hf(batch, logits_to_keep=1))
+        theirs = best_of(lambda: hf(batch, logits_to_keep=1), 3)
     print(f"transformers {__import__('transformers').__version__} forward, same tokens: "
           f"{theirs:.2f} s (torch threads {torch.get_num_threads()})")
     print(f"ratio squash_sim / transformers: {ours / theirs:.2f}")
