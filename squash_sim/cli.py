@@ -50,59 +50,140 @@ def _positionals(text: str) -> list[str]:
     return names
 
 
+def _formats(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in ("png", "svg", "pdf")]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown figure format(s) {bad or text!r}; use a comma "
+                                         f"list of png, svg, pdf")
+    return names
+
+
+def _mantissas(text: str) -> list[int]:
+    try:
+        bits = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of integers, got {text!r}") from None
+    if not bits or any(b < 1 or b > 23 for b in bits):
+        raise argparse.ArgumentTypeError(f"mantissa bits must lie in 1..23, got {text!r}")
+    return bits
+
+
 def cmd_collapse(args) -> int:
-    from squash_sim import plotting, results
-    from squash_sim.experiments import collapse
+    from squash_sim import runs
 
-    base = presets.get(args.preset)
-    positionals = args.positional or [base.positional]
-    runs = {}
-    for index, positional in enumerate(positionals, 1):
-        config = base.replace(positional=positional,
-                              max_len=max(base.max_len or 0, args.max_len + args.prompt_len + 1)
-                              if positional == "learned" else base.max_len)
-        _progress(f"[{index}/{len(positionals)}] {args.preset}, positional={positional}, "
-                  f"precision={args.precision}: one forward pass over "
-                  f"{args.prompt_len + args.max_len + 1} positions")
-        result = collapse.run(config, args.precision, max_len=args.max_len,
-                              prompt_len=args.prompt_len, seed=args.seed)
-        _progress(f"      done in {result.seconds:.1f} s; decay exponent "
-                  f"{_fmt(result.decay_exponent())}, collapse length {result.collapse_length}")
-        runs[positional] = result
+    out = Path(args.out)
+    if args.protocol == "model":
+        section = runs.collapse(out, preset=args.preset, positionals=args.positional,
+                                precision=args.precision, max_len=args.max_len,
+                                prompt_len=args.prompt_len, seed=args.seed,
+                                formats=args.formats, progress=_progress)
+        _print_model_collapse(out / "collapse.csv", args)
+    elif args.protocol == "figure9":
+        section = runs.softmax_tv(out, seeds=args.seeds, formats=args.formats, progress=_progress)
+    else:
+        section = runs.attention_collapse(
+            out, figure=args.protocol, positionals=args.positional, seeds=args.seeds,
+            max_n=args.max_len if args.max_len_given else None, variance=args.variance,
+            precision=args.precision, formats=args.formats, progress=_progress)
+    section.print()
+    return 0
 
+
+def _print_model_collapse(path: Path, args) -> None:
+    """The per-n table of the model sweep, read back from the CSV just written."""
+    import csv
+
+    rows = list(csv.DictReader(open(path)))
+    by_positional: dict = {}
+    for row in rows:
+        by_positional.setdefault(row["positional"], []).append(row)
     eps = floats.BF16.eps
     print(f"\nRepresentational collapse (Theorem B.3): ‖y_n − y*_(n+1)‖₁ for prompt + n ones vs "
           f"n + 1 ones\npreset {args.preset}, precision {args.precision}, prompt {args.prompt_len} "
           f"random tokens, seed {args.seed}; bf16 spacing 2^-7 = {eps:.6f}\n")
-    header = f"{'n':>7}" + "".join(f" | {p:>24}" for p in runs)
+    header = f"{'n':>7}" + "".join(f" | {p:>24}" for p in by_positional)
     print(header + "\n" + "-" * len(header))
     for n in [n for n in _SHOW_N if n <= args.max_len]:
         cells = []
-        for result in runs.values():
-            d = result.l1[n - 1]
-            mark = " ==" if result.bit_identical[n - 1] else ""
+        for table in by_positional.values():
+            d = float(table[n - 1]["l1"])
+            mark = " ==" if table[n - 1]["bit_identical"] == "True" else ""
             cells.append(f"{d:11.4e} ({d / eps:8.3g}·ε){mark:>3}")
         print(f"{n:>7}" + "".join(f" | {c:>24}" for c in cells))
     print("\n(ε = bf16 spacing; '==' marks bit-identical float32 outputs)")
 
+
+def cmd_precision(args) -> int:
+    from squash_sim import runs
+
+    runs.precision(Path(args.out), preset=args.preset, max_len=args.max_len, seed=args.seed,
+                   mantissa_bits=args.mantissa_bits, formats=args.formats,
+                   progress=_progress).print()
+    return 0
+
+
+def cmd_sensitivity(args) -> int:
+    from squash_sim import runs
+
+    runs.sensitivity(Path(args.out), n=args.max_len, seeds=args.seeds, depths=args.depths,
+                     formats=args.formats, progress=_progress).print()
+    return 0
+
+
+def cmd_counting(args) -> int:
+    from squash_sim import runs
+
+    runs.counting(Path(args.out), seeds=args.seeds, formats=args.formats,
+                  progress=_progress).print()
+    return 0
+
+
+def cmd_remedies(args) -> int:
+    from squash_sim import runs
+
+    runs.remedies(Path(args.out), preset=args.preset, max_len=args.max_len, seed=args.seed,
+                  formats=args.formats, progress=_progress).print()
+    return 0
+
+
+def cmd_report(args) -> int:
+    from squash_sim import report, runs
+
     out = Path(args.out)
-    rows = [{"positional": p, **row} for p, r in runs.items() for row in r.table()]
-    results.write_csv(out / "collapse.csv", rows)
-    results.write_json(out / "collapse.json", {
-        "experiment": "collapse (Theorem B.3)", "preset": args.preset,
-        "precision": str(args.precision), "max_len": args.max_len, "prompt_len": args.prompt_len,
-        "seed": args.seed, "squash_sim": __version__,
-        "summary": {p: {"decay_exponent": r.decay_exponent(), "collapse_length": r.collapse_length,
-                        "seconds": r.seconds, "l1_at_max_len": float(r.l1[-1])}
-                    for p, r in runs.items()},
-    })
-    figure = plotting.collapse_figure(
-        {p: r for p, r in runs.items()},
-        f"Representational collapse: {args.preset}, {args.precision}")
-    for suffix in args.formats:
-        results.write_figure(out / f"collapse.{suffix}", figure)
-    print(f"\nwrote {out / 'collapse.csv'}, collapse.json, "
-          + ", ".join(f"collapse.{s}" for s in args.formats))
+    quick = args.size == "quick"
+    kw = {"formats": args.formats, "progress": _progress}
+    steps = [
+        lambda: runs.attention_collapse(out, figure="figure10", seeds=5, **kw),
+        lambda: runs.attention_collapse(out, figure="figure8", seeds=3 if quick else 5, **kw),
+        lambda: runs.softmax_tv(out, seeds=5, **kw),
+        lambda: runs.collapse(out, preset="tiny", positionals=["none", "sinusoidal", "rope",
+                                                               "alibi"],
+                              max_len=4096 if quick else 65_536, **kw),
+        lambda: runs.precision(out, max_len=1024 if quick else 2048,
+                               mantissa_bits=(2, 3, 4, 5, 7, 10) if quick else None, **kw),
+        lambda: runs.sensitivity(out, n=32, seeds=2 if quick else 5,
+                                 depths=(1, 2, 4, 8) if quick else (1, 2, 4, 8, 16, 32), **kw),
+        lambda: runs.counting(out, seeds=2 if quick else 5,
+                              scales=(1, 2, 4) if quick else (1, 2, 3, 4, 8, 16), **kw),
+        lambda: runs.remedies(out, max_len=2048 if quick else 16_384, **kw),
+    ]
+    if not args.no_claims:
+        steps.append(lambda: runs.claims(out, examples=args.examples, **kw))
+    start = time.perf_counter()
+    sections = []
+    for index, step in enumerate(steps, 1):
+        _progress(f"report: step {index}/{len(steps)}")
+        section = step()
+        section.print()
+        sections.append(section)
+    preamble = [f"squash_sim {__version__}, size `{args.size}`, {time.perf_counter() - start:.0f} s "
+                f"on this machine. Every number below was measured in this run; the data behind "
+                f"each figure is beside it (CSV/JSON). Result names follow "
+                f"`shared/spec/theory.md`."]
+    md, page = report.write(sections, out, "squash_sim report: Transformers need glasses!",
+                            preamble)
+    print(f"\nwrote {md} and {page} (self-contained) in {time.perf_counter() - start:.0f} s")
     return 0
 
 
@@ -161,6 +242,31 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _common(parser, out: str, *, preset: str | None = None, positional: bool = False,
+            max_len: int | None = None, seeds: int | None = None) -> None:
+    """The options every experiment command shares (those that apply to it)."""
+    if preset:
+        parser.add_argument("--preset", default=preset, choices=presets.names(),
+                            help=f"model shape (default: {preset})")
+    if positional:
+        parser.add_argument("--positional", type=_positionals, default=None,
+                            help=f"positional encoding(s): comma list of {', '.join(POSITIONALS)}, "
+                                 "or 'all' (default: the preset's / the figure's)")
+    parser.add_argument("--precision", type=_precision, default=get_precision("fp32"),
+                        help="precision policy: fp32, fp64, bf16, bf16-pure, fp16, "
+                             "fp8_e4m3fn-pure, e5m7, ... (default: fp32)")
+    if max_len:
+        parser.add_argument("--max-len", type=_positive_int, default=max_len,
+                            help=f"largest n swept (default: {max_len})")
+    parser.add_argument("--seed", type=int, default=0, help="parameter and prompt seed")
+    if seeds:
+        parser.add_argument("--seeds", type=_positive_int, default=seeds,
+                            help=f"number of seeds averaged (default: {seeds})")
+    parser.add_argument("--out", default=out, help=f"output folder (default: {out})")
+    parser.add_argument("--formats", type=_formats, default=["png"],
+                        help="figure formats, comma list of png, svg, pdf (default: png)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="squash-sim",
@@ -170,27 +276,68 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     collapse = commands.add_parser(
-        "collapse", help="representational collapse sweep (Theorem B.3), one forward pass",
-        description="Distance between the last-token outputs of prompt + n ones and prompt + "
-                    "(n+1) ones, for n = 1..max-len, from ONE forward pass (the prefix property). "
-                    "Prints a table, writes collapse.csv, collapse.json and a figure.")
-    collapse.add_argument("--preset", default="tiny", choices=presets.names(),
-                          help="model shape (default: tiny)")
-    collapse.add_argument("--positional", type=_positionals, default=None,
-                          help="positional encoding(s): comma list of "
-                               f"{', '.join(POSITIONALS)}, or 'all' (default: the preset's)")
-    collapse.add_argument("--precision", type=_precision, default=get_precision("fp32"),
-                          help="precision policy: fp32, fp64, bf16, bf16-pure, fp16, "
-                               "fp8_e4m3fn-pure, e5m7, ... (default: fp32)")
-    collapse.add_argument("--max-len", type=_positive_int, default=1024,
-                          help="largest n swept (default: 1024)")
+        "collapse", help="representational collapse (Theorem B.3): model sweep, Figures 8, 9, 10",
+        description="--protocol model (default): distance between the last-token outputs of "
+                    "prompt + n ones and prompt + (n+1) ones, n = 1..max-len, from ONE forward "
+                    "pass (the prefix property). figure10 / figure8: the paper's one-layer "
+                    "protocol on i.i.d. q, k, v. figure9: softmax total variation (Lemma B.2). "
+                    "Prints a table, writes CSV, JSON and a figure.")
+    collapse.add_argument("--protocol", default="model",
+                          choices=["model", "figure10", "figure8", "figure9"])
+    collapse.add_argument("--variance", default="1/d", choices=["1/d", "1"],
+                          help="figure10/8: variance of q, k, v (default 1/d: matches the "
+                               "paper's read-offs)")
+    _common(collapse, "out/collapse", preset="tiny", positional=True, max_len=1024, seeds=5)
     collapse.add_argument("--prompt-len", type=int, default=8,
                           help="random prompt tokens before the ones (default: 8)")
-    collapse.add_argument("--seed", type=int, default=0, help="parameter and prompt seed")
-    collapse.add_argument("--out", default="out/collapse", help="output folder")
-    collapse.add_argument("--formats", type=lambda s: s.split(","), default=["png"],
-                          help="figure formats, comma list of png, svg, pdf (default: png)")
     collapse.set_defaults(run=cmd_collapse)
+
+    precision = commands.add_parser(
+        "precision", help="collapse lengths per float format and policy (Corollary B.10)",
+        description="First n from which n and n + 1 ones give bit-identical outputs, for fp16, "
+                    "bf16, fp8 (storage and -pure), a mantissa sweep at 8 exponent bits and a "
+                    "ladder of bf16 rounding points; against the estimates from the fp32 curve.")
+    _common(precision, "out/precision", preset="paper-fig10", max_len=2048)
+    precision.add_argument("--mantissa-bits", type=_mantissas, default=None,
+                           help="comma list of mantissa widths (default: 2,3,4,5,6,7,8,10,12,16,23)")
+    precision.set_defaults(run=cmd_precision)
+
+    sensitivity = commands.add_parser(
+        "sensitivity", help="over-squashing profiles ‖∂y_n/∂v_i‖ with the bound (Theorem B.5)",
+        description="Exact Jacobian-block norms of the last output w.r.t. every input position, "
+                    "frozen attention with the matrix-form bound, real softmax attention, and a "
+                    "depth sweep. --max-len is n.")
+    _common(sensitivity, "out/sensitivity", max_len=32, seeds=3)
+    sensitivity.add_argument("--depths", type=lambda s: [_positive_int(t) for t in s.split(",")],
+                             default=[1, 2, 4, 8, 16], help="depth sweep (default: 1,2,4,8,16)")
+    sensitivity.set_defaults(run=cmd_sensitivity)
+
+    counting = commands.add_parser(
+        "counting", help="bidirectional NoPE sees only ratios (Prop B.9)",
+        description="States of 0^(k n0) 1^(k n1) against k = 1 for bidirectional NoPE and the "
+                    "controls (causal mask, RoPE, sinusoidal).")
+    _common(counting, "out/counting", seeds=3)
+    counting.set_defaults(run=cmd_counting)
+
+    remedies = commands.add_parser(
+        "remedies", help="the glasses: commas, interleaving, windows, positions, precision",
+        description="Collapse curves with each remedy of the paper beside the plain case.")
+    _common(remedies, "out/remedies", preset="paper-fig10", max_len=2048)
+    remedies.set_defaults(run=cmd_remedies)
+
+    report = commands.add_parser(
+        "report", help="the main job: every experiment + the claim table, as HTML and Markdown",
+        description="Runs every experiment (quick size: a few minutes on 2 cores) and "
+                    "proofs_check, and writes report.html (self-contained), report.md and the "
+                    "data and figures under --out.")
+    report.add_argument("--size", default="quick", choices=["quick", "full"])
+    report.add_argument("--no-claims", action="store_true", help="skip the proofs_check table")
+    report.add_argument("--examples", type=_positive_int, default=None,
+                        help="proofs_check instances per claim (default: each claim's own)")
+    report.add_argument("--out", default="out/report", help="output folder")
+    report.add_argument("--formats", type=_formats, default=["png"],
+                        help="figure formats: png (always embedded), svg, pdf")
+    report.set_defaults(run=cmd_report)
 
     real = commands.add_parser(
         "real", help="experiments on a real LLM (Gemma 3 270M; needs the gemma extra)",
@@ -210,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
                                help="comma list of precision policies (default: fp32,bf16)")
     real_collapse.add_argument("--seed", type=int, default=0, help="seed of the digits prompt")
     real_collapse.add_argument("--out", default="out/real", help="output folder")
-    real_collapse.add_argument("--formats", type=lambda s: s.split(","), default=["png"],
+    real_collapse.add_argument("--formats", type=_formats, default=["png"],
                                help="figure formats: png, svg, pdf (default: png)")
     real_collapse.set_defaults(run=cmd_real_collapse)
 
@@ -229,9 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "prompt_len", 0) < 0:
         parser.error("--prompt-len must be >= 0")
-    for suffix in getattr(args, "formats", []):
-        if suffix not in ("png", "svg", "pdf"):
-            parser.error(f"--formats: unknown figure format {suffix!r}; use png, svg or pdf")
+    args.max_len_given = any(a == "--max-len" or a.startswith("--max-len=")
+                             for a in (argv if argv is not None else sys.argv[1:]))
     try:
         return args.run(args)
     except (ValueError, TypeError, FloatingPointError, ImportError) as err:

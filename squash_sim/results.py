@@ -41,3 +41,7 @@ def write_figure(path: Path, figure) -> Path:
     figure.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=130,
                    bbox_inches="tight")
     return _write_bytes(Path(path), buffer.getvalue())
+
+
+def write_text(path: Path, text: str) -> Path:
+    return _write_bytes(Path(path), text.encode())

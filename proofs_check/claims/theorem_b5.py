@@ -10,15 +10,13 @@ are evaluated beside it as VARIANTS (see `bound`).
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import numpy as np
 from hypothesis import strategies as st
 
 from proofs_check.claims.base import Batched, Outcome
 from squash_sim import ModelConfig, init_params
-from squash_sim.model import traceable_forward
+from squash_sim.analysis import sensitivity
 from squash_sim.sharding import batched_map
 
 NAME = "theorem_b5"
@@ -55,25 +53,6 @@ def _group(inst):
     return tuple(inst[k] for k in ("n", "d", "layers", "beta1", "beta2", "beta3"))
 
 
-@functools.cache
-def _program(config: ModelConfig):
-    run = traceable_forward(config, "fp64", return_attention=True, logits="none")
-    b1, b2, b3 = config.theory_beta1, config.theory_beta2, config.theory_beta3  # per layer
-
-    def one(params, v0):  # one instance: params (float64), v0 (n, d)
-        lambdas = jax.lax.stop_gradient(run(params, v0[None]).attention[0, :, 0])  # (L, n, n)
-
-        def frozen(v):  # the theorem's model: attention held at the real forward's weights
-            for layer, (lam, p) in enumerate(zip(lambdas, params["layers"], strict=True)):
-                z = lam @ (v / b1[layer]) + v
-                v = jax.nn.relu((z / b2[layer]) @ p["w_in"]) @ p["w_out"] + z
-            return v[-1] / b3
-
-        return jax.jacrev(frozen)(v0), lambdas  # (d, n, d), (L, n, n)
-
-    return one
-
-
 def _batch(instances):
     config = _config(instances[0])
     params = [init_params(config, jax.random.key(inst["seed"] % 2**31)) for inst in instances]
@@ -81,13 +60,11 @@ def _batch(instances):
     v0 = np.stack([np.random.default_rng(inst["seed"]).standard_normal((inst["n"], inst["d"]))
                    for inst in instances])  # (b, n, d)
     with jax.enable_x64(True):
-        jacobians, lambdas = batched_map(_program(config), params, v0)
+        jacobians, lambdas = batched_map(sensitivity.jacobian_program(config), params, v0)
     results = []
     for i, (jacobian, lam) in enumerate(zip(jacobians, lambdas, strict=True)):
-        blocks = np.stack([np.linalg.norm(jacobian[:, j, :], ord=2) for j in range(jacobian.shape[1])])
-        sigmas = [np.linalg.norm(p["w_in"][i], 2) * np.linalg.norm(p["w_out"][i], 2)
-                  for p in params["layers"]]
-        results.append((blocks, lam, sigmas))
+        one_params = jax.tree_util.tree_map(lambda a, i=i: a[i], params)
+        results.append((sensitivity.block_norms(jacobian), lam, sensitivity.lipschitz(one_params)))
     return results
 
 
@@ -105,9 +82,12 @@ def bound(inst, lambdas, sigmas, residual=True, form="proof"):
       "proof"     Ā = Λ/β₁ + I,     C = Π(σ_ψ/β₂ + 1)/β₃   (end of the proof: the checked bound)
       "main"      Ā = Λ/β₂ + I,     C = Π(σ_ψ/β₂ + 1)/β₃   (main text, Theorem 5.1)
       "appendix"  Ā = (Λ + I)/β₁,   C = Π σ_ψ / β₃          (appendix statement, prefactor σ_ψᴸ)"""
+    layers = len(lambdas)
+    if form == "proof":  # the checked bound: squash_sim.analysis.sensitivity.matrix_bound
+        return sensitivity.matrix_bound(lambdas, sigmas, (inst["beta1"],) * layers,
+                                        (inst["beta2"],) * layers, inst["beta3"], residual)
     eye = np.eye(inst["n"])
-    step = {"proof": lambda lam: lam / inst["beta1"] + (eye if residual else 0),
-            "main": lambda lam: lam / inst["beta2"] + eye,
+    step = {"main": lambda lam: lam / inst["beta2"] + eye,
             "appendix": lambda lam: (lam + eye) / inst["beta1"]}[form]
     a_bar = eye
     for lam in lambdas:

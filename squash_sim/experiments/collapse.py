@@ -9,6 +9,10 @@ forward pass yields every pair:
 
 For a model without a vocabulary the "one" is a fixed N(0, I) vector and the prompt is N(0, I)
 vectors, both drawn from `seed`.
+
+`pattern` generalises the ones: the sequence is prompt + pattern repeated ("1" → the plain sweep,
+"111," → a comma after every third one, "01" → interleaved), and the pair for n is the prefix ending
+at the n-th "1" against the prefix ending at the (n+1)-th — still rows of one forward pass.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from squash_sim.precision import Precision
 from squash_sim.precision import get as get_precision
 
 ONE_TOKEN = 1
+SYMBOL_TOKENS = {"1": ONE_TOKEN, "0": 0, ",": 2}  # ids used by token models
 
 
 @dataclasses.dataclass
@@ -41,6 +46,9 @@ class CollapseResult:
     prompt_len: int
     seed: int
     seconds: float
+    pattern: str = "1"
+    outputs: np.ndarray | None = None  # (N, d) y_n in float32, when asked for (keep_outputs)
+    delta: np.ndarray | None = None  # (N, d) |y_n − y*_{n+1}| per coordinate, likewise
 
     @property
     def collapse_length(self) -> int | None:
@@ -64,49 +72,68 @@ class CollapseResult:
                 for n, a, b, c in zip(self.n, self.l1, self.linf, self.bit_identical, strict=True)]
 
 
-def make_sequence(config: ModelConfig, max_len: int, prompt_len: int, seed: int):
-    """prompt + 1^(max_len + 1): token ids (length p + N + 1,) or vectors (p + N + 1, d)."""
+def make_sequence(config: ModelConfig, max_len: int, prompt_len: int, seed: int,
+                  pattern: str = "1"):
+    """prompt + pattern repeated until it holds max_len + 1 ones. → (inputs, rows of the ones)
+
+    inputs: token ids (length T,) or vectors (T, d); rows: (max_len + 1,) index of each "1"."""
+    if not pattern or set(pattern) - set(SYMBOL_TOKENS) or "1" not in pattern:
+        raise ValueError(f"collapse: pattern must be a string over '1', '0', ',' containing a '1', "
+                         f"got {pattern!r}")
     rng = np.random.default_rng(seed)
-    total = prompt_len + max_len + 1
+    repeats = -(-(max_len + 1) // pattern.count("1"))
+    symbols = np.array(list(pattern * repeats))
+    ones = np.flatnonzero(symbols == "1")[: max_len + 1]
+    symbols = symbols[: ones[-1] + 1]  # stop at the (max_len + 1)-th one
+    rows = prompt_len + ones
     if config.takes_tokens:
-        if config.vocab_size <= ONE_TOKEN:
-            raise ValueError(f"collapse: the model's vocab_size must exceed {ONE_TOKEN}")
+        if config.vocab_size <= max(SYMBOL_TOKENS.values()):
+            raise ValueError(f"collapse: the model's vocab_size must exceed "
+                             f"{max(SYMBOL_TOKENS.values())}")
         prompt = rng.integers(0, config.vocab_size, prompt_len)
-        return np.concatenate([prompt, np.full(max_len + 1, ONE_TOKEN)]).astype(np.int32)
+        body = np.array([SYMBOL_TOKENS[c] for c in symbols])
+        return np.concatenate([prompt, body]).astype(np.int32), rows
     one = rng.standard_normal(config.d_model)
     prompt = rng.standard_normal((prompt_len, config.d_model))
-    return np.concatenate([prompt, np.tile(one, (total - prompt_len, 1))]).astype(np.float32)
+    vectors = {"1": one, "0": rng.standard_normal(config.d_model),
+               ",": rng.standard_normal(config.d_model)}
+    body = np.stack([vectors[c] for c in symbols])
+    return np.concatenate([prompt, body]).astype(np.float32), rows
 
 
 def run(config: ModelConfig, precision: Precision | str = "fp32", *, max_len: int = 1024,
-        prompt_len: int = 8, seed: int = 0, params=None) -> CollapseResult:
-    """One forward pass over prompt + 1^(max_len+1); distances for n = 1..max_len."""
+        prompt_len: int = 8, seed: int = 0, params=None, pattern: str = "1",
+        keep_outputs: bool = False) -> CollapseResult:
+    """One forward pass over prompt + 1^(max_len+1) (or the pattern); distances for n = 1..max_len.
+    keep_outputs: also return y_n and the per-coordinate |Δ| (N × d floats each)."""
     if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
         raise ValueError(f"collapse: max_len must be a positive int, got {max_len!r}")
     if isinstance(prompt_len, bool) or not isinstance(prompt_len, int) or prompt_len < 0:
         raise ValueError(f"collapse: prompt_len must be an int >= 0, got {prompt_len!r}")
     precision = get_precision(precision)
-    if config.positional == "learned" and prompt_len + max_len + 1 > config.max_len:
-        raise ValueError(f"collapse: prompt_len + max_len + 1 = {prompt_len + max_len + 1} exceeds "
-                         f"the learned positions' max_len={config.max_len}")
+    sequence, rows = make_sequence(config, max_len, prompt_len, seed, pattern)
+    if config.positional == "learned" and len(sequence) > config.max_len:
+        raise ValueError(f"collapse: the sequence has {len(sequence)} positions, more than the "
+                         f"learned positions' max_len={config.max_len}")
     if params is None:
         params = init_params(config, jax.random.key(seed))
-    sequence = make_sequence(config, max_len, prompt_len, seed)
     start = time.perf_counter()
     final = np.asarray(forward(params, sequence, config, precision, logits="none").final)
     seconds = time.perf_counter() - start
     if not np.all(np.isfinite(final)):
         raise FloatingPointError(f"collapse: the forward pass produced non-finite outputs under "
                                  f"{precision}; distances would be meaningless")
-    shorter = final[prompt_len: prompt_len + max_len]  # y_n, n = 1..N       (N, d)
-    longer = final[prompt_len + 1: prompt_len + max_len + 1]  # y*_{n+1}    (N, d)
-    diff = shorter.astype(np.float64) - longer.astype(np.float64)
+    shorter = final[rows[:-1]]  # y_n, n = 1..N       (N, d)
+    longer = final[rows[1:]]  # y*_{n+1}               (N, d)
+    diff = np.abs(shorter.astype(np.float64) - longer.astype(np.float64))
     return CollapseResult(
         n=np.arange(1, max_len + 1),
-        l1=np.abs(diff).sum(axis=1),
-        linf=np.abs(diff).max(axis=1),
+        l1=diff.sum(axis=1),
+        linf=diff.max(axis=1),
         bit_identical=np.all(shorter.view(np.uint32) == longer.view(np.uint32), axis=1),
         config=config, precision=precision, prompt_len=prompt_len, seed=seed, seconds=seconds,
+        pattern=pattern, outputs=shorter if keep_outputs else None,
+        delta=diff if keep_outputs else None,
     )
 
 

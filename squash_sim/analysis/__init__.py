@@ -1,0 +1,1 @@
+"""Analyses of a model's computation used by experiments and by proofs_check."""
