@@ -147,26 +147,39 @@ def cmd_remedies(args) -> int:
     return 0
 
 
+# quick: the main job (≈ 3 min on 2 cores); full: the paper's sizes; smoke: seconds, for tests.
+REPORT_SIZES = {
+    "quick": dict(seeds=5, figure_n=5000, collapse_n=4096, precision_n=1024,
+                  mantissa_bits=(2, 3, 4, 5, 7, 10), few_seeds=2, depths=(1, 2, 4, 8),
+                  scales=(1, 2, 4), remedies_n=2048),
+    "full": dict(seeds=5, figure_n=5000, collapse_n=65_536, precision_n=2048, mantissa_bits=None,
+                 few_seeds=5, depths=(1, 2, 4, 8, 16, 32), scales=(1, 2, 3, 4, 8, 16),
+                 remedies_n=16_384),
+    "smoke": dict(seeds=2, figure_n=100, collapse_n=64, precision_n=128, mantissa_bits=(2, 3),
+                  few_seeds=1, depths=(1, 2), scales=(1, 2), remedies_n=128),
+}
+
+
 def cmd_report(args) -> int:
     from squash_sim import report, runs
 
     out = Path(args.out)
-    quick = args.size == "quick"
+    size = REPORT_SIZES[args.size]
     kw = {"formats": args.formats, "progress": _progress}
     steps = [
-        lambda: runs.attention_collapse(out, figure="figure10", seeds=5, **kw),
-        lambda: runs.attention_collapse(out, figure="figure8", seeds=3 if quick else 5, **kw),
+        lambda: runs.attention_collapse(out, figure="figure10", seeds=size["seeds"],
+                                        max_n=size["figure_n"], **kw),
+        lambda: runs.attention_collapse(out, figure="figure8", seeds=size["seeds"],
+                                        max_n=2 * size["figure_n"], **kw),
         lambda: runs.softmax_tv(out, seeds=5, **kw),
         lambda: runs.collapse(out, preset="tiny", positionals=["none", "sinusoidal", "rope",
                                                                "alibi"],
-                              max_len=4096 if quick else 65_536, **kw),
-        lambda: runs.precision(out, max_len=1024 if quick else 2048,
-                               mantissa_bits=(2, 3, 4, 5, 7, 10) if quick else None, **kw),
-        lambda: runs.sensitivity(out, n=32, seeds=2 if quick else 5,
-                                 depths=(1, 2, 4, 8) if quick else (1, 2, 4, 8, 16, 32), **kw),
-        lambda: runs.counting(out, seeds=2 if quick else 5,
-                              scales=(1, 2, 4) if quick else (1, 2, 3, 4, 8, 16), **kw),
-        lambda: runs.remedies(out, max_len=2048 if quick else 16_384, **kw),
+                              max_len=size["collapse_n"], **kw),
+        lambda: runs.precision(out, max_len=size["precision_n"],
+                               mantissa_bits=size["mantissa_bits"], **kw),
+        lambda: runs.sensitivity(out, n=32, seeds=size["few_seeds"], depths=size["depths"], **kw),
+        lambda: runs.counting(out, seeds=size["few_seeds"], scales=size["scales"], **kw),
+        lambda: runs.remedies(out, max_len=size["remedies_n"], **kw),
     ]
     if not args.no_claims:
         steps.append(lambda: runs.claims(out, examples=args.examples, **kw))
@@ -330,7 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Runs every experiment (quick size: a few minutes on 2 cores) and "
                     "proofs_check, and writes report.html (self-contained), report.md and the "
                     "data and figures under --out.")
-    report.add_argument("--size", default="quick", choices=["quick", "full"])
+    report.add_argument("--size", default="quick", choices=list(REPORT_SIZES),
+                        help="quick (default, ~3 min on 2 cores), full (paper sizes), smoke "
+                             "(seconds: for tests)")
     report.add_argument("--no-claims", action="store_true", help="skip the proofs_check table")
     report.add_argument("--examples", type=_positive_int, default=None,
                         help="proofs_check instances per claim (default: each claim's own)")

@@ -180,8 +180,8 @@ def precision(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, se
         f"curve: n_ε where ‖Δ‖₁ < ε (the paper's reading), n_round where every |Δ_i| < ½ spacing "
         f"at y_i.",
         f"- Where rounding happens matters: 1000 ones summed in order in bf16 give {stall:g} "
-        f"(the sum stalls at 256), so a bf16 softmax sum stops normalising and the outputs drift "
-        f"apart instead of collapsing (ladder row '+ softmax').",
+        f"(the sum stalls at 256), so a bf16 softmax sum stops normalising the weights beyond 256 "
+        f"keys; ladder row '+ softmax': no collapse within the sweep.",
         "- Storage-only policies (float32 arithmetic, bf16 storage) collapse much later than "
         "the estimates: each stored intermediate adds rounding noise of a spacing that keeps the "
         "two outputs in different rounding intervals; the -pure policies collapse near n_ε."],

@@ -1,4 +1,4 @@
-"""`squash-sim collapse`: files, table, errors."""
+"""`squash-sim` commands: files, tables, errors; the report (the main job)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from squash_sim.cli import main
 
@@ -45,10 +46,43 @@ def test_collapse_cli_entry_point_and_bad_arguments(tmp_path):
 
 
 def test_installed_console_script_runs_the_main_job(tmp_path):
-    """The README's first command: `squash-sim collapse` from the installed entry point."""
+    """The README's first command, `squash-sim report`, from the installed entry point (at the
+    smoke size; the claim table is exercised by test_proofs_check)."""
     script = Path(sys.executable).parent / "squash-sim"
     assert script.exists(), "install the package (pip install '.[test]') to get the squash-sim script"
-    done = subprocess.run([str(script), "collapse", "--max-len", "64", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run([str(script), "report", "--size", "smoke", "--no-claims", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "collapse.csv").exists() and "Representational collapse" in done.stdout
+    page = (tmp_path / "report.html").read_text()
+    figures = sorted(p.stem for p in tmp_path.glob("*.png"))
+    assert figures == ["collapse", "counting", "figure10", "figure8", "figure9", "precision",
+                       "remedies", "sensitivity"]
+    assert page.count("data:image/png;base64,") == len(figures)  # self-contained
+    assert "src='http" not in page and 'src="http' not in page
+    for stem in figures:  # the data behind every figure is beside it
+        assert (tmp_path / f"{stem}.csv").exists() and (tmp_path / f"{stem}.json").exists()
+        json.load(open(tmp_path / f"{stem}.json"))
+    markdown = (tmp_path / "report.md").read_text()
+    assert "Figure 9" in markdown and "](figure9.png)" in markdown
+    assert "step 8/8" in done.stderr  # progress on stderr
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_experiment_commands_and_their_errors(tmp_path, capsys):
+    assert main(["collapse", "--protocol", "figure10", "--max-len", "120", "--seeds", "2",
+                 "--positional", "none,alibi", "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "figure10.csv")))
+    assert {r["positional"] for r in rows} == {"none", "alibi"}
+    assert main(["counting", "--seeds", "1", "--out", str(tmp_path), "--formats", "svg"]) == 0
+    assert (tmp_path / "counting.svg").exists() and not (tmp_path / "counting.png").exists()
+    assert "ratios only" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["precision", "--mantissa-bits", "0,40", "--out", str(tmp_path)])
+    assert "mantissa bits must lie in 1..23" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["remedies", "--formats", "gif", "--out", str(tmp_path)])
+    assert "unknown figure format" in capsys.readouterr().err
+    assert main(["collapse", "--protocol", "figure10", "--positional", "learned",
+                 "--out", str(tmp_path / "no")]) == 2
+    assert "positional must be among" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()  # a rejected run writes nothing
