@@ -1,0 +1,37 @@
+# %% [markdown]
+# # 02 — Precision: when n and n + 1 become the same number (Corollary B.10)
+#
+# Representational collapse says ‖y_n − y*_{n+1}‖ → 0. In a float format with spacing ε the two
+# outputs eventually round to the **same bits**, and then no readout can tell the counts apart.
+# The collapse length n* depends on the format *and on where rounding happens*.
+
+# %%
+import os
+
+from squash_sim.experiments import precision_collapse
+
+SMALL = os.environ.get("SQUASH_SIM_EXAMPLE_SMALL") == "1"
+
+# %% [markdown]
+# ## Where rounding happens: a sum of ones in bf16
+# bf16 has 8 significant bits: 256 + 1 is not representable and rounds back to 256. A softmax
+# whose running sum is kept in bf16 stops normalising after 256 keys.
+
+# %%
+print("1000 ones summed in bf16:", precision_collapse.sum_of_ones(1000, "bf16"))
+print("1000 ones summed in fp16:", precision_collapse.sum_of_ones(1000, "fp16"))
+assert precision_collapse.sum_of_ones(1000, "bf16") == 256
+
+# %% [markdown]
+# ## Collapse lengths: storage-only vs everything rounded
+# "bf16" stores activations in bf16 but computes in float32 (what inference does); "bf16-pure"
+# rounds every operation and accumulates in bf16. n_ε is the paper's reading (‖Δ‖₁ below the
+# spacing above 1), n_round asks every coordinate to sit inside half a spacing.
+
+# %%
+lengths = precision_collapse.run(max_len=256 if SMALL else 1024, mantissa_bits=(2, 3, 5),
+                                 named=("fp8_e5m2", "fp8_e4m3fn") if SMALL else
+                                 ("fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2"), ladder=not SMALL)
+for x in lengths:
+    star = x.n_star if x.n_star is not None else f"> {x.max_len}"
+    print(f"{x.label:>28}: n* = {star!s:>6}   n_ε = {x.n_eps!s:>5}   n_round = {x.n_round}")
