@@ -17,8 +17,6 @@
 # %%
 import os
 
-import numpy as np
-
 from squash_sim import presets
 from squash_sim.experiments import attention_collapse, collapse
 

@@ -136,16 +136,19 @@ def head_norm(x, scale, config: ModelConfig, num: Numerics):
 
 
 def attention_branch(x, p: dict, layer: int, config: ModelConfig, num: Numerics,
-                     return_weights: bool, dense_max_len: int, block_size: int):
-    """Multi-head (grouped-query) causal attention of the normalised stream x: (b, n, d)."""
+                     return_weights: bool, dense_max_len: int, block_size: int, x_kv=None):
+    """Multi-head (grouped-query) causal attention of the normalised stream x: (b, n, d).
+    x_kv: the normalised stream keys and values come from (default x; an intervention may
+    override it, see interventions.freeze(form="kv"))."""
     c = config
     b, n, _ = x.shape
+    x_kv = x if x_kv is None else x_kv
     q = num.act(num.einsum("bnd,dqh->bnqh", x, p["wq"]))  # (b, n, heads, h)
-    k = num.act(num.einsum("bnd,dkh->bnkh", x, p["wk"]))  # (b, n, k, h)
+    k = num.act(num.einsum("bnd,dkh->bnkh", x_kv, p["wk"]))  # (b, n, k, h)
     if c.identity_value_output:
-        v = x.reshape(b, n, c.n_kv_heads, c.d_head)  # W_V = I: heads are slices of x
+        v = x_kv.reshape(b, n, c.n_kv_heads, c.d_head)  # W_V = I: heads are slices of x
     else:
-        v = num.act(num.einsum("bnd,dkh->bnkh", x, p["wv"]))
+        v = num.act(num.einsum("bnd,dkh->bnkh", x_kv, p["wv"]))
     if c.qk_norm:
         q = head_norm(q, p["q_norm"]["scale"], c, num)
         k = head_norm(k, p["k_norm"]["scale"], c, num)
@@ -188,22 +191,32 @@ def mlp_branch(x, p: dict, config: ModelConfig, num: Numerics):
 
 
 def block(h, p: dict, layer: int, config: ModelConfig, num: Numerics, return_weights: bool,
-          dense_max_len: int, block_size: int):
-    """One Transformer block: the residual stream h[layer] → h[layer + 1], both (b, n, d)."""
+          dense_max_len: int, block_size: int, kv_source=None, skip_attention=None):
+    """One Transformer block: the residual stream h[layer] → h[layer + 1], both (b, n, d).
+
+    Hooks for interventions (None: the plain block): kv_source, a stream (b, n, d) that keys and
+    values are computed from instead of h; skip_attention, a traced bool: when true the whole
+    attention branch (norm, attention, post-norm, residual add) is skipped and z = h."""
     c = config
     beta1, beta2 = c.theory_beta1[layer], c.theory_beta2[layer]
+    kv_source = h if kv_source is None else kv_source
     if c.norm_placement == "post":
         out, weights = attention_branch(h, p, layer, c, num, return_weights, dense_max_len,
-                                        block_size)
+                                        block_size, x_kv=kv_source)
         z = norm(num.act(h + out), p["attn_norm"], c, num, beta1)
+        if skip_attention is not None:
+            z = jnp.where(skip_attention, h, z)
         if c.mlp == "none":
             return z, weights
         return norm(num.act(z + mlp_branch(z, p, c, num)), p["mlp_norm"], c, num, beta2), weights
+    x_kv = None if kv_source is h else norm(kv_source, p["attn_norm"], c, num, beta1)
     out, weights = attention_branch(norm(h, p["attn_norm"], c, num, beta1), p, layer, c, num,
-                                    return_weights, dense_max_len, block_size)
+                                    return_weights, dense_max_len, block_size, x_kv=x_kv)
     if c.norm_placement == "sandwich":
         out = norm(out, p["post_attn_norm"], c, num)
     z = num.act(h + out)
+    if skip_attention is not None:
+        z = jnp.where(skip_attention, h, z)
     if c.mlp == "none":
         return z, weights
     out = mlp_branch(norm(z, p["mlp_norm"], c, num, beta2), p, c, num)
@@ -232,15 +245,25 @@ def embed(params: dict, inputs, config: ModelConfig, num: Numerics):
 
 
 def _forward(params, inputs, config: ModelConfig, precision: Precision, return_attention: bool,
-             logits: str, dense_max_len: int, block_size: int) -> Trace:
+             logits: str, dense_max_len: int, block_size: int, intervention=None) -> Trace:
     num = Numerics(precision)
     params = jax.tree_util.tree_map(num.params, params)
     h = embed(params, inputs, config, num)
-    hidden, weights_per_layer = [h], []
+    # An intervention (squash_sim.interventions) sees the stream entering every block j and h[L]:
+    # it returns the stream to use, a keys/values source and an attention-skip flag (None: plain).
+    state = None if intervention is None else intervention.start(h)
+    hidden, weights_per_layer = [], []
     for layer, p in enumerate(params["layers"]):
-        h, weights = block(h, p, layer, config, num, return_attention, dense_max_len, block_size)
+        kv_source = skip = None
+        if intervention is not None:
+            h, kv_source, skip, state = intervention.before_block(layer, h, state)
         hidden.append(h)
+        h, weights = block(h, p, layer, config, num, return_attention, dense_max_len, block_size,
+                           kv_source, skip)
         weights_per_layer.append(weights)
+    if intervention is not None:
+        h, _, _, state = intervention.before_block(len(params["layers"]), h, state)
+    hidden.append(h)
     if config.norm_placement == "post":
         final = h  # each block already ends in a norm
     else:
@@ -264,8 +287,9 @@ _forward_jit = jax.jit(_forward, static_argnums=(2, 3, 4, 5, 6, 7))
 
 def traceable_forward(config: ModelConfig, precision: Precision | str = "fp32", *,
                       return_attention: bool = False, logits: str = "all"):
-    """forward as a pure function (params, inputs (b, n[, d])) → Trace, for use inside your own
-    jit / vmap / grad (e.g. vmapped over seeds of params). Config and precision are checked here;
+    """forward as a pure function (params, inputs (b, n[, d]), intervention=None) → Trace, for use
+    inside your own jit / vmap / grad (e.g. vmapped over seeds of params, or over the layer of an
+    intervention). Config and precision are checked here;
     params and inputs are not (they may be tracers): check them with check_params beforehand.
     Float64 policies need `jax.enable_x64(True)` around the call."""
     if not isinstance(config, ModelConfig):
@@ -280,14 +304,16 @@ def traceable_forward(config: ModelConfig, precision: Precision | str = "fp32", 
 
 def forward(params, inputs, config: ModelConfig, precision: Precision | str = "fp32", *,
             return_attention: bool = False, logits: str = "all",
-            dense_max_len: int = attn.DENSE_MAX_LEN, attention_block: int = attn.BLOCK) -> Trace:
+            dense_max_len: int = attn.DENSE_MAX_LEN, attention_block: int = attn.BLOCK,
+            intervention=None) -> Trace:
     """Run the model on token ids (n,) / (b, n) or input vectors (n, d) / (b, n, d). → Trace
 
     Jitted (compiled once per shape, config and precision). Inputs are validated before anything
     is traced. `logits`: "all" (n, vocab), "last" (1, vocab: saves memory for big vocabularies) or
     "none". Sequences longer than `dense_max_len` take a blocked attention path with O(n) memory
     (attention.py) in blocks of `attention_block` queries/keys; `return_attention=True` always uses
-    the dense path.
+    the dense path. `intervention`: a squash_sim.interventions.Intervention applied to the residual
+    stream (checked against the config and the sequence before anything is traced).
     """
     if not isinstance(config, ModelConfig):
         raise TypeError(f"forward: config must be a ModelConfig, got {type(config).__name__}")
@@ -301,20 +327,27 @@ def forward(params, inputs, config: ModelConfig, precision: Precision | str = "f
             raise ValueError(f"forward: {name} must be a positive int, got {value!r}")
     inputs, batched = _check_inputs(inputs, config)
     check_params(params, config)
+    if intervention is not None:
+        from squash_sim.interventions import Intervention
+
+        if not isinstance(intervention, Intervention):
+            raise TypeError(f"forward: intervention must be a squash_sim.interventions."
+                            f"Intervention, got {type(intervention).__name__}")
+        intervention.check(config, batch=inputs.shape[0], n=inputs.shape[1])
     if precision.compute_dtype == "float64":
         with jax.enable_x64(True):
             params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
             if not config.takes_tokens:
                 inputs = jnp.asarray(inputs, jnp.float64)
             trace = _forward_jit(params, inputs, config, precision, return_attention, logits,
-                                 dense_max_len, attention_block)
+                                 dense_max_len, attention_block, intervention)
     else:
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), params)
         if not config.takes_tokens:
             inputs = jnp.asarray(np.asarray(inputs, np.float32) if isinstance(inputs, np.ndarray)
                                  else inputs, jnp.float32)
         trace = _forward_jit(params, inputs, config, precision, return_attention, logits,
-                             dense_max_len, attention_block)
+                             dense_max_len, attention_block, intervention)
     if not batched:
         trace = Trace(*(None if a is None else a[0] for a in trace))
     return trace

@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 
 from squash_sim import presets
-from squash_sim.experiments import (attention_collapse, collapse, counting, precision_collapse,
-                                    remedies, sensitivity, softmax_tv)
+from squash_sim.experiments import (
+    attention_collapse,
+    collapse,
+    counting,
+    precision_collapse,
+    remedies,
+    sensitivity,
+    softmax_tv,
+)
 
 READOFFS = {5: 0.95, 100: 0.065, 1000: 0.007}  # theory.md, Figure 10 (paper's plot)
 
