@@ -181,6 +181,8 @@ def cmd_report(args) -> int:
         lambda: runs.counting(out, seeds=size["few_seeds"], scales=size["scales"], **kw),
         lambda: runs.remedies(out, max_len=size["remedies_n"], **kw),
     ]
+    if args.real:
+        steps.append(lambda: runs.capitals(out, seeds=2 if args.size != "full" else 5, **kw))
     if not args.no_claims:
         steps.append(lambda: runs.claims(out, examples=args.examples, **kw))
     start = time.perf_counter()
@@ -239,6 +241,61 @@ def cmd_real_collapse(args) -> int:
         results.write_figure(out / f"{stem}.{suffix}", figure)
     print(f"\nwrote {out / (stem + '.csv')}, {stem}.json, "
           + ", ".join(f"{stem}.{s}" for s in args.formats))
+    return 0
+
+
+def cmd_real_capitals(args) -> int:
+    from squash_sim import runs
+
+    runs.capitals(Path(args.out), seeds=args.seeds, window=args.window, limit=args.limit,
+                  formats=args.formats, progress=_progress).print()
+    return 0
+
+
+def cmd_intervene(args) -> int:
+    """One intervention kind swept over every layer k; KL / top-1 agreement (and accuracy on the
+    capital set for Gemma)."""
+    import jax
+
+    from squash_sim import interventions as iv
+    from squash_sim import results
+    from squash_sim.model import init_params
+
+    if args.model == "gemma3-270m":
+        from squash_sim.experiments import capitals
+        from squash_sim.models import gemma3_270m
+
+        _progress("loading Gemma 3 270M")
+        model = gemma3_270m()
+        params, config = model.params, model.config
+        capital_set = capitals.build_set(model)
+        tokens, answers = capital_set.tokens, capital_set.answers
+    else:
+        config = presets.get(args.model)
+        if not config.takes_tokens:
+            raise ValueError(f"intervene: --model {args.model} takes vectors; use a token model")
+        params = init_params(config, jax.random.key(args.seed))
+        tokens = np.random.default_rng(args.seed).integers(0, config.vocab_size, (8, 32))
+        answers = None
+    kind = args.kind.replace("-", "_")
+    _progress(f"intervene: {kind} at every layer, {args.seeds} seed(s), {len(tokens)} prompts")
+    result = iv.sweep(params, config, tokens, kind=kind, seeds=tuple(range(args.seeds)),
+                      answers=answers, window=args.window, theta=args.theta,
+                      exclude_bos=args.exclude_bos)
+    rows = result.summary()
+    header = f"{'k':>3} {'k/L':>6} {'KL mean':>10} {'KL std':>9} {'top-1 agree':>12}"
+    print(header + ("  P(answer)" if answers is not None else ""))
+    for row in rows:
+        print(f"{row['k']:>3} {row['k/L']:>6.2f} {row['kl_mean']:>10.4g} {row['kl_std']:>9.3g} "
+              f"{row['top1_agreement']:>12.3f}"
+              + (f"  {row['answer_probability']:.3f}" if answers is not None else ""))
+    out = Path(args.out)
+    stem = f"intervene_{kind}_{args.model}"
+    results.write_csv(out / f"{stem}.csv", rows)
+    results.write_json(out / f"{stem}.json", {"kind": kind, "model": args.model,
+                                              "window": args.window, "seeds": args.seeds,
+                                              "rows": rows})
+    print(f"\nwrote {out / (stem + '.csv')} and {stem}.json")
     return 0
 
 
@@ -347,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="quick (default, ~3 min on 2 cores), full (paper sizes), smoke "
                              "(seconds: for tests)")
     report.add_argument("--no-claims", action="store_true", help="skip the proofs_check table")
+    report.add_argument("--real", action="store_true",
+                        help="add the Gemma 3 270M interventions section (gemma extra; ≈ 4 min)")
     report.add_argument("--examples", type=_positive_int, default=None,
                         help="proofs_check instances per claim (default: each claim's own)")
     report.add_argument("--out", default="out/report", help="output folder")
@@ -375,6 +434,41 @@ def build_parser() -> argparse.ArgumentParser:
     real_collapse.add_argument("--formats", type=_formats, default=["png"],
                                help="figure formats: png, svg, pdf (default: png)")
     real_collapse.set_defaults(run=cmd_real_collapse)
+
+    capitals = real_commands.add_parser(
+        "capitals", help="attend first, consolidate later: interventions on capital questions",
+        description="Random / freeze / skip-attention at every layer k on one-shot capital "
+                    "questions Gemma 3 270M answers, windowed controls, the country switch "
+                    "(inject X over Y) and a random-init baseline. Writes CSV, JSON, a figure.")
+    capitals.add_argument("--seeds", type=_positive_int, default=3)
+    capitals.add_argument("--window", type=_positive_int, default=3,
+                          help="blocks of the windowed controls (default: 3)")
+    capitals.add_argument("--limit", type=_positive_int, default=30,
+                          help="capital questions used (default: 30)")
+    capitals.add_argument("--out", default="out/real", help="output folder")
+    capitals.add_argument("--formats", type=_formats, default=["png"])
+    capitals.set_defaults(run=cmd_real_capitals)
+
+    intervene = commands.add_parser(
+        "intervene", help="one hidden-state intervention swept over every layer k",
+        description="KL(clean ‖ manipulated) and top-1 agreement at the last position for an "
+                    "intervention at every block input k (interventions.md); on gemma3-270m the "
+                    "prompts are the capital set and P(capital) is reported too.")
+    intervene.add_argument("--kind", required=True,
+                           choices=["random", "shuffle", "angle", "freeze", "skip-attention"])
+    intervene.add_argument("--model", default="tiny",
+                           choices=["tiny", "gemma3-270m"],
+                           help="tiny (random init, random prompts) or gemma3-270m (gemma extra)")
+    intervene.add_argument("--window", type=_positive_int, default=None,
+                           help="windowed variant: blocks [k, k+w) then clean restored "
+                                "(random, freeze, skip-attention)")
+    intervene.add_argument("--theta", type=float, default=float(np.pi / 2),
+                           help="angle: rotation in radians (default π/2)")
+    intervene.add_argument("--exclude-bos", action="store_true", help="spare position 0")
+    intervene.add_argument("--seeds", type=_positive_int, default=3)
+    intervene.add_argument("--seed", type=int, default=0, help="tiny: parameter/prompt seed")
+    intervene.add_argument("--out", default="out/intervene", help="output folder")
+    intervene.set_defaults(run=cmd_intervene)
 
     check = commands.add_parser(
         "check", help="check every formal result of the paper numerically (proofs_check)",

@@ -82,7 +82,7 @@ class Intervention:
         if self.source is not None and np.shape(self.source)[-1] != config.d_model:
             raise ValueError(f"inject: the source state must have width d_model = "
                              f"{config.d_model}, got shape {np.shape(self.source)}")
-        if self.window is not None:
+        if self.window is not None and self.kind in ("random", "freeze"):
             if self.clean is None:
                 raise ValueError(f"{self.kind}: a windowed intervention needs the clean stream "
                                  f"(clean=trace.hidden of an unmanipulated run)")
@@ -269,6 +269,7 @@ class SweepResult:
     n_layers: int  # L, for k / L
     kl: np.ndarray  # KL(clean ‖ manipulated)
     top1_agrees: np.ndarray  # bool: manipulated argmax == clean argmax
+    final_change: np.ndarray  # ‖y − y_clean‖₂ / ‖y_clean‖₂ of the last final-norm output
     answer_probability: np.ndarray | None  # P(answer) under manipulation (answers given)
     clean_answer_probability: np.ndarray | None  # (prompts,)
 
@@ -281,7 +282,8 @@ class SweepResult:
         for i, k in enumerate(self.layers):
             row = {"kind": self.kind, "k": int(k), "k/L": float(k / self.n_layers),
                    "kl_mean": float(self.kl[i].mean()), "kl_std": float(self.kl[i].mean(-1).std()),
-                   "top1_agreement": float(self.top1_agrees[i].mean())}
+                   "top1_agreement": float(self.top1_agrees[i].mean()),
+                   "final_change": float(self.final_change[i].mean())}
             if self.answer_probability is not None:
                 per_seed = self.answer_probability[i].mean(-1)
                 row.update(answer_probability=float(per_seed.mean()),
@@ -315,6 +317,8 @@ def sweep(params, config: ModelConfig, tokens, *, kind: str, layers=None, last=N
                          f"(inject has its own experiment), got {kind!r}")
     if not config.takes_tokens:
         raise ValueError("sweep: the model must take token ids (metrics read its logits)")
+    if window is not None and kind not in ("random", "freeze", "skip_attention"):
+        raise ValueError(f"sweep: window applies to random, freeze and skip_attention, not {kind}")
     tokens, _ = _check_inputs(tokens, config)
     check_params(params, config)
     b, n = tokens.shape
@@ -327,7 +331,7 @@ def sweep(params, config: ModelConfig, tokens, *, kind: str, layers=None, last=N
     clean = jax.jit(clean_run)(params, tokens)
     clean_hidden = clean.hidden if window is not None else None
 
-    def build(layer, key):
+    def build(layer, key, last, clean_hidden):
         if kind == "random":
             return random(layer, key, exclude_bos=exclude_bos, window=window, last=last,
                           clean=clean_hidden)
@@ -340,30 +344,38 @@ def sweep(params, config: ModelConfig, tokens, *, kind: str, layers=None, last=N
                           clean=clean_hidden)
         return skip_attention(layer, window=window)
 
-    build(layers, jax.random.key(0)).check(config, b, n)  # every k at once, before tracing
+    # every k at once, before tracing
+    build(layers, jax.random.key(0), last, clean_hidden).check(config, b, n)
     last_j = jnp.asarray(last, jnp.int32)
     clean_logp = _log_softmax(last_logits(params, config, clean.final, last_j))  # (b, v)
-    answers_j = None if answers is None else jnp.asarray(answers, jnp.int32)
+    answers_j = jnp.zeros(b, jnp.int32) if answers is None else jnp.asarray(answers, jnp.int32)
 
+    # Everything data-dependent is an argument, never a closed-over constant (XLA would try to
+    # constant-fold reductions over a (b, vocab) array at compile time).
     @jax.jit
-    def run_all(params, tokens, layers, seeds):
+    def run_all(params, tokens, layers, seeds, clean_logp, last_j, answers_j, clean_hidden,
+                clean_last):
         def at_layer(layer):
             def at_seed(seed):
-                iv = build(layer, jax.random.key(seed))
-                final = clean_run(params, tokens, intervention=iv).final
+                intervention = build(layer, jax.random.key(seed), last_j, clean_hidden)
+                final = clean_run(params, tokens, intervention=intervention).final
                 logp = _log_softmax(last_logits(params, config, final, last_j))
                 kl = jnp.sum(jnp.exp(clean_logp) * (clean_logp - logp), axis=-1)
                 agree = jnp.argmax(logp, -1) == jnp.argmax(clean_logp, -1)
-                p_answer = (jnp.exp(jnp.take_along_axis(logp, answers_j[:, None], 1)[:, 0])
-                            if answers_j is not None else jnp.zeros(b))
-                return kl, agree, p_answer
+                p_answer = jnp.exp(jnp.take_along_axis(logp, answers_j[:, None], 1)[:, 0])
+                y = jnp.take_along_axis(final, last_j[:, None, None], axis=1)[:, 0]  # (b, d)
+                change = (jnp.linalg.norm(y - clean_last, axis=-1)
+                          / jnp.linalg.norm(clean_last, axis=-1))
+                return kl, agree, p_answer, change
             return jax.vmap(at_seed)(seeds)
         return jax.lax.map(at_layer, layers)
 
-    kl, agree, p_answer = run_all(params, tokens, jnp.asarray(layers, jnp.int32),
-                                  jnp.asarray(seeds, jnp.uint32))
+    clean_last = jnp.take_along_axis(clean.final, last_j[:, None, None], axis=1)[:, 0]
+    kl, agree, p_answer, change = run_all(params, tokens, jnp.asarray(layers, jnp.int32),
+                                          jnp.asarray(seeds, jnp.uint32), clean_logp, last_j,
+                                          answers_j, clean_hidden, clean_last)
     clean_p = (None if answers is None else
                np.exp(np.take_along_axis(np.asarray(clean_logp), np.asarray(answers)[:, None],
                                          1)[:, 0]))
     return SweepResult(kind, layers, config.n_layers, np.asarray(kl), np.asarray(agree),
-                       None if answers is None else np.asarray(p_answer), clean_p)
+                       np.asarray(change), None if answers is None else np.asarray(p_answer), clean_p)

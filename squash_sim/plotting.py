@@ -146,3 +146,38 @@ def counting_figure(result, title: str):
     _finish(ax, title, "scale k", f"max |state(k·{result.n0}, k·{result.n1}) − state"
             f"({result.n0}, {result.n1})|", spacing_line=False)
     return figure
+
+
+def capitals_figure(sweeps: dict, windowed: dict, switch, baseline: dict, title: str,
+                    paper_band=(0.53, 0.69)):
+    """Left: accuracy vs k/L per intervention (windowed controls dashed). Middle: the switch,
+    P(original) and P(injected) vs k/L with the paper's crossover band. Right: the random-init
+    relative change of the last output vs k/L, Gemma beside the random-init baseline.
+    baseline: label → SweepResult"""
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.2))
+    for kind, result in sweeps.items():
+        accuracy = result.top1_agrees.mean(axis=(1, 2))
+        line, = left.plot(result.depth, accuracy, "o-", ms=3, label=kind)
+        if kind in windowed:
+            w = windowed[kind]
+            left.plot(w.depth, w.top1_agrees.mean(axis=(1, 2)), "--", color=line.get_color(),
+                      label=f"{kind}, window")
+    left.set_xlabel("k / L")
+    left.set_ylabel("accuracy (greedy answer = capital)")
+    left.legend(fontsize=8)
+    left.grid(True, alpha=0.25)
+    depth = switch.layers / switch.n_layers
+    middle.plot(depth, switch.p_original.mean(-1), "o-", ms=3, label="P(original capital)")
+    middle.plot(depth, switch.p_injected.mean(-1), "s-", ms=3, label="P(injected capital)")
+    middle.axvspan(*paper_band, color="grey", alpha=0.2, label="paper's crossover (7B)")
+    if switch.crossover is not None:
+        middle.axvline(switch.crossover / switch.n_layers, color="black", ls=":",
+                       label=f"crossover k/L = {switch.crossover / switch.n_layers:.2f}")
+    _finish(middle, "country switch (inject X over Y)", "k / L", "probability",
+            spacing_line=False)
+    for label, result in baseline.items():
+        right.plot(result.depth, result.final_change.mean(axis=(1, 2)), "o-", ms=3, label=label)
+    _finish(right, "relative change of the last output y_n", "k / L",
+            "‖y − y_clean‖ / ‖y_clean‖", spacing_line=False)
+    figure.suptitle(title)
+    return figure

@@ -1,0 +1,152 @@
+"""Attend first, consolidate later (../shared/spec/interventions.md) on Gemma 3 270M: one-shot
+capital questions, interventions at every layer k, and the country switch.
+
+The set: squash_sim/data/capitals.csv lists countries and capitals; a pair is used when its
+capital is one token (" Paris") and the clean model answers it (greedy next token after
+"Q: What is the capital of X? A:", one shot "Q: What is the capital of Peru? A: Lima"). Prompts
+are kept at the common token length so that the country sits at the same position in every
+prompt (a batch needs no padding; inject writes one position).
+
+  * sweeps      random / freeze / skip_attention (and windowed controls) at every k: accuracy
+                (greedy answer == capital) and P(capital), mean ± std over seeds;
+  * switch      inject the state of country X (from X's clean run, same layer k, the country's
+                position) into the run for country Y: P(Y's capital) and P(X's capital) per k;
+                the crossover is the first k where the original answer Y wins again (k/L).
+  * baseline    the same sweeps on a randomly initialised model of the same shape (no answers:
+                KL to its own clean run and top-1 agreement).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import importlib.resources
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from squash_sim import interventions as iv
+from squash_sim.model import traceable_forward
+
+SHOT = ("Peru", "Lima")
+PAPER_CROSSOVER = (0.53, 0.69)  # block ≈ 17–22 of 32 on 7B models (interventions.md)
+
+
+def template(country: str) -> str:
+    return (f"Q: What is the capital of {SHOT[0]}? A: {SHOT[1]}\n"
+            f"Q: What is the capital of {country}? A:")
+
+
+def pairs() -> list[tuple[str, str]]:
+    """(country, capital) from the data file shipped with the package."""
+    text = importlib.resources.files("squash_sim.data").joinpath("capitals.csv").read_text()
+    return [(r["country"], r["capital"]) for r in csv.DictReader(text.splitlines())]
+
+
+@dataclasses.dataclass
+class CapitalSet:
+    countries: list[str]
+    capitals: list[str]
+    tokens: np.ndarray  # (b, n) one-shot prompts, BOS first
+    answers: np.ndarray  # (b,) capital token ids
+    country_position: int  # index of the (one-token) country in every prompt
+    rejected: dict  # country → why it is not in the set
+
+
+def build_set(model, limit: int | None = 30) -> CapitalSet:
+    """The prompts the clean model answers correctly (see the module doc), at most `limit`."""
+    candidates, rejected = [], {}
+    for country, capital in pairs():
+        if country == SHOT[0]:
+            continue
+        answer = model.encode(" " + capital, add_bos=False)
+        if len(answer) != 1:
+            rejected[country] = f"capital {capital!r} is {len(answer)} tokens"
+            continue
+        candidates.append((country, capital, model.encode(template(country)), int(answer[0])))
+    length = np.bincount([len(c[2]) for c in candidates]).argmax()
+    for country, _, ids, _ in candidates:
+        if len(ids) != length:
+            rejected[country] = f"prompt is {len(ids)} tokens, not {length} (multi-token country)"
+    kept = [c for c in candidates if len(c[2]) == length]
+    tokens = np.stack([c[2] for c in kept]).astype(np.int32)
+    logits = np.asarray(model.forward(tokens, logits="last").logits)[:, -1]  # (b, vocab)
+    correct = logits.argmax(-1) == np.array([c[3] for c in kept])
+    for c, ok in zip(kept, correct, strict=True):
+        if not ok:
+            rejected[c[0]] = "the clean model answers something else"
+    kept = [c for c, ok in zip(kept, correct, strict=True) if ok][:limit]
+    position = len(model.encode(template("X").rsplit(" X?", 1)[0] + " X")) - 1
+    return CapitalSet([c[0] for c in kept], [c[1] for c in kept],
+                      np.stack([c[2] for c in kept]).astype(np.int32),
+                      np.array([c[3] for c in kept]), position, rejected)
+
+
+def sweeps(params, config, capital_set: CapitalSet, kinds=("random", "freeze", "skip_attention"),
+           seeds=(0, 1, 2), window: int | None = None, with_answers: bool = True,
+           progress=None) -> dict:
+    """kind → interventions.SweepResult over every k (accuracy = top-1 agreement with the clean,
+    correct answer)."""
+    out = {}
+    for kind in kinds:
+        if progress:
+            progress(f"capitals: {kind} sweep{f' (window {window})' if window else ''}")
+        out[kind] = iv.sweep(params, config, capital_set.tokens, kind=kind,
+                             seeds=seeds if kind in ("random", "shuffle", "angle") else (0,),
+                             answers=capital_set.answers if with_answers else None,
+                             window=window)
+    return out
+
+
+@dataclasses.dataclass
+class SwitchResult:
+    layers: np.ndarray  # (K,)
+    n_layers: int
+    p_original: np.ndarray  # (K, pairs) P(Y's capital) with X's state injected
+    p_injected: np.ndarray  # (K, pairs) P(X's capital)
+
+    @property
+    def crossover(self) -> int | None:
+        """First k from which the original answer wins on average (None: never)."""
+        wins = self.p_original.mean(-1) > self.p_injected.mean(-1)
+        losing = np.flatnonzero(~wins)
+        if losing.size == 0:
+            return int(self.layers[0])
+        return int(self.layers[losing[-1] + 1]) if losing[-1] + 1 < self.layers.size else None
+
+    def rows(self) -> list[dict]:
+        return [{"k": int(k), "k/L": float(k / self.n_layers),
+                 "p_original": float(self.p_original[i].mean()),
+                 "p_injected": float(self.p_injected[i].mean())}
+                for i, k in enumerate(self.layers)]
+
+
+def switch(params, config, capital_set: CapitalSet, progress=None) -> SwitchResult:
+    """Inject country X's state (X = the next country in the set) into Y's run at every k."""
+    run = traceable_forward(config, logits="none")
+    tokens = jnp.asarray(capital_set.tokens)
+    source_order = np.roll(np.arange(len(capital_set.countries)), -1)  # Y ← X = next country
+    position = capital_set.country_position
+    layers = np.arange(config.n_layers + 1)
+    iv.inject(layers, np.zeros(config.d_model), position).check(config, *tokens.shape)
+    if progress:
+        progress(f"capitals: switch over {layers.size} layers × {len(source_order)} pairs")
+    clean = jax.jit(run)(params, tokens).hidden  # (b, L+1, n, d)
+    sources = clean[source_order][:, :, position]  # (b, L+1, d): X's state at every layer
+    last = jnp.full((tokens.shape[0],), tokens.shape[1] - 1)
+    original = jnp.asarray(capital_set.answers)
+    injected = original[source_order]
+
+    @jax.jit
+    def all_layers(params, tokens, sources):
+        def at(layer):
+            intervention = iv.inject(layer, sources[:, layer], position)
+            final = run(params, tokens, intervention=intervention).final
+            p = jax.nn.softmax(iv.last_logits(params, config, final, last), axis=-1)
+            return (jnp.take_along_axis(p, original[:, None], 1)[:, 0],
+                    jnp.take_along_axis(p, injected[:, None], 1)[:, 0])
+        return jax.lax.map(at, jnp.asarray(layers, jnp.int32))
+
+    p_original, p_injected = all_layers(params, tokens, sources)
+    return SwitchResult(layers, config.n_layers, np.asarray(p_original), np.asarray(p_injected))
