@@ -1,7 +1,9 @@
 """Gemma 3 270M benchmark (issue: real LLM): cached load time, and the forward at 2,048 tokens in
-fp32 beside the transformers reference on the same machine, as a ratio.
+fp32 beside the transformers reference on the same machine, as a ratio. With --interventions: a
+full k-sweep (k = 0..18) of one intervention over the 30-prompt capital set, end to end including
+its compile, against one clean forward of the same batch measured in the same run.
 
-    pip install ".[gemma,oracle,bench]" && python benchmarks/bench_gemma.py
+    pip install ".[gemma,oracle,bench]" && python benchmarks/bench_gemma.py [--interventions]
 """
 
 from __future__ import annotations
@@ -15,7 +17,34 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_core import best_of  # noqa: E402  (one timing helper for every benchmark)
 
 
+def interventions() -> None:
+    import time
+
+    import squash_sim  # noqa: F401  (XLA flags before JAX starts)
+    from squash_sim import interventions as iv
+    from squash_sim.experiments import capitals
+    from squash_sim.models import gemma3_270m
+
+    model = gemma3_270m()
+    capital_set = capitals.build_set(model)
+    tokens = capital_set.tokens
+    clean = best_of(lambda: model.forward(tokens, logits="none").final.block_until_ready(), 3)
+    print(f"clean forward of the {len(tokens)}-prompt set ({tokens.shape[1]} tokens): {clean:.2f} s")
+    for kind, seeds in (("freeze", (0,)), ("random", (0,)), ("random", (0, 1, 2))):
+        start = time.perf_counter()
+        iv.sweep(model.params, model.config, tokens, kind=kind, seeds=seeds,
+                 answers=capital_set.answers)
+        seconds = time.perf_counter() - start
+        runs = (model.config.n_layers + 1) * len(seeds)
+        print(f"{kind} sweep, {runs} manipulated forwards ({len(seeds)} seed(s)), incl. compile: "
+              f"{seconds:.1f} s (target ≤ 120 s); {seconds / runs / clean:.2f}× a clean forward "
+              f"per manipulated forward")
+
+
 def main() -> None:
+    if "--interventions" in sys.argv:
+        interventions()
+        return
     import squash_sim  # noqa: F401  (XLA flags before JAX starts)
     from squash_sim.checkpoints import gguf
     from squash_sim.models import gemma3_270m, gguf_path
