@@ -183,6 +183,7 @@ def cmd_report(args) -> int:
     ]
     if args.real:
         steps.append(lambda: runs.capitals(out, seeds=2 if args.size != "full" else 5, **kw))
+        steps.append(lambda: runs.real_tasks(out, **kw))
     if not args.no_claims:
         steps.append(lambda: runs.claims(out, examples=args.examples, **kw))
     start = time.perf_counter()
@@ -215,6 +216,13 @@ def cmd_real_collapse(args) -> int:
                                    seed=args.seed, progress=_progress)
         _progress(f"      done in {result.seconds:.1f} s")
         runs.append(result)
+    if args.compare_global:  # the sliding window's effect: the same sweep, local layers global
+        import dataclasses
+
+        _progress("the same sweep with the local layers made global (fp32)")
+        result = real_collapse.run(gemma3_270m(local_layers_global=True), args.prompt, "fp32",
+                                   max_len=args.max_len, seed=args.seed, progress=_progress)
+        runs.append(dataclasses.replace(result, precision="fp32, no sliding window"))
     print(f"\nGemma 3 270M, prompt {args.prompt!r}: final-layer last-token ‖y_n − y*_(n+1)‖₁ "
           f"('==' marks bit-identical outputs)\n")
     header = f"{'n':>6}" + "".join(f" | {r.precision:>18}" for r in runs)
@@ -241,6 +249,14 @@ def cmd_real_collapse(args) -> int:
         results.write_figure(out / f"{stem}.{suffix}", figure)
     print(f"\nwrote {out / (stem + '.csv')}, {stem}.json, "
           + ", ".join(f"{stem}.{s}" for s in args.formats))
+    return 0
+
+
+def cmd_real_tasks(args) -> int:
+    from squash_sim import runs
+
+    runs.real_tasks(Path(args.out), seeds=args.seeds, formats=args.formats,
+                    progress=_progress).print()
     return 0
 
 
@@ -405,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(seconds: for tests)")
     report.add_argument("--no-claims", action="store_true", help="skip the proofs_check table")
     report.add_argument("--real", action="store_true",
-                        help="add the Gemma 3 270M interventions section (gemma extra; ≈ 4 min)")
+                        help="add the Gemma 3 270M sections: interventions, copy/count tasks, "
+                             "sensitivity (gemma extra; ≈ 8 min)")
     report.add_argument("--examples", type=_positive_int, default=None,
                         help="proofs_check instances per claim (default: each claim's own)")
     report.add_argument("--out", default="out/report", help="output folder")
@@ -430,10 +447,24 @@ def build_parser() -> argparse.ArgumentParser:
                                default=[get_precision("fp32"), get_precision("bf16")],
                                help="comma list of precision policies (default: fp32,bf16)")
     real_collapse.add_argument("--seed", type=int, default=0, help="seed of the digits prompt")
+    real_collapse.add_argument("--compare-global", action="store_true",
+                               help="also run a variant whose local (window 512) layers are made "
+                                    "global: the window's effect made visible")
     real_collapse.add_argument("--out", default="out/real", help="output folder")
     real_collapse.add_argument("--formats", type=_formats, default=["png"],
                                help="figure formats: png, svg, pdf (default: png)")
     real_collapse.set_defaults(run=cmd_real_collapse)
+
+    tasks = real_commands.add_parser(
+        "tasks", help="copy the first / last digit, count ones (few-shot), sensitivity profile",
+        description="The paper's behavioural tasks on Gemma 3 270M with few-shot prompts and "
+                    "greedy answers, and the sensitivity of the last output to every input "
+                    "position. Writes CSV, JSON and a figure.")
+    tasks.add_argument("--seeds", type=_positive_int, default=6,
+                       help="Bernoulli(0.7) strings per length for counting (default: 6)")
+    tasks.add_argument("--out", default="out/real", help="output folder")
+    tasks.add_argument("--formats", type=_formats, default=["png"])
+    tasks.set_defaults(run=cmd_real_tasks)
 
     capitals = real_commands.add_parser(
         "capitals", help="attend first, consolidate later: interventions on capital questions",

@@ -181,3 +181,27 @@ def capitals_figure(sweeps: dict, windowed: dict, switch, baseline: dict, title:
             "‖y − y_clean‖ / ‖y_clean‖", spacing_line=False)
     figure.suptitle(title)
     return figure
+
+
+def real_tasks_figure(copy_rows, count_rows, profile, profile_text: str, title: str):
+    """Left: copy accuracy vs n (first / last digit). Middle: counting, answer vs true count.
+    Right: the sensitivity profile of the last output over input positions."""
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.2))
+    for which, marker in (("first", "o"), ("last", "s")):
+        accuracy = copy_rows.accuracy(which=which)
+        left.semilogx(list(accuracy), list(accuracy.values()), marker=marker, label=f"{which} digit")
+    left.axhline(0.5, color="grey", ls=":", lw=1, label="chance (majority digit)")
+    _finish(left, "copy a digit", "n (digits)", "accuracy", spacing_line=False)
+    for kind, marker in (("bernoulli 0.7", "o"), ("ones", "x")):
+        rows = [r for r in count_rows.rows if r["kind"] == kind and r["answer"] is not None]
+        middle.loglog([r["target"] for r in rows], [max(r["answer"], 0.5) for r in rows], marker,
+                      ls="none", label=kind)
+    top = max(r["target"] for r in count_rows.rows)
+    middle.plot([1, top], [1, top], "k:", label="correct")
+    _finish(middle, "count the ones (few-shot)", "true count", "answer", spacing_line=False)
+    right.semilogy(np.arange(profile.size), profile / profile.sum(), lw=1.2)
+    _finish(right, "sensitivity of y_n to each input", "input position i (0 = BOS)",
+            "share of Σ_i ‖∂y_n/∂h0_i‖_F", spacing_line=False)
+    right.legend().remove() if right.get_legend() else None
+    figure.suptitle(f"{title}\n{profile_text}", fontsize=10)
+    return figure

@@ -382,3 +382,52 @@ def capitals(out: Path, *, seeds: int = 3, window: int = 3, limit: int = 30, for
 
 
 PAPER_BAND_TEXT = "block ≈ 17–22 of 32 (k/L ≈ 0.53–0.69)"
+
+
+def real_tasks(out: Path, *, copy_n=None, count_n=None, seeds: int = 6, formats=("png",),
+               progress=_quiet) -> Section:
+    """Copy first/last digit, few-shot counting and the sensitivity profile on Gemma 3 270M."""
+    from squash_sim.experiments import real_tasks as experiment
+    from squash_sim.models import gemma3_270m
+
+    start = time.perf_counter()
+    progress("tasks: loading Gemma 3 270M")
+    model = gemma3_270m()
+    copy_rows = experiment.copy_task(model, copy_n or experiment.COPY_N, progress=progress)
+    count_rows = experiment.count_task(model, count_n or experiment.COUNT_N, seeds=seeds,
+                                       progress=progress)
+    text = "How many ones are in the following sequence? " + "1" * 100
+    progress("tasks: sensitivity profile (16 random VJPs)")
+    profile = experiment.sensitivity_profile(model, text)
+    share = profile / profile.sum()
+    data = [results.write_csv(out / "real_tasks.csv", copy_rows.rows + count_rows.rows),
+            results.write_csv(out / "real_sensitivity.csv",
+                              [{"position": i, "sensitivity": float(p), "share": float(s)}
+                               for i, (p, s) in enumerate(zip(profile, share, strict=True))])]
+    counted = [r for r in count_rows.rows if r["answer"] is not None]
+    round_answers = float(np.mean([r["answer"] % 10 == 0 for r in counted])) if counted else None
+    table = ([{"task": f"copy {w} digit", **{f"n={n}": a for n, a in
+                                              copy_rows.accuracy(which=w).items()}}
+              for w in ("first", "last")]
+             + [{"task": f"count ({k})", **{f"n={n}": a for n, a in
+                                            count_rows.accuracy(kind=k).items()}}
+                for k in ("ones", "bernoulli 0.7")])
+    data.append(results.write_json(out / "real_tasks.json", {
+        "experiment": "copy / count / sensitivity on Gemma 3 270M (theory.md §4)",
+        "copy_prompt": experiment.copy_prompt("first", "<digits>"),
+        "count_prompt": experiment.count_prompt("<digits>"), "table": table,
+        "answers_multiple_of_10": round_answers,
+        "sensitivity_share": {"bos": float(share[0]), "middle": float(share[share.size // 2]),
+                              "last": float(share[-1])}}))
+    figures = _figures(out, "real_tasks", plotting.real_tasks_figure(
+        copy_rows, count_rows, profile, f"profile prompt: {text[:46]}… ({profile.size} tokens)",
+        "Gemma 3 270M: copying, counting, sensitivity"), formats)
+    return Section("real_tasks", "Gemma 3 270M: copying, counting, sensitivity", "theory.md §4", [
+        "Few-shot prompts (three worked examples: the model is a base model), greedy answers. "
+        "Copy: the odd digit at the asked end of n digits, both digit assignments (chance 50 %).",
+        f"- Counting answers that are multiples of 10: {round_answers:.0%} of parsed answers."
+        if round_answers is not None else "- No counting answer parsed.",
+        f"- Sensitivity of the last output to each input (Frobenius norm, Hutchinson estimate): "
+        f"BOS takes {share[0]:.1%}, the middle position {share[share.size // 2]:.2%}, the last "
+        f"{share[-1]:.1%}: the U-shape of the theory on a trained model."],
+        table, figures, data, time.perf_counter() - start)

@@ -229,3 +229,21 @@ def test_country_switch_flips_low_and_is_ignored_high(model):
     assert p_injected[1] > p_original[1]  # injected low: the injected country's capital wins
     assert p_original[-2] > p_injected[-2]  # injected at block 17: ignored
     assert result.crossover is not None and 1 < result.crossover < 18
+
+
+def test_padded_buffer_greedy_equals_plain_decoding(model):
+    """real_tasks.greedy writes into a right-padded buffer; decoding by re-running the growing
+    sequence (no padding) must give the same tokens."""
+    from squash_sim.experiments import real_tasks
+
+    prompt = real_tasks.count_prompt("1 1 0 1 1")
+    buffered = real_tasks.greedy(model, [prompt], steps=3)[0]
+    ids = list(model.encode(prompt))
+    plain = []
+    for _ in range(3):
+        token = int(np.argmax(np.asarray(model.forward(np.array(ids, np.int32)).logits)[-1]))
+        plain.append(token)
+        ids.append(token)
+    assert buffered == plain
+    rows = real_tasks.copy_task(model, ns=(10,)).rows
+    assert len(rows) == 4 and {r["which"] for r in rows} == {"first", "last"}
