@@ -52,7 +52,8 @@ def _finish(ax, title: str, xlabel: str, ylabel: str, spacing_line: bool = True)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.25)
 
 
@@ -202,6 +203,6 @@ def real_tasks_figure(copy_rows, count_rows, profile, profile_text: str, title: 
     right.semilogy(np.arange(profile.size), profile / profile.sum(), lw=1.2)
     _finish(right, "sensitivity of y_n to each input", "input position i (0 = BOS)",
             "share of Σ_i ‖∂y_n/∂h0_i‖_F", spacing_line=False)
-    right.legend().remove() if right.get_legend() else None
     figure.suptitle(f"{title}\n{profile_text}", fontsize=10)
+    figure.tight_layout(rect=(0, 0, 1, 0.9))
     return figure

@@ -39,8 +39,13 @@ def _cell(value) -> str:
     return "—" if value is None else str(value)
 
 
+def _keys(rows: list[dict]) -> list[str]:
+    """Every column of a table whose rows may have different keys, in first-seen order."""
+    return list(dict.fromkeys(key for row in rows for key in row))
+
+
 def _text_table(rows: list[dict]) -> str:
-    keys = list(rows[0])
+    keys = _keys(rows)
     cells = [[_cell(r.get(k)) for k in keys] for r in rows]
     widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
     line = lambda values: "  " + " | ".join(v.rjust(w) for v, w in zip(values, widths, strict=True))  # noqa: E731
@@ -49,7 +54,7 @@ def _text_table(rows: list[dict]) -> str:
 
 
 def _markdown_table(rows: list[dict]) -> str:
-    keys = list(rows[0])
+    keys = _keys(rows)
     out = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     out += ["| " + " | ".join(_cell(r.get(k)) for k in keys) + " |" for r in rows]
     return "\n".join(out)
@@ -70,7 +75,7 @@ def markdown(sections: list[Section], title: str, preamble: list[str]) -> str:
 
 
 def _html_table(rows: list[dict]) -> str:
-    keys = list(rows[0])
+    keys = _keys(rows)
     head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(r.get(k)))}</td>" for k in keys)
                    + "</tr>" for r in rows)

@@ -26,7 +26,8 @@ def _write_bytes(path: Path, data: bytes) -> Path:
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    fields = list(dict.fromkeys(key for row in rows for key in row))  # every key, first-seen order
+    writer = csv.DictWriter(buffer, fieldnames=fields, restval="")
     writer.writeheader()
     writer.writerows(rows)
     return _write_bytes(Path(path), buffer.getvalue().encode())

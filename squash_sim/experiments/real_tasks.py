@@ -119,7 +119,7 @@ def count_task(model, ns=COUNT_N, seeds: int = 6, progress=None) -> TaskRows:
         strings = [("ones", np.ones(n, int))] + [
             ("bernoulli 0.7", (rng.random(n) < 0.7).astype(int)) for _ in range(seeds)]
         answers = greedy(model, [count_prompt(_digits(s)) for _, s in strings],
-                         steps=len(str(n)) + 1)
+                         steps=len(str(n)) + 2)  # room for a longer (wrong) answer
         for (kind, s), tokens in zip(strings, answers, strict=True):
             answer = _number(model, tokens)
             rows.append({"task": "count", "kind": kind, "n": n, "target": int(s.sum()),
