@@ -32,7 +32,7 @@ def interventions() -> None:
     print(f"clean forward of the {len(tokens)}-prompt set ({tokens.shape[1]} tokens): {clean:.2f} s")
     for kind, seeds in (("freeze", (0,)), ("random", (0,)), ("random", (0, 1, 2))):
         start = time.perf_counter()
-        iv.sweep(model.params, model.config, tokens, kind=kind, seeds=seeds,
+        iv.sweep(model, tokens, kind=kind, seeds=seeds,
                  answers=capital_set.answers)
         seconds = time.perf_counter() - start
         runs = (model.config.n_layers + 1) * len(seeds)

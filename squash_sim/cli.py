@@ -294,8 +294,20 @@ def cmd_intervene(args) -> int:
         tokens = np.random.default_rng(args.seed).integers(0, config.vocab_size, (8, 32))
         answers = None
     kind = args.kind.replace("-", "_")
+    if kind == "inject":  # needs a source run: the country switch on the capital set
+        if args.model != "gemma3-270m":
+            raise ValueError("intervene: --kind inject writes another prompt's state; it runs the "
+                             "country switch and needs --model gemma3-270m")
+        switch = capitals.switch(params, config, capital_set, progress=_progress)
+        print(f"{'k':>3} {'k/L':>6} {'P(original)':>12} {'P(injected)':>12}")
+        for row in switch.rows():
+            print(f"{row['k']:>3} {row['k/L']:>6.2f} {row['p_original']:>12.3f} "
+                  f"{row['p_injected']:>12.3f}")
+        print(f"crossover k = {switch.crossover}")
+        results.write_csv(Path(args.out) / "intervene_inject_gemma3-270m.csv", switch.rows())
+        return 0
     _progress(f"intervene: {kind} at every layer, {args.seeds} seed(s), {len(tokens)} prompts")
-    result = iv.sweep(params, config, tokens, kind=kind, seeds=tuple(range(args.seeds)),
+    result = iv.sweep((params, config), tokens, kind=kind, seeds=tuple(range(args.seeds)),
                       answers=answers, window=args.window, theta=args.theta,
                       exclude_bos=args.exclude_bos)
     rows = result.summary()
@@ -486,7 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "intervention at every block input k (interventions.md); on gemma3-270m the "
                     "prompts are the capital set and P(capital) is reported too.")
     intervene.add_argument("--kind", required=True,
-                           choices=["random", "shuffle", "angle", "freeze", "skip-attention"])
+                           choices=["random", "shuffle", "angle", "freeze", "skip-attention",
+                                    "inject"],
+                           help="inject: the country switch (gemma3-270m only)")
     intervene.add_argument("--model", default="tiny",
                            choices=["tiny", "gemma3-270m"],
                            help="tiny (random init, random prompts) or gemma3-270m (gemma extra)")

@@ -14,8 +14,9 @@ prompts give `last` (b,) — the index of each prompt's last real token: P is th
     trace = forward(params, tokens, config, intervention=iv.random(layer=3, key=jax.random.key(0)))
 
 Every field that varies across a sweep (layer, key, angle, source state, position, window) is an
-array leaf, so `jax.vmap` over e.g. the layer runs a whole k-sweep as one compiled program
-(`sweep`). Each intervention is validated against the config and sequence before tracing.
+array leaf, so `jax.vmap` over e.g. the layer runs a whole k-sweep as one compiled program:
+`sweep(model, prompts, kind="freeze")`. Each intervention is validated against the config and
+sequence before tracing.
 
 Generation: only single forward passes are supported (no cached decoding), i.e. the reference
 code's semantics for the next token after the prompt.
@@ -303,13 +304,25 @@ def _log_softmax(logits):
     return jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
 
 
-def sweep(params, config: ModelConfig, tokens, *, kind: str, layers=None, last=None,
-          seeds=(0,), answers=None, theta: float = np.pi / 2, window: int | None = None,
-          exclude_bos: bool = False, form: str = "faithful", precision="fp32") -> SweepResult:
+def sweep(model, prompts, *, kind: str, layers=None, last=None, seeds=(0,), answers=None,
+          theta: float = np.pi / 2, window: int | None = None, exclude_bos: bool = False,
+          form: str = "faithful", precision="fp32") -> SweepResult:
     """Run one intervention kind at every layer k in `layers` (default all valid) for every seed,
-    on a batch of right-padded prompts `tokens` (b, n) whose last real tokens are `last` (b,)
-    (default n − 1). One compiled program: lax.map over k, vmap over seeds.
+    at each prompt's last position. One compiled program: lax.map over k, vmap over seeds.
+
+    model: a loaded model (squash_sim.models: .params, .config, .encode) or a (params, config)
+    pair. prompts: strings (encoded with BOS, right-padded to a batch; `last` is then derived) or
+    token ids (b, n), right-padded, whose last real tokens are `last` (b,) (default n − 1).
     answers: (b,) token ids whose probability is reported (e.g. the correct capital)."""
+    params, config = (model.params, model.config) if hasattr(model, "params") else model
+    if isinstance(prompts, (list, tuple)) and prompts and isinstance(prompts[0], str):
+        if not hasattr(model, "encode"):
+            raise TypeError("sweep: text prompts need a model with a tokenizer (.encode)")
+        encoded = [model.encode(p) for p in prompts]
+        width = max(len(e) for e in encoded)
+        last = np.array([len(e) - 1 for e in encoded])
+        prompts = np.stack([np.pad(e, (0, width - len(e))) for e in encoded]).astype(np.int32)
+    tokens = prompts
     from squash_sim.model import _check_inputs, check_params, traceable_forward
 
     if kind not in KINDS or kind == "inject":

@@ -247,3 +247,13 @@ def test_padded_buffer_greedy_equals_plain_decoding(model):
     assert buffered == plain
     rows = real_tasks.copy_task(model, ns=(10,)).rows
     assert len(rows) == 4 and {r["which"] for r in rows} == {"first", "last"}
+
+
+def test_sweep_takes_the_loaded_model_and_text_prompts(model):
+    from squash_sim import interventions as iv
+
+    prompts = ["Q: What is the capital of France? A:", "The capital of Italy is"]
+    result = iv.sweep(model, prompts, kind="freeze", layers=[1, 18])
+    assert result.kl.shape == (2, 1, 2)
+    assert result.kl[1].max() < 1e-3 and result.top1_agrees[1].all()  # freezing only h[L]
+    assert result.kl[0].min() > 1e-2  # freezing from block 1: the prompts' meaning is gone

@@ -92,7 +92,7 @@ def sweeps(params, config, capital_set: CapitalSet, kinds=("random", "freeze", "
     for kind in kinds:
         if progress:
             progress(f"capitals: {kind} sweep{f' (window {window})' if window else ''}")
-        out[kind] = iv.sweep(params, config, capital_set.tokens, kind=kind,
+        out[kind] = iv.sweep((params, config), capital_set.tokens, kind=kind,
                              seeds=seeds if kind in ("random", "shuffle", "angle") else (0,),
                              answers=capital_set.answers if with_answers else None,
                              window=window)
