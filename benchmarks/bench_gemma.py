@@ -32,10 +32,9 @@ def interventions() -> None:
     print(f"clean forward of the {len(tokens)}-prompt set ({tokens.shape[1]} tokens): {clean:.2f} s")
     for kind, seeds in (("freeze", (0,)), ("random", (0,)), ("random", (0, 1, 2))):
         start = time.perf_counter()
-        iv.sweep(model, tokens, kind=kind, seeds=seeds,
-                 answers=capital_set.answers)
+        result = iv.sweep(model, tokens, kind=kind, seeds=seeds, answers=capital_set.answers)
         seconds = time.perf_counter() - start
-        runs = (model.config.n_layers + 1) * len(seeds)
+        runs = len(result.layers) * len(seeds)
         print(f"{kind} sweep, {runs} manipulated forwards ({len(seeds)} seed(s)), incl. compile: "
               f"{seconds:.1f} s (target ≤ 120 s); {seconds / runs / clean:.2f}× a clean forward "
               f"per manipulated forward")
@@ -56,6 +55,19 @@ def main() -> None:
     ids = model.encode("How many ones are in the following sequence? " + "1" * 4000)[:2048]
     ours = best_of(lambda: model.forward(ids, logits="last").logits.block_until_ready(), 3)
     print(f"squash_sim forward, 2,048 tokens, fp32: {ours:.2f} s (target ≤ 2 s)")
+    # The floor set by arithmetic: non-embedding matmuls 2·P·n plus the attention actually
+    # computed (local layers: window 512; global: causal half), at this machine's matmul rate.
+    from bench_core import matmul_flops
+
+    c, n = model.config, len(ids)
+    per_layer = c.d_model * (c.n_heads + 2 * c.n_kv_heads) * c.d_head + c.n_heads * c.d_head * \
+        c.d_model + 3 * c.d_model * c.d_ff
+    attention = sum(4 * c.n_heads * c.d_head * n * (min(w, n) if w else n / 2)
+                    for w in c.sliding_window)
+    flops = 2 * per_layer * c.n_layers * n + attention
+    rate = matmul_flops()
+    print(f"arithmetic floor: {flops / 1e9:.0f} GFLOP at a {rate / 1e9:.0f} GFLOP/s matmul = "
+          f"{flops / rate:.2f} s; forward at {flops / ours / rate:.0%} of it")
     try:
         import torch
         from transformers import AutoModelForCausalLM

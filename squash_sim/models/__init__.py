@@ -35,6 +35,11 @@ class LoadedModel:
         """Text (BOS prepended) or token ids (n,) / (b, n) → Trace. logits="last" by default:
         (n, 262,144) float32 logits at n = 2,048 would take 2 GiB."""
         ids = self.encode(inputs) if isinstance(inputs, str) else inputs
+        # Attention blocks as wide as the sliding window: a local layer's query block then meets
+        # two key blocks, the rest are skipped whole (2,048 tokens: 4.4 s → 3.4 s, measured).
+        window = max((w for w in self.config.sliding_window if w), default=None)
+        if window:
+            options.setdefault("attention_block", window)
         return forward(self.params, ids, self.config, precision, logits=logits, **options)
 
 
