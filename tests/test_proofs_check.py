@@ -127,3 +127,15 @@ def test_batched_compute_equals_one_instance_at_a_time():
             assert module.COMPUTE.hits == 3
         finally:
             module.COMPUTE.clear()
+
+
+def test_prop_b8_sparse_row_whose_tail_underflows():
+    """Found by Hypothesis: row n never reaches the token that sets ρ, so at the depth chosen for
+    ρ its tail underflows to 0 (it used to divide 0 by 0)."""
+    from proofs_check.claims import prop_b8
+
+    lam = [[1.0, 0.0, 0.0], [0.017986209962091555, 0.9820137900379085, 0.0],
+           [0.2689414213699951, 0.0, 0.7310585786300049]]
+    outcome = prop_b8.evaluate(lam)
+    assert outcome.holds and outcome.assumptions_met
+    assert "measured 0.9" in outcome.note  # at most ρ = 0.991, faster than it (row 3 skips token 2)

@@ -5,7 +5,7 @@ With β₁ = β₂ = σ_ψ = 1, β₃ = 4ᴸ and the same Λ in every layer, the
 about the bound, not the true derivative.) Checked: at depth L the first entry is within 1e-6 of 1,
 and the decay rate of the other entries, measured between depths L and 2L, is at most ρ (+2 %);
 for dense rows (every j ≤ i attended) it equals ρ to 2 %. With sparse rows it can be faster: row n
-may never reach the token whose Λ_ii sets ρ.
+may never reach the token whose Λ_ii sets ρ (then the tail may underflow; its rate is bounded).
 """
 
 from __future__ import annotations
@@ -40,7 +40,11 @@ def _check(inst, claimed_rate):
     depth = max(1, int(np.ceil(np.log(1e-40) / np.log(max(rate, 1e-3)))))  # ρ^L ≈ 1e-40
     power_l = np.linalg.matrix_power(step, depth)
     power_2l = power_l @ power_l
-    measured = (_tail(power_2l) / _tail(power_l)) ** (1 / depth)
+    if _tail(power_2l) > 0:
+        measured = (_tail(power_2l) / _tail(power_l)) ** (1 / depth)
+    else:  # sparse rows: the tail fell below the smallest float by depth 2L, so it decays at
+        # most at the rate that reaches it from 1 in L steps (an upper bound on the measured rate)
+        measured = float(np.finfo(float).smallest_subnormal) ** (1 / depth)
     first_error = abs(power_2l[-1, 0] - 1)
     dense = bool(np.all(np.tril(lam) > 0))
     error = (abs(measured - rate) if dense else max(measured - rate, 0.0)) / rate
