@@ -114,37 +114,17 @@ def _print_model_collapse(path: Path, args) -> None:
     print("\n(ε = bf16 spacing; '==' marks bit-identical float32 outputs)")
 
 
-def cmd_precision(args) -> int:
-    from squash_sim import runs
+def _section_command(name: str, **options):
+    """A command that runs runs.<name>(out, formats, progress, **options) and prints its section;
+    options map the function's keyword to the argparse attribute it is read from."""
+    def command(args) -> int:
+        from squash_sim import runs
 
-    runs.precision(Path(args.out), preset=args.preset, max_len=args.max_len, seed=args.seed,
-                   mantissa_bits=args.mantissa_bits, formats=args.formats,
-                   progress=_progress).print()
-    return 0
-
-
-def cmd_sensitivity(args) -> int:
-    from squash_sim import runs
-
-    runs.sensitivity(Path(args.out), n=args.max_len, seeds=args.seeds, depths=args.depths,
-                     formats=args.formats, progress=_progress).print()
-    return 0
-
-
-def cmd_counting(args) -> int:
-    from squash_sim import runs
-
-    runs.counting(Path(args.out), seeds=args.seeds, formats=args.formats,
-                  progress=_progress).print()
-    return 0
-
-
-def cmd_remedies(args) -> int:
-    from squash_sim import runs
-
-    runs.remedies(Path(args.out), preset=args.preset, max_len=args.max_len, seed=args.seed,
-                  formats=args.formats, progress=_progress).print()
-    return 0
+        kwargs = {keyword: getattr(args, attribute) for keyword, attribute in options.items()}
+        getattr(runs, name)(Path(args.out), formats=args.formats, progress=_progress,
+                            **kwargs).print()
+        return 0
+    return command
 
 
 # quick: the main job (≈ 3 min on 2 cores); full: the paper's sizes; smoke: seconds, for tests.
@@ -249,22 +229,6 @@ def cmd_real_collapse(args) -> int:
         results.write_figure(out / f"{stem}.{suffix}", figure)
     print(f"\nwrote {out / (stem + '.csv')}, {stem}.json, "
           + ", ".join(f"{stem}.{s}" for s in args.formats))
-    return 0
-
-
-def cmd_real_tasks(args) -> int:
-    from squash_sim import runs
-
-    runs.real_tasks(Path(args.out), seeds=args.seeds, formats=args.formats,
-                    progress=_progress).print()
-    return 0
-
-
-def cmd_real_capitals(args) -> int:
-    from squash_sim import runs
-
-    runs.capitals(Path(args.out), seeds=args.seeds, window=args.window, limit=args.limit,
-                  formats=args.formats, progress=_progress).print()
     return 0
 
 
@@ -398,7 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(precision, "out/precision", preset="paper-fig10", max_len=2048)
     precision.add_argument("--mantissa-bits", type=_mantissas, default=None,
                            help="comma list of mantissa widths (default: 2,3,4,5,6,7,8,10,12,16,23)")
-    precision.set_defaults(run=cmd_precision)
+    precision.set_defaults(run=_section_command(
+        "precision", preset="preset", max_len="max_len", seed="seed",
+        mantissa_bits="mantissa_bits"))
 
     sensitivity = commands.add_parser(
         "sensitivity", help="over-squashing profiles ‖∂y_n/∂v_i‖ with the bound (Theorem B.5)",
@@ -408,20 +374,22 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sensitivity, "out/sensitivity", max_len=32, seeds=3)
     sensitivity.add_argument("--depths", type=lambda s: [_positive_int(t) for t in s.split(",")],
                              default=[1, 2, 4, 8, 16], help="depth sweep (default: 1,2,4,8,16)")
-    sensitivity.set_defaults(run=cmd_sensitivity)
+    sensitivity.set_defaults(run=_section_command(
+        "sensitivity", n="max_len", seeds="seeds", depths="depths"))
 
     counting = commands.add_parser(
         "counting", help="bidirectional NoPE sees only ratios (Prop B.9)",
         description="States of 0^(k n0) 1^(k n1) against k = 1 for bidirectional NoPE and the "
                     "controls (causal mask, RoPE, sinusoidal).")
     _common(counting, "out/counting", seeds=3)
-    counting.set_defaults(run=cmd_counting)
+    counting.set_defaults(run=_section_command("counting", seeds="seeds"))
 
     remedies = commands.add_parser(
         "remedies", help="the glasses: commas, interleaving, windows, positions, precision",
         description="Collapse curves with each remedy of the paper beside the plain case.")
     _common(remedies, "out/remedies", preset="paper-fig10", max_len=2048)
-    remedies.set_defaults(run=cmd_remedies)
+    remedies.set_defaults(run=_section_command(
+        "remedies", preset="preset", max_len="max_len", seed="seed"))
 
     report = commands.add_parser(
         "report", help="the main job: every experiment + the claim table, as HTML and Markdown",
@@ -476,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Bernoulli(0.7) strings per length for counting (default: 6)")
     tasks.add_argument("--out", default="out/real", help="output folder")
     tasks.add_argument("--formats", type=_formats, default=["png"])
-    tasks.set_defaults(run=cmd_real_tasks)
+    tasks.set_defaults(run=_section_command("real_tasks", seeds="seeds"))
 
     capitals = real_commands.add_parser(
         "capitals", help="attend first, consolidate later: interventions on capital questions",
@@ -490,7 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="capital questions used (default: 30)")
     capitals.add_argument("--out", default="out/real", help="output folder")
     capitals.add_argument("--formats", type=_formats, default=["png"])
-    capitals.set_defaults(run=cmd_real_capitals)
+    capitals.set_defaults(run=_section_command(
+        "capitals", seeds="seeds", window="window", limit="limit"))
 
     intervene = commands.add_parser(
         "intervene", help="one hidden-state intervention swept over every layer k",

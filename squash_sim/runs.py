@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from squash_sim import floats, plotting, presets, results
+from squash_sim.analysis.onset import first_from
 from squash_sim.report import Section
 
 EPS = floats.BF16.eps
@@ -342,10 +343,7 @@ def capitals(out: Path, *, seeds: int = 3, window: int = 3, limit: int = 30, for
     L = model.config.n_layers
 
     def transition(result):  # first k from which accuracy ≥ half the clean accuracy (1.0)
-        accuracy = result.top1_agrees.mean(axis=(1, 2))
-        below = np.flatnonzero(accuracy < 0.5)
-        return None if below.size and below[-1] + 1 >= result.layers.size else \
-            int(result.layers[below[-1] + 1]) if below.size else int(result.layers[0])
+        return first_from(result.top1_agrees.mean(axis=(1, 2)) >= 0.5, result.layers)
 
     table = [{"intervention": kind + (f", window {window}" if w else ""),
               "accuracy ≥ 50 % from k": transition(r),

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from squash_sim import attention, positional
+from squash_sim.analysis.onset import first_from
 from squash_sim.precision import Numerics, Precision
 from squash_sim.precision import get as get_precision
 
@@ -59,10 +60,7 @@ class AttentionCollapseResult:
 
     def first_below(self, level: float) -> int | None:
         """Smallest n from which the mean distance stays below `level` (None: never)."""
-        above = np.flatnonzero(self.mean >= level)
-        if above.size == 0:
-            return int(self.n[0])
-        return int(self.n[above[-1] + 1]) if above[-1] + 1 < self.n.size else None
+        return first_from(self.mean < level, self.n)
 
     def rows(self) -> list[dict]:
         return [{"positional": self.positional, "window": self.window, "n": int(n),

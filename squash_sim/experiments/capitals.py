@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from squash_sim import interventions as iv
+from squash_sim.analysis.onset import first_from
 from squash_sim.model import traceable_forward
 
 SHOT = ("Peru", "Lima")
@@ -109,11 +110,7 @@ class SwitchResult:
     @property
     def crossover(self) -> int | None:
         """First k from which the original answer wins on average (None: never)."""
-        wins = self.p_original.mean(-1) > self.p_injected.mean(-1)
-        losing = np.flatnonzero(~wins)
-        if losing.size == 0:
-            return int(self.layers[0])
-        return int(self.layers[losing[-1] + 1]) if losing[-1] + 1 < self.layers.size else None
+        return first_from(self.p_original.mean(-1) > self.p_injected.mean(-1), self.layers)
 
     def rows(self) -> list[dict]:
         return [{"k": int(k), "k/L": float(k / self.n_layers),

@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from squash_sim import floats
+from squash_sim.analysis.onset import first_from
 from squash_sim.config import ModelConfig
 from squash_sim.model import forward, init_params
 from squash_sim.precision import Precision
@@ -54,11 +55,7 @@ class CollapseResult:
     def collapse_length(self) -> int | None:
         """First n from which the outputs are bit-identical for every larger n swept (None if
         they still differ at the end)."""
-        differs = np.flatnonzero(~self.bit_identical)
-        if differs.size == 0:
-            return int(self.n[0])
-        last = differs[-1]
-        return int(self.n[last + 1]) if last + 1 < self.n.size else None
+        return first_from(self.bit_identical, self.n)
 
     def decay_exponent(self, n_min: int = 10) -> float | None:
         """Slope of log ‖Δ‖₁ against log n over n ≥ n_min with ‖Δ‖₁ > 0 (−1 means c/n)."""

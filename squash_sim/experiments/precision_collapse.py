@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from squash_sim import floats, presets
+from squash_sim.analysis.onset import first_from
 from squash_sim.config import ModelConfig
 from squash_sim.experiments import collapse
 from squash_sim.precision import Precision, ordered_sum
@@ -57,20 +58,12 @@ class CollapseLength:
         return dataclasses.asdict(self)
 
 
-def _first_from(mask: np.ndarray, n: np.ndarray) -> int | None:
-    """First n from which mask holds for every later n (None if it fails at the end)."""
-    fails = np.flatnonzero(~mask)
-    if fails.size == 0:
-        return int(n[0])
-    return int(n[fails[-1] + 1]) if fails[-1] + 1 < n.size else None
-
-
 def estimates(reference: collapse.CollapseResult, y: np.ndarray, fmt: floats.FloatFormat):
     """(n_ε, n_round) from a float32 run; y: (N, d) the fp32 outputs y_n."""
-    n_eps = _first_from(reference.l1 < fmt.eps, reference.n)
+    n_eps = first_from(reference.l1 < fmt.eps, reference.n)
     half_spacing = 0.5 * np.asarray(floats.spacing(jnp.asarray(y, jnp.float32), fmt))
     inside = np.all(reference.delta < half_spacing, axis=1)
-    return n_eps, _first_from(inside, reference.n)
+    return n_eps, first_from(inside, reference.n)
 
 
 def sum_of_ones(count: int = 1000, fmt: floats.FloatFormat | str = BF16) -> float:
