@@ -153,7 +153,7 @@ def attention_branch(x, p: dict, layer: int, config: ModelConfig, num: Numerics,
         q = head_norm(q, p["q_norm"]["scale"], c, num)
         k = head_norm(k, p["k_norm"]["scale"], c, num)
     if c.positional == "rope":
-        positions = jnp.arange(n)
+        positions = np.arange(n)  # concrete: RoPE tables become constants
         q = num.act(positional.rope(q, positions, c.rope_base_of(layer)))
         k = num.act(positional.rope(k, positions, c.rope_base_of(layer)))
     q = num.act(q * c.query_scale)
