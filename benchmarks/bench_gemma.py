@@ -40,6 +40,42 @@ def interventions() -> None:
               f"per manipulated forward")
 
 
+def parts(model, n: int) -> tuple[float, float]:
+    """Seconds for the forward's two big parts run on their own, at its shapes, in this run: the
+    seven projection/MLP matmuls of every layer, and the attention of every layer (the same
+    blocked online softmax the forward takes)."""
+    import jax
+    import jax.numpy as jnp
+
+    from squash_sim import attention as attn
+    from squash_sim.precision import Numerics, get
+
+    c = model.config
+    layer = model.params["layers"][0]
+    x = jax.random.normal(jax.random.key(0), (n, c.d_model), jnp.float32)
+
+    @jax.jit
+    def seven_matmuls(x, p):
+        q = x @ p["wq"].reshape(c.d_model, -1)  # (n, heads·h)
+        k, v = x @ p["wk"].reshape(c.d_model, -1), x @ p["wv"].reshape(c.d_model, -1)
+        out = q @ p["wo"].reshape(-1, c.d_model)
+        hidden = (x @ p["w_gate"]) * (x @ p["w_in"])  # (n, f)
+        return out + hidden @ p["w_out"] + k.sum() + v.sum()
+
+    matmuls = best_of(lambda: seven_matmuls(x, layer).block_until_ready(), 5) * c.n_layers
+    q = jax.random.normal(jax.random.key(1), (1, n, c.n_kv_heads, c.group_size, c.d_head))
+    k = jax.random.normal(jax.random.key(2), (1, n, c.n_kv_heads, c.d_head))
+    attention_s = 0.0
+    block = max(w for w in c.sliding_window if w)  # as LoadedModel.forward chooses
+    for window in set(c.sliding_window):
+        run = jax.jit(lambda q, k, window=window: attn.online_softmax(
+            q, k, k, jnp.arange(n), causal=True, window=window, alibi_slopes=None,
+            num=Numerics(get("fp32")), block=block))
+        attention_s += best_of(lambda: run(q, k).block_until_ready(), 5) * \
+            c.sliding_window.count(window)
+    return matmuls, attention_s
+
+
 def main() -> None:
     if "--interventions" in sys.argv:
         interventions()
@@ -68,6 +104,9 @@ def main() -> None:
     rate = matmul_flops()
     print(f"arithmetic floor: {flops / 1e9:.0f} GFLOP at a {rate / 1e9:.0f} GFLOP/s matmul = "
           f"{flops / rate:.2f} s; forward at {flops / ours / rate:.0%} of it")
+    matmuls, attention_s = parts(model, n)
+    print(f"  of which, run alone at the model's shapes: projections + MLP matmuls {matmuls:.2f} s, "
+          f"attention {attention_s:.2f} s; everything else {ours - matmuls - attention_s:.2f} s")
     try:
         import torch
         from transformers import AutoModelForCausalLM
