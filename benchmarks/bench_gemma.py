@@ -71,7 +71,7 @@ def parts(model, n: int) -> tuple[float, float]:
         run = jax.jit(lambda q, k, window=window: attn.online_softmax(
             q, k, k, jnp.arange(n), causal=True, window=window, alibi_slopes=None,
             num=Numerics(get("fp32")), block=block))
-        attention_s += best_of(lambda: run(q, k).block_until_ready(), 5) * \
+        attention_s += best_of(lambda run=run: run(q, k).block_until_ready(), 5) * \
             c.sliding_window.count(window)
     return matmuls, attention_s
 

@@ -171,6 +171,7 @@ def attention(q, k, v, *, causal: bool, window: int | None, alibi_slopes, num: N
     → output (b, n, k, g, h), weights (b, k, g, n, n) or None"""
     n = q.shape[1]
     positions = jnp.arange(n)
+    block = min(block, n)  # a longer block would only pad (a window-sized one can be 2³¹ − 1)
     if return_weights or n <= dense_max_len:
         return dense(q, k, v, positions, positions, causal=causal, window=window,
                      alibi_slopes=alibi_slopes, num=num)

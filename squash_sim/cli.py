@@ -131,12 +131,13 @@ def _section_command(name: str, **options):
 REPORT_SIZES = {
     "quick": dict(seeds=5, figure_n=5000, collapse_n=4096, precision_n=1024,
                   mantissa_bits=(2, 3, 4, 5, 7, 10), few_seeds=2, depths=(1, 2, 4, 8),
-                  scales=(1, 2, 4), remedies_n=2048),
+                  scales=(1, 2, 4), remedies_n=2048, real_n=2048, real_precisions=("fp32",)),
     "full": dict(seeds=5, figure_n=5000, collapse_n=65_536, precision_n=2048, mantissa_bits=None,
                  few_seeds=5, depths=(1, 2, 4, 8, 16, 32), scales=(1, 2, 3, 4, 8, 16),
-                 remedies_n=16_384),
+                 remedies_n=16_384, real_n=2048, real_precisions=("fp32", "bf16")),
     "smoke": dict(seeds=2, figure_n=100, collapse_n=64, precision_n=128, mantissa_bits=(2, 3),
-                  few_seeds=1, depths=(1, 2), scales=(1, 2), remedies_n=128),
+                  few_seeds=1, depths=(1, 2), scales=(1, 2), remedies_n=128, real_n=64,
+                  real_precisions=("fp32",)),
 }
 
 
@@ -162,6 +163,8 @@ def cmd_report(args) -> int:
         lambda: runs.remedies(out, max_len=size["remedies_n"], **kw),
     ]
     if args.real:
+        steps.append(lambda: runs.real_collapse(out, precisions=size["real_precisions"],
+                                                max_len=size["real_n"], compare_global=True, **kw))
         steps.append(lambda: runs.capitals(out, seeds=2 if args.size != "full" else 5, **kw))
         steps.append(lambda: runs.real_tasks(out, **kw))
     if not args.no_claims:
@@ -184,51 +187,11 @@ def cmd_report(args) -> int:
 
 
 def cmd_real_collapse(args) -> int:
-    from squash_sim import plotting, results
-    from squash_sim.experiments import real_collapse
-    from squash_sim.models import gemma3_270m
+    from squash_sim import runs
 
-    _progress("loading Gemma 3 270M (first time: assembling and dequantizing, ~1 min)")
-    model = gemma3_270m()
-    runs = []
-    for precision in args.precision:
-        result = real_collapse.run(model, args.prompt, precision, max_len=args.max_len,
-                                   seed=args.seed, progress=_progress)
-        _progress(f"      done in {result.seconds:.1f} s")
-        runs.append(result)
-    if args.compare_global:  # the sliding window's effect: the same sweep, local layers global
-        import dataclasses
-
-        _progress("the same sweep with the local layers made global (fp32)")
-        result = real_collapse.run(gemma3_270m(local_layers_global=True), args.prompt, "fp32",
-                                   max_len=args.max_len, seed=args.seed, progress=_progress)
-        runs.append(dataclasses.replace(result, precision="fp32, no sliding window"))
-    print(f"\nGemma 3 270M, prompt {args.prompt!r}: final-layer last-token ‖y_n − y*_(n+1)‖₁ "
-          f"('==' marks bit-identical outputs)\n")
-    header = f"{'n':>6}" + "".join(f" | {r.precision:>18}" for r in runs)
-    print(header + "\n" + "-" * len(header))
-    for n in sorted({int(n) for n in runs[0].n if n in real_collapse.PAPER_N or n == args.max_len}):
-        cells = []
-        for r in runs:
-            i = int(np.flatnonzero(r.n == n)[0])
-            cells.append(f"{r.l1[i]:12.4e}{' ==' if r.bit_identical[i] else '   '}")
-        print(f"{n:>6}" + "".join(f" | {c:>18}" for c in cells))
-    out = Path(args.out)
-    stem = f"real_collapse_{args.prompt}"
-    results.write_csv(out / f"{stem}.csv", [row for r in runs for row in r.rows()])
-    results.write_json(out / f"{stem}.json", {
-        "experiment": "real-model collapse (Figure 5 analogue)", "model": "gemma3-270m Q4_K_M",
-        "prompt": args.prompt, "max_len": args.max_len, "seed": args.seed,
-        "summary": {r.precision: {"bit_identical_lengths": int(r.bit_identical.sum()),
-                                  "first_bit_identical_n": (int(r.n[r.bit_identical][0])
-                                                            if r.bit_identical.any() else None),
-                                  "l1_at_max_len": float(r.l1[-1]), "tokens": r.tokens,
-                                  "seconds": r.seconds} for r in runs}})
-    figure = plotting.real_collapse_figure(runs, f"Gemma 3 270M: {args.prompt}")
-    for suffix in args.formats:
-        results.write_figure(out / f"{stem}.{suffix}", figure)
-    print(f"\nwrote {out / (stem + '.csv')}, {stem}.json, "
-          + ", ".join(f"{stem}.{s}" for s in args.formats))
+    runs.real_collapse(Path(args.out), prompt=args.prompt, precisions=args.precision,
+                       max_len=args.max_len, seed=args.seed, compare_global=args.compare_global,
+                       formats=args.formats, progress=_progress).print()
     return 0
 
 
@@ -401,8 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(seconds: for tests)")
     report.add_argument("--no-claims", action="store_true", help="skip the proofs_check table")
     report.add_argument("--real", action="store_true",
-                        help="add the Gemma 3 270M sections: interventions, copy/count tasks, "
-                             "sensitivity (gemma extra; ≈ 8 min)")
+                        help="add the Gemma 3 270M sections: collapse with the window comparison, "
+                             "interventions, copy/count tasks, sensitivity (gemma extra; ≈ 8 min)")
     report.add_argument("--examples", type=_positive_int, default=None,
                         help="proofs_check instances per claim (default: each claim's own)")
     report.add_argument("--out", default="out/report", help="output folder")

@@ -6,6 +6,7 @@ tests/fixtures/make_gemma_oracle.py from transformers alone) is checked; with th
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 from pathlib import Path
@@ -162,10 +163,15 @@ def test_a_damaged_cache_is_not_trusted(tmp_path):
 def test_real_collapse_cli_writes_data_and_figure(tmp_path, capsys):
     from squash_sim.cli import main
 
-    assert main(["real", "collapse", "--max-len", "6", "--precision", "fp32",
+    assert main(["real", "collapse", "--max-len", "6", "--precision", "fp32", "--compare-global",
                  "--out", str(tmp_path)]) == 0
     rows = (tmp_path / "real_collapse_count-ones.csv").read_text().splitlines()
-    assert len(rows) == 1 + 6 and rows[0].startswith("prompt,precision,n,l1")
+    assert len(rows) == 1 + 2 * 6 and rows[0].startswith("prompt,precision,n,l1")
+    # Far inside the 512-token window, making the local layers global changes nothing.
+    table = list(csv.DictReader(rows))
+    windowed = [r["l1"] for r in table if r["precision"] == "fp32"]
+    unwindowed = [r["l1"] for r in table if r["precision"] == "fp32, no sliding window"]
+    assert windowed == unwindowed and len(windowed) == 6
     summary = json.loads((tmp_path / "real_collapse_count-ones.json").read_text())
     assert summary["summary"]["fp32"]["tokens"] > 6
     assert (tmp_path / "real_collapse_count-ones.png").stat().st_size > 0

@@ -80,6 +80,21 @@ def test_blocked_online_softmax_path_matches_the_reference(name):
     assert relative_error(trace.final, ref["final"]) < 1e-5
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16-pure"])
+def test_a_block_longer_than_the_sequence_is_one_block(precision):
+    """A block as wide as an unbounded window (2³¹ − 1, as `gemma3_270m(local_layers_global=True)`
+    has) once padded the sequence to that size and aborted the process inside XLA."""
+    config = PARITY_CONFIGS["rope-sandwich-gqa-window"]
+    params = init_params(config, jax.random.key(2))
+    x = _inputs(config, 19, seed=3)
+    trace = forward(params, x, config, precision, dense_max_len=4, attention_block=2**31 - 1)
+    one_block = forward(params, x, config, precision, dense_max_len=4, attention_block=19)
+    assert np.array_equal(np.asarray(trace.final), np.asarray(one_block.final))
+    if precision == "fp32":
+        ref = reference_forward(jax.tree_util.tree_map(np.asarray, params), x, config)
+        assert relative_error(trace.final, ref["final"]) < 1e-5
+
+
 def test_the_reference_would_catch_a_wrong_model():
     """Teeth: the same comparison rejects a model whose RoPE base is off by 1 %."""
     config = PARITY_CONFIGS["rope-sandwich-gqa-window"]
