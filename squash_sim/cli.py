@@ -287,9 +287,15 @@ def _common(parser, out: str, *, preset: str | None = None, positional: bool = F
     if seeds:
         parser.add_argument("--seeds", type=_positive_int, default=seeds,
                             help=f"number of seeds averaged (default: {seeds})")
+    _outputs(parser, out)
+
+
+def _outputs(parser, out: str, formats_note: str = "") -> None:
+    """--out and --formats, which every command that writes files has."""
     parser.add_argument("--out", default=out, help=f"output folder (default: {out})")
     parser.add_argument("--formats", type=_formats, default=["png"],
-                        help="figure formats, comma list of png, svg, pdf (default: png)")
+                        help=f"figure formats, comma list of png, svg, pdf (default: png"
+                             f"{formats_note})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -368,9 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "interventions, copy/count tasks, sensitivity (gemma extra; ≈ 8 min)")
     report.add_argument("--examples", type=_positive_int, default=None,
                         help="proofs_check instances per claim (default: each claim's own)")
-    report.add_argument("--out", default="out/report", help="output folder")
-    report.add_argument("--formats", type=_formats, default=["png"],
-                        help="figure formats: png (always embedded), svg, pdf")
+    _outputs(report, "out/report", "; png is always embedded")
     report.set_defaults(run=cmd_report)
 
     real = commands.add_parser(
@@ -393,9 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     real_collapse.add_argument("--compare-global", action="store_true",
                                help="also run a variant whose local (window 512) layers are made "
                                     "global: the window's effect made visible")
-    real_collapse.add_argument("--out", default="out/real", help="output folder")
-    real_collapse.add_argument("--formats", type=_formats, default=["png"],
-                               help="figure formats: png, svg, pdf (default: png)")
+    _outputs(real_collapse, "out/real")
     real_collapse.set_defaults(run=cmd_real_collapse)
 
     tasks = real_commands.add_parser(
@@ -405,8 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "position. Writes CSV, JSON and a figure.")
     tasks.add_argument("--seeds", type=_positive_int, default=6,
                        help="Bernoulli(0.7) strings per length for counting (default: 6)")
-    tasks.add_argument("--out", default="out/real", help="output folder")
-    tasks.add_argument("--formats", type=_formats, default=["png"])
+    _outputs(tasks, "out/real")
     tasks.set_defaults(run=_section_command("real_tasks", seeds="seeds"))
 
     capitals = real_commands.add_parser(
@@ -419,8 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="blocks of the windowed controls (default: 3)")
     capitals.add_argument("--limit", type=_positive_int, default=30,
                           help="capital questions used (default: 30)")
-    capitals.add_argument("--out", default="out/real", help="output folder")
-    capitals.add_argument("--formats", type=_formats, default=["png"])
+    _outputs(capitals, "out/real")
     capitals.set_defaults(run=_section_command(
         "capitals", seeds="seeds", window="window", limit="limit"))
 
