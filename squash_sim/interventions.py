@@ -323,7 +323,7 @@ def sweep(model, prompts, *, kind: str, layers=None, last=None, seeds=(0,), answ
         last = np.array([len(e) - 1 for e in encoded])
         prompts = np.stack([np.pad(e, (0, width - len(e))) for e in encoded]).astype(np.int32)
     tokens = prompts
-    from squash_sim.model import _check_inputs, check_params, traceable_forward
+    from squash_sim.model import check_inputs, check_params, traceable_forward
 
     if kind not in KINDS or kind == "inject":
         raise ValueError(f"sweep: kind must be one of {[k for k in KINDS if k != 'inject']} "
@@ -332,7 +332,7 @@ def sweep(model, prompts, *, kind: str, layers=None, last=None, seeds=(0,), answ
         raise ValueError("sweep: the model must take token ids (metrics read its logits)")
     if window is not None and kind not in ("random", "freeze", "skip_attention"):
         raise ValueError(f"sweep: window applies to random, freeze and skip_attention, not {kind}")
-    tokens, _ = _check_inputs(tokens, config)
+    tokens, _ = check_inputs(tokens, config)
     check_params(params, config)
     b, n = tokens.shape
     last = np.full(b, n - 1) if last is None else np.asarray(last)

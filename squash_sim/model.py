@@ -13,7 +13,7 @@ head, h head width, f MLP width, v vocabulary.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +27,64 @@ from squash_sim.precision import Numerics, Precision
 from squash_sim.precision import get as get_precision
 
 
+class Health(NamedTuple):
+    """The numerics diagnostic of one forward pass (forward(..., numerics=True)), per stage and
+    position: stage 0 is the embedding, stage 1 + ℓ block ℓ (q, k, v, attention output, MLP
+    output, the stream after each sub-layer), stage L + 1 the final norm and logits. Shapes
+    (L+2, n), batched (b, L+2, n); int32 counts over the feature axes.
+
+    nonfinite       values that are NaN or ±inf
+    overflow        values that overflowed or saturated the policy's activation format
+                    (|x| ≥ its largest finite value; float32's when activations are not rounded)
+    norm_overflow   normalisations (RMSNorm/LayerNorm/qk-norm rows) whose mean square was not
+                    finite: x² overflowed, so rsqrt gave 0 and the output is 0 whatever x was
+
+    A causal model's row j depends only on positions ≤ j, so a result read at row j is sound when
+    every count at positions ≤ j is zero (`clean_upto`)."""
+
+    nonfinite: jax.Array
+    overflow: jax.Array
+    norm_overflow: jax.Array
+
+    def total(self) -> np.ndarray:
+        """Sum of the three counts, (…, L+2, n)."""
+        return np.asarray(self.nonfinite) + np.asarray(self.overflow) + np.asarray(
+            self.norm_overflow)
+
+    def clean_upto(self, causal: bool = True) -> np.ndarray:
+        """(…, n) bool: whether nothing overflowed at any stage on positions 0..j (every position
+        when the model is not causal)."""
+        bad = self.total().sum(axis=-2) > 0  # (…, n)
+        if causal:
+            return ~np.logical_or.accumulate(bad, axis=-1)
+        return np.broadcast_to(~bad.any(axis=-1, keepdims=True), bad.shape)
+
+    def status_upto(self, causal: bool = True) -> np.ndarray:
+        """(…, n) str: "ok", "overflow" (finite but saturated, or a norm's x² overflowed) or
+        "non-finite" (a NaN or inf on positions 0..j)."""
+        nonfinite = np.asarray(self.nonfinite).sum(axis=-2) > 0
+        bad = self.total().sum(axis=-2) > 0
+        if causal:
+            nonfinite = np.logical_or.accumulate(nonfinite, axis=-1)
+            bad = np.logical_or.accumulate(bad, axis=-1)
+        else:
+            nonfinite = np.broadcast_to(nonfinite.any(axis=-1, keepdims=True), nonfinite.shape)
+            bad = np.broadcast_to(bad.any(axis=-1, keepdims=True), bad.shape)
+        return np.where(nonfinite, "non-finite", np.where(bad, "overflow", "ok"))
+
+    def first_problem(self) -> str | None:
+        """Where the first problem appears, in words (unbatched Health), or None."""
+        total = self.total()
+        if total.ndim != 2 or not total.any():
+            return None
+        stage, position = (int(i) for i in np.argwhere(total > 0)[0])
+        layers = total.shape[0] - 2
+        where = ("the embedding" if stage == 0 else "the final norm/logits" if stage == layers + 1
+                 else f"block {stage - 1}")
+        kinds = [name for name in self._fields if np.asarray(getattr(self, name))[stage].any()]
+        return f"{where}, position {position} ({', '.join(kinds)})"
+
+
 class Trace(NamedTuple):
     """What a forward pass exposes. Unbatched shapes shown; batched inputs add a leading b.
 
@@ -36,12 +94,114 @@ class Trace(NamedTuple):
                              the prefix of length i+1)
     logits     (n, vocab)    unembedded final, when the model has a vocabulary (else None)
     attention  (L, heads, n, n)  attention weights, when return_attention=True (else None)
+    health     Health        the numerics diagnostic, when numerics=True (else None)
+    cache      dict          the activation cache, when cache=True (else None): name → array
+                             stacked over layers, see ACTIVATION_NAMES and docs/activation_cache.md
     """
 
     hidden: jax.Array
     final: jax.Array
     logits: jax.Array | None = None
     attention: jax.Array | None = None
+    health: Health | None = None
+    cache: dict | None = None
+
+
+# name → (shape per layer, unbatched; what it is). Every entry is stacked over layers: (L, …).
+ACTIVATION_NAMES = {
+    "resid_pre": ("(n, d)", "h[ℓ], the stream entering block ℓ (after any intervention)"),
+    "attn_in": ("(n, d)", "norm₁(h[ℓ]): the attention's input (pre-norm; h[ℓ] itself for post-norm)"),
+    "q": ("(n, heads, h)", "queries after qk-norm and RoPE, before the query scale"),
+    "k": ("(n, kv_heads, h)", "keys after qk-norm and RoPE"),
+    "v": ("(n, kv_heads, h)", "values"),
+    "attn_out": ("(n, d)", "what the attention branch adds to the stream (after W_O and any "
+                 "post-attention norm)"),
+    "resid_mid": ("(n, d)", "z: the stream after the attention sub-layer"),
+    "mlp_in": ("(n, d)", "norm₂(z): the MLP's input (absent when mlp='none')"),
+    "mlp_out": ("(n, d)", "what the MLP branch adds (after any post-MLP norm; absent when "
+                "mlp='none')"),
+    "resid_post": ("(n, d)", "h[ℓ+1], the stream leaving block ℓ (before a later intervention)"),
+}
+
+
+@runtime_checkable
+class Hook(Protocol):
+    """What forward(..., intervention=hook) calls: squash_sim.interventions.Intervention is one; a
+    user's own hook needs these three methods (and to be a pytree if it holds arrays).
+
+        check(config, batch, n)      raise ValueError before tracing if it cannot apply
+        start(h0) → state            state carried through the blocks
+        before_block(j, h, state) → (h, kv_source, skip_attention, state)
+                                     for j = 0..L: the stream to use for block j (j = L: h[L]), a
+                                     stream keys/values come from (None: h), a traced bool that
+                                     skips block j's attention (None: no), the new state"""
+
+    def check(self, config: ModelConfig, batch: int, n: int) -> None: ...
+
+    def start(self, h): ...
+
+    def before_block(self, j: int, h, state): ...
+
+
+class _Probe:
+    """Collects the numerics diagnostic and the activation cache while the forward is traced
+    (plain Python: the blocks are unrolled, so appending per layer is static)."""
+
+    def __init__(self, precision: Precision, numerics: str, cache: bool):
+        # numerics: "full" counts everything; "guard" (forward's default) only what is never
+        # legitimate and costs next to nothing: norms whose x² overflowed, a non-finite output.
+        self.numerics, self.full, self.caching = numerics != "off", numerics == "full", cache
+        fmt = precision.activations
+        self.limit = fmt.max if fmt is not None else float(np.finfo(
+            np.float64 if precision.compute_dtype == "float64" else np.float32).max)
+        self.stages: list[list] = []  # per stage: [nonfinite, overflow, norm_overflow] (b, n)
+        self.layers: list[dict] = []
+
+    def stage(self) -> None:
+        if self.numerics:
+            self.stages.append([0, 0, 0])
+        if self.caching:
+            self.layers.append({})
+
+    def values(self, x, name: str | None = None) -> None:
+        """Count x's non-finite and saturated values; x: (b, n, …)."""
+        if self.full:
+            axes = tuple(range(2, x.ndim))
+            counts = self.stages[-1]
+            counts[0] = counts[0] + jnp.sum(~jnp.isfinite(x), axis=axes, dtype=jnp.int32)
+            counts[1] = counts[1] + jnp.sum(jnp.abs(x) >= self.limit, axis=axes, dtype=jnp.int32)
+        if self.caching and name is not None:
+            self.layers[-1][name] = x
+
+    def output(self, x) -> None:
+        """The model's output: counted even by the guard."""
+        if self.numerics and not self.full:
+            self.stages[-1][0] = self.stages[-1][0] + jnp.sum(
+                ~jnp.isfinite(x), axis=tuple(range(2, x.ndim)), dtype=jnp.int32)
+        self.values(x)
+
+    def norm_input(self, mean_square) -> None:
+        """A norm's mean square (b, n, [heads,] 1): not finite means its x² overflowed."""
+        if self.numerics:
+            axes = tuple(range(2, mean_square.ndim))
+            self.stages[-1][2] = self.stages[-1][2] + jnp.sum(
+                ~jnp.isfinite(mean_square), axis=axes, dtype=jnp.int32)
+
+    def health(self, like) -> Health | None:
+        if not self.numerics:
+            return None
+        zero = jnp.zeros(like.shape[:2], jnp.int32)  # (b, n)
+        stacked = [jnp.stack([jnp.broadcast_to(s[i], zero.shape) for s in self.stages], axis=1)
+                   for i in range(3)]  # (b, L+2, n)
+        return Health(*stacked)
+
+    def cache(self) -> dict | None:
+        if not self.caching:
+            return None
+        per_layer = self.layers[1:-1]  # stage 0 is the embedding, the last the final norm
+        return {name: jnp.stack([layer[name] for layer in per_layer], axis=1)  # (b, L, …)
+                for name in per_layer[0]} if per_layer else {}
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,10 +268,10 @@ def init_params(config: ModelConfig, key: jax.Array) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# The pieces of a block
+# The pieces of a block. `probe` (a _Probe) records the numerics diagnostic and the cache.
 
 
-def norm(x, p: dict, config: ModelConfig, num: Numerics, beta: float = 1.0):
+def norm(x, p: dict, config: ModelConfig, num: Numerics, beta: float = 1.0, probe=None):
     """Normalise over the last axis: LayerNorm, RMSNorm, nothing, or the theory's x ↦ x/β."""
     if config.norm == "none":
         return x
@@ -122,6 +282,8 @@ def norm(x, p: dict, config: ModelConfig, num: Numerics, beta: float = 1.0):
         mean = num.elementwise(num.sum(x, keepdims=True) / width)
         x = num.elementwise(x - mean)
     mean_square = num.elementwise(num.sum(num.elementwise(x * x), keepdims=True) / width)
+    if probe is not None:
+        probe.norm_input(mean_square)
     inv_rms = num.elementwise(lax.rsqrt(mean_square + config.norm_eps))
     y = num.elementwise(x * inv_rms) * p["scale"]
     if config.norm == "layernorm":
@@ -129,14 +291,17 @@ def norm(x, p: dict, config: ModelConfig, num: Numerics, beta: float = 1.0):
     return num.act(y)
 
 
-def head_norm(x, scale, config: ModelConfig, num: Numerics):
+def head_norm(x, scale, config: ModelConfig, num: Numerics, probe=None):
     """RMSNorm over the head width (qk-norm), whatever the model's main norm."""
     mean_square = num.elementwise(num.sum(num.elementwise(x * x), keepdims=True) / x.shape[-1])
+    if probe is not None:
+        probe.norm_input(mean_square)
     return num.act(num.elementwise(x * lax.rsqrt(mean_square + config.norm_eps)) * scale)
 
 
 def attention_branch(x, p: dict, layer: int, config: ModelConfig, num: Numerics,
-                     return_weights: bool, dense_max_len: int, block_size: int, x_kv=None):
+                     return_weights: bool, dense_max_len: int, block_size: int, x_kv=None,
+                     probe=None):
     """Multi-head (grouped-query) causal attention of the normalised stream x: (b, n, d).
     x_kv: the normalised stream keys and values come from (default x; an intervention may
     override it, see interventions.freeze(form="kv"))."""
@@ -150,17 +315,18 @@ def attention_branch(x, p: dict, layer: int, config: ModelConfig, num: Numerics,
     else:
         v = num.act(num.einsum("bnd,dkh->bnkh", x_kv, p["wv"]))
     if c.qk_norm:
-        q = head_norm(q, p["q_norm"]["scale"], c, num)
-        k = head_norm(k, p["k_norm"]["scale"], c, num)
-    if c.positional == "rope":
-        positions = np.arange(n)  # concrete: RoPE tables become constants
-        q = num.act(positional.rope(q, positions, c.rope_base_of(layer)))
-        k = num.act(positional.rope(k, positions, c.rope_base_of(layer)))
+        q = head_norm(q, p["q_norm"]["scale"], c, num, probe)
+        k = head_norm(k, p["k_norm"]["scale"], c, num, probe)
+    q, k = positional.rotate_qk(q, k, c, layer, num)
+    if probe is not None:
+        probe.values(q, "q")
+        probe.values(k, "k")
+        probe.values(v, "v")
     q = num.act(q * c.query_scale)
     q = q.reshape(b, n, c.n_kv_heads, c.group_size, c.d_head)  # (b, n, k, g, h)
     out, weights = attn.attention(
         q, k, v, causal=c.causal, window=c.sliding_window[layer],
-        alibi_slopes=c.alibi_slopes_or_default() if c.positional == "alibi" else None,
+        alibi_slopes=positional.score_bias_slopes(c),
         num=num, return_weights=return_weights, dense_max_len=dense_max_len, block=block_size)
     out = out.reshape(b, n, c.n_heads, c.d_head)  # (b, n, heads, h)
     if c.identity_value_output:
@@ -172,7 +338,7 @@ def attention_branch(x, p: dict, layer: int, config: ModelConfig, num: Numerics,
     return out, weights
 
 
-def mlp_branch(x, p: dict, config: ModelConfig, num: Numerics):
+def mlp_branch(x, p: dict, config: ModelConfig, num: Numerics, probe=None):
     """ψ: a two-layer MLP, gated (SwiGLU / GeGLU) or not. x: (b, n, d)"""
     up = num.act(num.einsum("bnd,df->bnf", x, p["w_in"]))
     if config.mlp == "relu":
@@ -187,11 +353,13 @@ def mlp_branch(x, p: dict, config: ModelConfig, num: Numerics):
             lambda g: jax.nn.gelu(g, approximate=True))
         hidden = num.elementwise(num.act(activation(gate))) * up
     hidden = num.act(hidden)
+    if probe is not None:
+        probe.values(hidden)
     return num.act(num.einsum("bnf,fd->bnd", hidden, p["w_out"]))
 
 
 def block(h, p: dict, layer: int, config: ModelConfig, num: Numerics, return_weights: bool,
-          dense_max_len: int, block_size: int, kv_source=None, skip_attention=None):
+          dense_max_len: int, block_size: int, kv_source=None, skip_attention=None, probe=None):
     """One Transformer block: the residual stream h[layer] → h[layer + 1], both (b, n, d).
 
     Hooks for interventions (None: the plain block): kv_source, a stream (b, n, d) that keys and
@@ -200,29 +368,50 @@ def block(h, p: dict, layer: int, config: ModelConfig, num: Numerics, return_wei
     c = config
     beta1, beta2 = c.theory_beta1[layer], c.theory_beta2[layer]
     kv_source = h if kv_source is None else kv_source
+    record = (lambda x, name: probe.values(x, name)) if probe is not None else (lambda x, name: None)
+    record(h, "resid_pre")
     if c.norm_placement == "post":
+        record(h, "attn_in")
         out, weights = attention_branch(h, p, layer, c, num, return_weights, dense_max_len,
-                                        block_size, x_kv=kv_source)
-        z = norm(num.act(h + out), p["attn_norm"], c, num, beta1)
+                                        block_size, x_kv=kv_source, probe=probe)
+        record(out, "attn_out")
+        z = norm(num.act(h + out), p["attn_norm"], c, num, beta1, probe)
         if skip_attention is not None:
             z = jnp.where(skip_attention, h, z)
+        record(z, "resid_mid")
         if c.mlp == "none":
+            record(z, "resid_post")
             return z, weights
-        return norm(num.act(z + mlp_branch(z, p, c, num)), p["mlp_norm"], c, num, beta2), weights
-    x_kv = None if kv_source is h else norm(kv_source, p["attn_norm"], c, num, beta1)
-    out, weights = attention_branch(norm(h, p["attn_norm"], c, num, beta1), p, layer, c, num,
-                                    return_weights, dense_max_len, block_size, x_kv=x_kv)
+        record(z, "mlp_in")
+        out = mlp_branch(z, p, c, num, probe)
+        record(out, "mlp_out")
+        h = norm(num.act(z + out), p["mlp_norm"], c, num, beta2, probe)
+        record(h, "resid_post")
+        return h, weights
+    x_kv = None if kv_source is h else norm(kv_source, p["attn_norm"], c, num, beta1, probe)
+    x = norm(h, p["attn_norm"], c, num, beta1, probe)
+    record(x, "attn_in")
+    out, weights = attention_branch(x, p, layer, c, num, return_weights, dense_max_len,
+                                    block_size, x_kv=x_kv, probe=probe)
     if c.norm_placement == "sandwich":
-        out = norm(out, p["post_attn_norm"], c, num)
+        out = norm(out, p["post_attn_norm"], c, num, probe=probe)
+    record(out, "attn_out")
     z = num.act(h + out)
     if skip_attention is not None:
         z = jnp.where(skip_attention, h, z)
+    record(z, "resid_mid")
     if c.mlp == "none":
+        record(z, "resid_post")
         return z, weights
-    out = mlp_branch(norm(z, p["mlp_norm"], c, num, beta2), p, c, num)
+    x = norm(z, p["mlp_norm"], c, num, beta2, probe)
+    record(x, "mlp_in")
+    out = mlp_branch(x, p, c, num, probe)
     if c.norm_placement == "sandwich":
-        out = norm(out, p["post_mlp_norm"], c, num)
-    return num.act(z + out), weights
+        out = norm(out, p["post_mlp_norm"], c, num, probe=probe)
+    record(out, "mlp_out")
+    h = num.act(z + out)
+    record(h, "resid_post")
+    return h, weights
 
 
 def embed(params: dict, inputs, config: ModelConfig, num: Numerics):
@@ -232,12 +421,7 @@ def embed(params: dict, inputs, config: ModelConfig, num: Numerics):
         x = num.act(params["embedding"][inputs] * c.embed_scale)
     else:
         x = num.act(inputs)
-    n = x.shape[1]
-    if c.positional == "sinusoidal":
-        x = num.act(x + positional.sinusoidal(jnp.arange(n), c.d_model, x.dtype))
-    elif c.positional == "learned":
-        x = num.act(x + params["positions"][:n])
-    return x
+    return positional.add_to_stream(x, params, c, num)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,12 +429,17 @@ def embed(params: dict, inputs, config: ModelConfig, num: Numerics):
 
 
 def _forward(params, inputs, config: ModelConfig, precision: Precision, return_attention: bool,
-             logits: str, dense_max_len: int, block_size: int, intervention=None) -> Trace:
+             logits: str, dense_max_len: int, block_size: int, intervention=None,
+             numerics: str = "off", cache: bool = False) -> Trace:
     num = Numerics(precision)
+    probe = _Probe(precision, numerics, cache) if (numerics != "off" or cache) else None
     params = jax.tree_util.tree_map(num.params, params)
     h = embed(params, inputs, config, num)
-    # An intervention (squash_sim.interventions) sees the stream entering every block j and h[L]:
-    # it returns the stream to use, a keys/values source and an attention-skip flag (None: plain).
+    if probe is not None:
+        probe.stage()
+        probe.values(h)
+    # An intervention (a Hook, e.g. squash_sim.interventions) sees the stream entering every block
+    # j and h[L]: it returns the stream to use, a keys/values source and an attention-skip flag.
     state = None if intervention is None else intervention.start(h)
     hidden, weights_per_layer = [], []
     for layer, p in enumerate(params["layers"]):
@@ -258,39 +447,51 @@ def _forward(params, inputs, config: ModelConfig, precision: Precision, return_a
         if intervention is not None:
             h, kv_source, skip, state = intervention.before_block(layer, h, state)
         hidden.append(h)
+        if probe is not None:
+            probe.stage()
         h, weights = block(h, p, layer, config, num, return_attention, dense_max_len, block_size,
-                           kv_source, skip)
+                           kv_source, skip, probe)
         weights_per_layer.append(weights)
     if intervention is not None:
         h, _, _, state = intervention.before_block(len(params["layers"]), h, state)
     hidden.append(h)
+    if probe is not None:
+        probe.stage()
     if config.norm_placement == "post":
         final = h  # each block already ends in a norm
     else:
-        final = norm(h, params["final_norm"], config, num, config.theory_beta3)
+        final = norm(h, params["final_norm"], config, num, config.theory_beta3, probe)
     out_logits = None
     if config.takes_tokens and logits != "none":
         unembedding = (params["embedding"].T if config.tied_embedding
                        else params["unembedding"])  # (d, v)
         read = final[:, -1:] if logits == "last" else final
         out_logits = num.act(num.einsum("bnd,dv->bnv", read, unembedding))
+    if probe is not None:
+        probe.output(final)
+        if out_logits is not None:
+            probe.output(out_logits[:, -1:] if logits == "last" else out_logits)
     return Trace(
         hidden=jnp.stack(hidden, axis=1),  # (b, L+1, n, d)
         final=final,
         logits=out_logits,
         attention=jnp.stack(weights_per_layer, axis=1) if return_attention else None,
+        health=None if probe is None else probe.health(final),
+        cache=None if probe is None else probe.cache(),
     )
 
 
-_forward_jit = jax.jit(_forward, static_argnums=(2, 3, 4, 5, 6, 7))
+_forward_jit = jax.jit(_forward, static_argnames=(
+    "config", "precision", "return_attention", "logits", "dense_max_len", "block_size",
+    "numerics", "cache"))
 
 
 def traceable_forward(config: ModelConfig, precision: Precision | str = "fp32", *,
-                      return_attention: bool = False, logits: str = "all"):
-    """forward as a pure function (params, inputs (b, n[, d]), intervention=None) → Trace, for use
-    inside your own jit / vmap / grad (e.g. vmapped over seeds of params, or over the layer of an
-    intervention). Config and precision are checked here;
-    params and inputs are not (they may be tracers): check them with check_params beforehand.
+                      return_attention: bool = False, logits: str = "all",
+                      numerics: bool = False, cache: bool = False):
+    """forward as a pure function (params, inputs (b, n[, d]), intervention=None) → Trace: batched
+    inputs only, no checks on params and inputs. `forward` itself composes with jit, vmap and grad
+    (prefer it); this is the lower-level form the experiments vmap over instances.
     Float64 policies need `jax.enable_x64(True)` around the call."""
     if not isinstance(config, ModelConfig):
         raise TypeError(f"traceable_forward: config must be a ModelConfig, got {type(config).__name__}")
@@ -299,73 +500,134 @@ def traceable_forward(config: ModelConfig, precision: Precision | str = "fp32", 
         raise ValueError(f"traceable_forward: logits must be 'all', 'last' or 'none', got {logits!r}")
     return functools.partial(_forward, config=config, precision=precision,
                              return_attention=bool(return_attention), logits=logits,
-                             dense_max_len=attn.DENSE_MAX_LEN, block_size=attn.BLOCK)
+                             dense_max_len=attn.DENSE_MAX_LEN, block_size=attn.BLOCK,
+                             numerics="full" if numerics else "off", cache=bool(cache))
+
+
+def _traced(tree) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
 
 
 def forward(params, inputs, config: ModelConfig, precision: Precision | str = "fp32", *,
             return_attention: bool = False, logits: str = "all",
             dense_max_len: int = attn.DENSE_MAX_LEN, attention_block: int = attn.BLOCK,
-            intervention=None) -> Trace:
+            intervention=None, numerics: bool = False, cache: bool = False,
+            check_finite: bool = True) -> Trace:
     """Run the model on token ids (n,) / (b, n) or input vectors (n, d) / (b, n, d). → Trace
 
-    Jitted (compiled once per shape, config and precision). Inputs are validated before anything
-    is traced. `logits`: "all" (n, vocab), "last" (1, vocab: saves memory for big vocabularies) or
-    "none". Sequences longer than `dense_max_len` take a blocked attention path with O(n) memory
+    Jitted (compiled once per shape, config and precision), and a JAX citizen: call it inside your
+    own `jax.jit`, `jax.vmap` (over params or inputs) or `jax.grad`, or on sharded inputs.
+    Shapes, dtypes, the config and the options are validated before anything is traced. Checks of
+    *values* run only when the values are concrete: token ids within the vocabulary, params and
+    input vectors finite (`check_finite=False` skips the scan, e.g. for params verified at load;
+    non-finite values then propagate), and the pass sound — a forward pass whose output is
+    non-finite, or in which a norm's x² overflowed (rsqrt(inf) = 0 silently zeroes its output),
+    raises FloatingPointError naming the first layer and position where it happened, unless
+    `numerics=True`, which returns the Trace with its full diagnostic instead (Trace.health: also
+    values saturated in the policy's format). The guard costs next to nothing; the full diagnostic
+    costs 1 % (tiny, 1,024 tokens) to 57 % (paper-fig10, 2,048 tokens) of an fp32 forward, hence
+    opt-in (benchmarks/bench_numerics.py).
+    Inside your own jit/vmap/grad these value checks cannot run: out-of-range ids are clamped by
+    the gather and NaN propagates; ask for numerics=True and test trace.health, or use
+    jax.experimental.checkify.
+
+    `logits`: "all" (n, vocab), "last" (1, vocab: saves memory for big vocabularies) or "none".
+    Sequences longer than `dense_max_len` take a blocked attention path with O(n) memory
     (attention.py) in blocks of `attention_block` queries/keys; `return_attention=True` always uses
-    the dense path. `intervention`: a squash_sim.interventions.Intervention applied to the residual
-    stream (checked against the config and the sequence before anything is traced).
+    the dense path. `intervention`: a Hook (e.g. a squash_sim.interventions.Intervention) applied to
+    the residual stream (checked against the config and the sequence before anything is traced).
+    `cache=True`: Trace.cache holds every block's activations (ACTIVATION_NAMES; O(L·n·d) memory;
+    attention weights only with return_attention=True, in Trace.attention).
     """
     if not isinstance(config, ModelConfig):
         raise TypeError(f"forward: config must be a ModelConfig, got {type(config).__name__}")
     precision = get_precision(precision)
-    if not isinstance(return_attention, bool):
-        raise TypeError(f"forward: return_attention must be a bool, got {return_attention!r}")
+    for name, value in (("return_attention", return_attention), ("numerics", numerics),
+                        ("cache", cache), ("check_finite", check_finite)):
+        if not isinstance(value, bool):
+            raise TypeError(f"forward: {name} must be a bool, got {value!r}")
     if logits not in ("all", "last", "none"):
         raise ValueError(f"forward: logits must be 'all', 'last' or 'none', got {logits!r}")
     for name, value in (("dense_max_len", dense_max_len), ("attention_block", attention_block)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"forward: {name} must be a positive int, got {value!r}")
-    inputs, batched = _check_inputs(inputs, config)
+    traced = _traced((params, inputs))
+    inputs, batched = check_inputs(inputs, config, check_values=check_finite)
     check_params(params, config)
     if intervention is not None:
-        from squash_sim.interventions import Intervention
-
-        if not isinstance(intervention, Intervention):
-            raise TypeError(f"forward: intervention must be a squash_sim.interventions."
-                            f"Intervention, got {type(intervention).__name__}")
+        if not isinstance(intervention, Hook):
+            raise TypeError(f"forward: intervention must be a squash_sim.model.Hook (with check, "
+                            f"start and before_block), e.g. a squash_sim.interventions."
+                            f"Intervention; got {type(intervention).__name__}")
         intervention.check(config, batch=inputs.shape[0], n=inputs.shape[1])
+    if check_finite and not traced:
+        with jax.ensure_compile_time_eval():
+            _check_params_finite(params)
+    # The guard (never-legitimate overflow: a norm's x² or a non-finite output) runs unless the
+    # caller asked for the full diagnostic or opted out of value checks.
+    mode = "full" if numerics else ("guard" if check_finite else "off")
+    run = functools.partial(_forward_jit, config=config, precision=precision,
+                            return_attention=return_attention, logits=logits,
+                            dense_max_len=dense_max_len, block_size=attention_block, cache=cache)
     if precision.compute_dtype == "float64":
+        if traced and not jax.config.jax_enable_x64:
+            raise ValueError("forward: precision 'fp64' inside your own jit/vmap/grad needs "
+                             "float64 enabled around it: wrap it in jax.enable_x64(True)")
         with jax.enable_x64(True):
             params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
             if not config.takes_tokens:
                 inputs = jnp.asarray(inputs, jnp.float64)
-            trace = _forward_jit(params, inputs, config, precision, return_attention, logits,
-                                 dense_max_len, attention_block, intervention)
+            trace = run(params, inputs, intervention=intervention, numerics=mode)
     else:
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), params)
         if not config.takes_tokens:
             inputs = jnp.asarray(np.asarray(inputs, np.float32) if isinstance(inputs, np.ndarray)
                                  else inputs, jnp.float32)
-        trace = _forward_jit(params, inputs, config, precision, return_attention, logits,
-                             dense_max_len, attention_block, intervention)
+        trace = run(params, inputs, intervention=intervention, numerics=mode)
+    if mode == "guard":
+        guard, trace = trace.health, trace._replace(health=None)
+        if not isinstance(guard.nonfinite, jax.core.Tracer) and bool(
+                jnp.any(guard.nonfinite) | jnp.any(guard.norm_overflow)):
+            with jax.enable_x64(precision.compute_dtype == "float64"):
+                where = run(params, inputs, intervention=intervention, numerics="full")
+            problem = Health(*(a[0] for a in where.health)).first_problem()
+            raise FloatingPointError(
+                f"forward: the forward pass overflowed under precision {precision} although "
+                f"params and inputs are finite: first at {problem}. Scale the inputs down or use "
+                f"a wider format; numerics=True returns the Trace with this diagnostic "
+                f"(Trace.health) instead of raising, check_finite=False skips the checks")
     if not batched:
-        trace = Trace(*(None if a is None else a[0] for a in trace))
+        trace = jax.tree_util.tree_map(lambda a: a[0], trace)
     return trace
 
 
-def _check_inputs(inputs, config: ModelConfig):
-    """Validate token ids or vectors; return them batched (b, n[, d]) and whether they were."""
-    if isinstance(inputs, jax.core.Tracer):
-        raise TypeError("forward: inputs must be concrete (forward is already jitted; call it "
-                        "outside your own jit, or use squash_sim.model.traceable_forward inside it)")
-    arr = np.asarray(inputs) if not isinstance(inputs, jax.Array) else inputs
+def check_inputs(inputs, config: ModelConfig, *, check_values: bool = True):
+    """Validate token ids or vectors for `config`; return them batched (b, n[, d]) and whether
+    they were. Shapes and dtypes are always checked; values (ids in range, vectors finite) only
+    when concrete and `check_values`. Raises TypeError/ValueError naming `inputs`."""
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"check_inputs: config must be a ModelConfig, got {type(config).__name__}")
+    concrete = not isinstance(inputs, jax.core.Tracer)
+    if isinstance(inputs, (jax.Array, np.ndarray)) or not concrete:
+        arr = inputs
+    else:
+        if isinstance(inputs, (str, bytes, dict, set)) or inputs is None:
+            raise TypeError(f"forward: inputs must be an array of token ids or vectors, got "
+                            f"{type(inputs).__name__}")
+        try:
+            arr = np.asarray(inputs)
+        except (ValueError, TypeError):
+            raise ValueError("forward: inputs must be a rectangular array (token ids (n,) or "
+                             "(b, n), vectors (n, d) or (b, n, d)); got a ragged nested list "
+                             "whose rows have different lengths") from None
     dtype = arr.dtype
     if config.takes_tokens:
-        if not jnp.issubdtype(dtype, jnp.integer):
+        if not jnp.issubdtype(dtype, jnp.integer) or dtype == np.bool_:
             raise TypeError(f"forward: inputs must be integer token ids for a model with "
                             f"vocab_size={config.vocab_size}, got dtype {dtype}")
         if arr.ndim not in (1, 2):
-            raise ValueError(f"forward: token ids must have shape (n,) or (b, n), got {arr.shape}")
+            raise ValueError(f"forward: inputs (token ids) must have shape (n,) or (b, n), got "
+                             f"{arr.shape}")
         batched = arr.ndim == 2
         expected = "(n,) or (b, n)"
     else:
@@ -373,8 +635,8 @@ def _check_inputs(inputs, config: ModelConfig):
             raise TypeError(f"forward: inputs must be float vectors for a model without a "
                             f"vocabulary, got dtype {dtype}")
         if arr.ndim not in (2, 3) or arr.shape[-1] != config.d_model:
-            raise ValueError(f"forward: input vectors must have shape (n, {config.d_model}) or "
-                             f"(b, n, {config.d_model}), got {arr.shape}")
+            raise ValueError(f"forward: inputs (vectors) must have shape (n, {config.d_model}) "
+                             f"or (b, n, {config.d_model}), got {arr.shape}")
         batched = arr.ndim == 3
         expected = f"(n, {config.d_model})"
     n = arr.shape[-1] if config.takes_tokens else arr.shape[-2]
@@ -382,17 +644,21 @@ def _check_inputs(inputs, config: ModelConfig):
         raise ValueError(f"forward: inputs must hold at least one position {expected}, got "
                          f"shape {arr.shape}")
     if config.positional == "learned" and n > config.max_len:
-        raise ValueError(f"forward: sequence length {n} exceeds max_len={config.max_len} of the "
-                         "learned positions")
+        raise ValueError(f"forward: inputs: sequence length {n} exceeds max_len={config.max_len} "
+                         "of the learned positions")
     if config.takes_tokens:
-        low, high = int(np.min(arr)), int(np.max(arr))
-        if low < 0 or high >= config.vocab_size:
-            raise ValueError(f"forward: token ids must lie in [0, {config.vocab_size}), got range "
-                             f"[{low}, {high}]")
+        if concrete and check_values:
+            with jax.ensure_compile_time_eval():  # concrete even inside someone's jit
+                low, high = int(jnp.min(arr)), int(jnp.max(arr))
+            if low < 0 or high >= config.vocab_size:
+                raise ValueError(f"forward: inputs: token ids must lie in [0, "
+                                 f"{config.vocab_size}), got range [{low}, {high}]")
         arr = jnp.asarray(arr, jnp.int32)
-    else:
-        if not bool(np.all(np.isfinite(np.asarray(arr)))):
-            raise ValueError("forward: input vectors contain NaN or inf")
+    elif concrete:
+        with jax.ensure_compile_time_eval():
+            finite = not check_values or bool(jnp.all(jnp.isfinite(arr)))
+        if not finite:
+            raise ValueError("forward: inputs (vectors) contain NaN or inf")
         # Kept in their dtype here; forward converts them to the compute dtype (a float64 input
         # is rounded to float32 once, explicitly, unless the precision is "fp64").
         arr = np.asarray(arr) if dtype == np.float64 else jnp.asarray(arr, jnp.float32)
@@ -400,15 +666,17 @@ def _check_inputs(inputs, config: ModelConfig):
 
 
 @functools.lru_cache(maxsize=64)
-def _expected_param_shapes(config: ModelConfig) -> dict:
+def expected_param_shapes(config: ModelConfig) -> dict:
+    """{"['layers'][0]['wq']": shape, …}: every parameter `config` needs, by its pytree path."""
     expected = jax.eval_shape(lambda: init_params(config, jax.random.key(0)))
     return {jax.tree_util.keystr(path): tuple(leaf.shape)
             for path, leaf in jax.tree_util.tree_leaves_with_path(expected)}
 
 
 def check_params(params, config: ModelConfig) -> None:
-    """Raise ValueError naming the first parameter whose presence or shape does not fit config."""
-    expected_paths = _expected_param_shapes(config)
+    """Raise ValueError naming the first parameter whose presence or shape does not fit config.
+    (Shapes and dtypes only; forward also checks that concrete params are finite.)"""
+    expected_paths = expected_param_shapes(config)
     try:
         given = jax.tree_util.tree_leaves_with_path(params)
     except Exception as err:  # noqa: BLE001
@@ -429,3 +697,36 @@ def check_params(params, config: ModelConfig) -> None:
     extra = sorted(set(given_paths) - set(expected_paths))
     if extra:
         raise ValueError(f"forward: params{extra[0]} is not used by this config")
+
+
+@jax.jit
+def _all_finite(leaves):
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
+# jax.Arrays are immutable, so a params pytree already found finite need not be scanned again
+# (Gemma's 270 M weights: one scan per forward call would cost more than a short forward).
+_FINITE: dict[tuple, tuple] = {}
+
+
+def _check_params_finite(params) -> None:
+    leaves = jax.tree_util.tree_leaves(params)
+    key = tuple(id(leaf) for leaf in leaves)
+    if key in _FINITE:
+        return
+    def finite(leaf) -> bool:  # NumPy leaves in NumPy: a float64 1e300 is finite, not inf
+        return bool(np.all(np.isfinite(leaf)) if isinstance(leaf, np.ndarray)
+                    else jnp.all(jnp.isfinite(leaf)))
+
+    on_device = [leaf for leaf in leaves if not isinstance(leaf, np.ndarray)]
+    if not ((not on_device or bool(_all_finite(on_device)))
+            and all(finite(leaf) for leaf in leaves if isinstance(leaf, np.ndarray))):
+        for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+            if not finite(leaf):
+                raise ValueError(f"forward: params{jax.tree_util.keystr(path)} contains NaN or "
+                                 f"inf (pass check_finite=False to run anyway)")
+    if all(isinstance(leaf, jax.Array) for leaf in leaves):
+        if len(_FINITE) >= 8:
+            _FINITE.pop(next(iter(_FINITE)))
+        _FINITE[key] = tuple(leaves)  # kept alive, so the ids cannot be reused
+

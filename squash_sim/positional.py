@@ -1,5 +1,13 @@
 """Positional encodings: none, sinusoidal (added), learned (added), RoPE (rotates q, k), ALiBi (bias).
 
+The one room for positional knowledge. An encoding acts at exactly one of three places, and each
+place has one entry point here, used by model.py, attention.py and experiments/attention_collapse.py:
+
+    add_to_stream   an absolute term added to the residual stream (sinusoidal, learned)
+    rotate_qk       queries and keys rotated by their positions (RoPE)
+    score bias      a bias added to the attention scores (ALiBi): score_bias_slopes names the
+                    slopes, attention.py adds alibi_bias to its scores
+
 Positions start at 0. Each function depends only on the positions it is given, never on the
 sequence length, which is what makes a one-pass prefix sweep equal to separate runs.
 """
@@ -8,6 +16,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+ADDED = ("sinusoidal", "learned")  # enter the residual stream
+ROTATED = ("rope",)  # rotate q and k
+BIASED = ("alibi",)  # bias the scores
 
 
 def sinusoidal(positions, d_model: int, dtype=jnp.float32):
@@ -43,3 +56,53 @@ def alibi_bias(query_positions, key_positions, slopes, causal: bool, dtype=jnp.f
         distance = jnp.abs(distance)
     slopes = jnp.asarray(slopes, dtype)[:, None, None]
     return -slopes * distance.astype(dtype)[None]
+
+
+# ---------------------------------------------------------------------------------------------
+# The seam: where each encoding acts
+
+
+def stream_term(encoding: str, positions, d_model: int, dtype=jnp.float32, learned=None):
+    """The absolute term an encoding adds at `positions` (n,): (n, d), or None for encodings that
+    add nothing to the stream. learned: the (max_len, d) table of the "learned" encoding."""
+    if encoding == "sinusoidal":
+        return sinusoidal(positions, d_model, dtype)
+    if encoding == "learned":
+        return learned[positions]
+    return None
+
+
+def add_to_stream(x, params: dict, config, num):
+    """h[0] = x + PE for absolute encodings (x: (b, n, d)); x unchanged otherwise."""
+    if config.positional not in ADDED:
+        return x
+    n = x.shape[1]
+    if config.positional == "learned":
+        return num.act(x + params["positions"][:n])
+    # Concrete positions: the table is computed once, eagerly, and enters the program as a
+    # constant, so jit and eager add the same bits (rope below does the same).
+    with jax.ensure_compile_time_eval():
+        table = stream_term("sinusoidal", jnp.arange(n), config.d_model, x.dtype)
+    return num.act(x + table)
+
+
+def rotate(encoding: str, x, positions, base: float):
+    """x (b, n, heads, h) rotated by RoPE at `positions` (n,); unchanged for other encodings."""
+    return rope(x, positions, base) if encoding in ROTATED else x
+
+
+def rotate_qk(q, k, config, layer: int, num):
+    """Queries (b, n, heads, h) and keys (b, n, kv, h) of block `layer`, rotated where the
+    config's encoding rotates them (RoPE, with that layer's base)."""
+    if config.positional not in ROTATED:
+        return q, k
+    positions = np.arange(q.shape[1])  # concrete: RoPE tables become constants
+    base = config.rope_base_of(layer)
+    return num.act(rotate(config.positional, q, positions, base)), num.act(
+        rotate(config.positional, k, positions, base))
+
+
+def score_bias_slopes(config):
+    """ALiBi's per-head slopes when the config's encoding biases the scores, else None; the bias
+    itself, alibi_bias, is added by attention.py to every score block."""
+    return config.alibi_slopes_or_default() if config.positional in BIASED else None

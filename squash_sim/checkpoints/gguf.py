@@ -135,10 +135,10 @@ def _put(params: dict, where: tuple, value) -> None:
 def _dequantize(reader, config: ModelConfig, path: Path) -> dict[str, np.ndarray]:
     import gguf
 
-    from squash_sim.model import _expected_param_shapes
+    from squash_sim.model import expected_param_shapes
 
     tensors = {t.name: t for t in reader.tensors}
-    expected = _expected_param_shapes(config)  # {"['layers'][0]['wq']": shape, ...}
+    expected = expected_param_shapes(config)  # {"['layers'][0]['wq']": shape, ...}
     arrays = {}
     for name, where, arrange in _layout(config):
         if name not in tensors:

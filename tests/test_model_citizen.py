@@ -1,0 +1,131 @@
+"""forward as a JAX citizen (jit, vmap, grad, sharding), its hook protocol, and its value checks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from squash_sim import ModelConfig, forward, init_params
+from squash_sim.model import Health, check_inputs, expected_param_shapes, traceable_forward
+
+TOKENS = ModelConfig(vocab_size=11, d_model=8, n_layers=2, n_heads=2, d_head=4, d_ff=8,
+                     positional="rope", norm="rmsnorm", mlp="swiglu")
+VECTORS = ModelConfig(d_model=8, n_layers=1, n_heads=2, d_head=4, d_ff=8, positional="sinusoidal",
+                      norm="rmsnorm", mlp="gelu")
+
+
+@pytest.fixture(scope="module")
+def params():
+    return init_params(TOKENS, jax.random.key(0))
+
+
+def test_importing_the_model_does_not_import_interventions():
+    code = ("import sys, squash_sim.model; "
+            "print('squash_sim.interventions' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_forward_inside_jit_vmap_and_grad_equals_forward(params):
+    tokens = np.array([[1, 2, 3, 4, 5], [5, 4, 3, 2, 1]], np.int32)
+    want = np.asarray(forward(params, tokens, TOKENS).final)
+    jitted = jax.jit(lambda p, x: forward(p, x, TOKENS).final)(params, tokens)
+    np.testing.assert_array_equal(np.asarray(jitted), want)
+    vmapped = jax.vmap(lambda x: forward(params, x, TOKENS).final)(jnp.asarray(tokens))
+    np.testing.assert_array_equal(np.asarray(vmapped), want)
+    # vmapped over params (two seeds) as well
+    both = jax.tree.map(lambda *a: jnp.stack(a), params, init_params(TOKENS, jax.random.key(1)))
+    per_seed = jax.vmap(lambda p: forward(p, tokens[0], TOKENS).logits)(both)
+    np.testing.assert_array_equal(np.asarray(per_seed[0]),
+                                  np.asarray(forward(params, tokens[0], TOKENS).logits))
+    loss = lambda p: jnp.sum(forward(p, tokens, TOKENS).logits[:, -1] ** 2)  # noqa: E731
+    grads = jax.grad(loss)(params)
+    assert np.isfinite(np.asarray(grads["layers"][0]["wq"])).all()
+    assert np.abs(np.asarray(grads["embedding"])).sum() > 0
+    # the gradient is the real one: a finite difference along it agrees
+    step = 1e-3
+    direction = jax.tree.map(lambda g: g / (jnp.sqrt(sum(jnp.sum(x * x) for x in
+                                                         jax.tree.leaves(grads)))), grads)
+    moved = jax.tree.map(lambda p, d: p + step * d, params, direction)
+    slope = (float(loss(moved)) - float(loss(params))) / step
+    norm = float(jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grads))))
+    assert abs(slope - norm) < 0.05 * norm
+
+
+def test_forward_on_sharded_inputs_keeps_working(params):
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    mesh = Mesh(np.array(jax.devices()), ("batch",))
+    tokens = np.tile(np.arange(1, 7, dtype=np.int32), (len(jax.devices()) * 2, 1))
+    sharded = jax.device_put(tokens, NamedSharding(mesh, P("batch")))
+    got = forward(params, sharded, TOKENS).final
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(forward(params, tokens, TOKENS).final))
+
+
+def test_shape_and_dtype_checks_run_before_tracing_inside_jit(params):
+    with pytest.raises(TypeError, match="integer token ids"):
+        jax.jit(lambda x: forward(params, x, TOKENS).final)(jnp.ones((4,), jnp.float32))
+    with pytest.raises(ValueError, match=r"params\['layers'\]\[0\]\['wq'\] has shape"):
+        bad = jax.tree.map(lambda a: a, params)
+        bad["layers"][0]["wq"] = jnp.zeros((8, 2, 3))
+        jax.jit(lambda p: forward(p, np.arange(4), TOKENS).final)(bad)
+
+
+def test_fp64_inside_jit_asks_for_x64(params):
+    with pytest.raises(ValueError, match="enable_x64"):
+        jax.jit(lambda x: forward(params, x, TOKENS, "fp64").final)(jnp.arange(3))
+
+
+def test_ragged_token_list_names_inputs(params):
+    with pytest.raises(ValueError, match="inputs must be a rectangular array"):
+        forward(params, [[1, 2, 3], [1, 2]], TOKENS)
+    with pytest.raises(TypeError, match="inputs must be an array"):
+        forward(params, "1 2 3", TOKENS)
+
+
+def test_nonfinite_params_are_refused_unless_allowed(params):
+    bad = jax.tree.map(lambda a: a, params)
+    bad["layers"][1]["w_out"] = params["layers"][1]["w_out"].at[0, 0].set(jnp.nan)
+    with pytest.raises(ValueError, match=r"params\['layers'\]\[1\]\['w_out'\] contains NaN"):
+        forward(bad, np.arange(4), TOKENS)
+    trace = forward(bad, np.arange(4), TOKENS, check_finite=False)  # documented escape hatch
+    assert np.isnan(np.asarray(trace.final)).any()
+    # float64 NumPy params beyond float32's range are finite as given: no false alarm in fp64
+    wide = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+    wide["layers"][0]["wq"][0, 0, 0] = 1e300
+    with jax.enable_x64(True):
+        pass
+    with pytest.raises(FloatingPointError):
+        forward(wide, np.arange(4), TOKENS)  # rounded to float32: inf, and the output overflows
+
+
+def test_huge_finite_inputs_overflow_into_a_clear_error_or_a_status():
+    params = init_params(VECTORS, jax.random.key(0))
+    huge = np.full((3, VECTORS.d_model), 1e30, np.float32)
+    with pytest.raises(FloatingPointError, match=r"overflowed first at the embedding|block 0"):
+        forward(params, huge, VECTORS)
+    trace = forward(params, huge, VECTORS, numerics=True)  # the diagnostic instead of an error
+    assert isinstance(trace.health, Health)
+    assert trace.health.nonfinite.shape == (VECTORS.n_layers + 2, 3)
+    assert int(np.asarray(trace.health.norm_overflow).sum()) > 0
+    assert set(trace.health.status_upto()) <= {"overflow", "non-finite"}
+
+
+def test_public_checks_for_other_modules():
+    batched, was_batched = check_inputs(np.arange(3), TOKENS)
+    assert batched.shape == (1, 3) and not was_batched
+    shapes = expected_param_shapes(TOKENS)
+    assert shapes["['layers'][0]['wq']"] == (8, 2, 4)
+
+
+def test_traceable_forward_still_serves_vmapped_experiments(params):
+    run = traceable_forward(TOKENS, logits="none")
+    out = run(params, jnp.arange(5)[None])
+    np.testing.assert_array_equal(np.asarray(out.final[0]),
+                                  np.asarray(forward(params, np.arange(5), TOKENS).final))
