@@ -524,9 +524,9 @@ def forward(params, inputs, config: ModelConfig, precision: Precision | str = "f
     non-finite, or in which a norm's x² overflowed (rsqrt(inf) = 0 silently zeroes its output),
     raises FloatingPointError naming the first layer and position where it happened, unless
     `numerics=True`, which returns the Trace with its full diagnostic instead (Trace.health: also
-    values saturated in the policy's format). The guard costs next to nothing; the full diagnostic
-    costs 1 % (tiny, 1,024 tokens) to 57 % (paper-fig10, 2,048 tokens) of an fp32 forward, hence
-    opt-in (benchmarks/bench_numerics.py).
+    values saturated in the policy's format). On the fp32 path the guard's cost is within timing
+    noise (0.8–1.0× of no checks); the full diagnostic costs 1.08–1.20× (tiny at 256 tokens,
+    paper-fig10 at 2,048; benchmarks/bench_numerics.py), hence opt-in.
     Inside your own jit/vmap/grad these value checks cannot run: out-of-range ids are clamped by
     the gather and NaN propagates; ask for numerics=True and test trace.health, or use
     jax.experimental.checkify.

@@ -18,11 +18,14 @@ def collapse_figure(results: dict, title: str):
     for label, result in results.items():
         positive = result.l1 > 0
         line, = ax.loglog(result.n[positive], result.l1[positive], label=label, lw=1.4)
-        same = result.bit_identical
+        same = result.bit_identical & result.sound  # overflowed pairs are never collapse
+        floor = result.l1[positive].min() if positive.any() else 1e-12
         if same.any():
-            floor = result.l1[positive].min() if positive.any() else 1e-12
             ax.scatter(result.n[same], np.full(same.sum(), floor / 2), s=4, color=line.get_color(),
                        marker="|")
+        if not result.sound.all():
+            ax.scatter(result.n[~result.sound], np.full((~result.sound).sum(), floor / 4), s=8,
+                       color=line.get_color(), marker="x", label=f"{label}: overflow/non-finite")
     _finish(ax, title, "n (number of ones)", "‖y_n − y*_{n+1}‖₁")
     return figure
 

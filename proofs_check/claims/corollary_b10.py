@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from proofs_check.claims.base import Outcome
 from squash_sim import floats, presets
-from squash_sim.experiments import collapse
+from squash_sim.analysis import collapse
 
 NAME = "corollary_b10"
 REFERENCE = "[G] Corollary B.10 (main text Corollary 6.2); theory.md §3"
@@ -46,7 +46,7 @@ def measure(inst):
     window = (result.n >= 16) & (result.n <= 128) & (result.l1 > 0)
     c = float(np.median(result.l1[window] * result.n[window])) if window.any() else float("nan")
     fmt = floats.get(inst["precision"].removesuffix("-pure"))
-    return result.collapse_length, c / fmt.eps, True
+    return result.collapse_length, c / fmt.eps, bool(result.sound.all())
 
 
 def _check(inst, precision=None):

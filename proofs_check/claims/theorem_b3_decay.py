@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from proofs_check.claims.base import Outcome
 from squash_sim import presets
-from squash_sim.experiments import collapse
+from squash_sim.analysis import collapse
 
 NAME = "theorem_b3_decay"
 REFERENCE = "[G] Theorem B.3 (main text Theorem 4.2), full depth; Figure 10"

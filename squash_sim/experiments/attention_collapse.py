@@ -44,10 +44,12 @@ class AttentionCollapseResult:
     positional: str
     n: np.ndarray  # (N,)
     l1: np.ndarray  # (seeds, N)
-    bit_identical: np.ndarray  # (seeds, N) bool
+    bit_identical: np.ndarray  # (seeds, N) bool: identical AND sound (nothing overflowed)
     variance: str
     precision: str
     window: int | None
+    status: np.ndarray | None = None  # (seeds, N) "distinct" / "bit-identical" / "overflow" /
+    #                                   "non-finite": an overflowed pair is never collapse
 
     @property
     def mean(self) -> np.ndarray:
@@ -65,7 +67,8 @@ class AttentionCollapseResult:
     def rows(self) -> list[dict]:
         return [{"positional": self.positional, "window": self.window, "n": int(n),
                  "seed": seed, "l1": float(self.l1[seed, i]),
-                 "bit_identical": bool(self.bit_identical[seed, i])}
+                 "bit_identical": bool(self.bit_identical[seed, i]),
+                 "status": str(self.status[seed, i]) if self.status is not None else None}
                 for seed in range(self.l1.shape[0]) for i, n in enumerate(self.n)]
 
 
@@ -93,17 +96,16 @@ def _pair(q, k, v, n, *, encoding: str, precision: Precision, window: int | None
     k_star, v_star = k[:, index], v[:, index]  # (S, B, d)
     query = jnp.stack([q[:, last], q[:, last]], axis=1)  # (S, 2, d): the same token at n−1 and n
     query_positions = jnp.stack([last, n])
-    if encoding == "sinusoidal":
-        query = query + positional.sinusoidal(query_positions, d)
-        k_star = k_star + positional.sinusoidal(key_positions, d)
-    if encoding == "rope":
-        query = positional.rope(query[:, :, None], query_positions, ROPE_BASE)[:, :, 0]
-        k_star = positional.rope(k_star[:, :, None], key_positions, ROPE_BASE)[:, :, 0]
+    if encoding in positional.ADDED:  # the protocol adds the absolute term to q and k
+        query = query + positional.stream_term(encoding, query_positions, d)
+        k_star = k_star + positional.stream_term(encoding, key_positions, d)
+    query = positional.rotate(encoding, query[:, :, None], query_positions, ROPE_BASE)[:, :, 0]
+    k_star = positional.rotate(encoding, k_star[:, :, None], key_positions, ROPE_BASE)[:, :, 0]
     query = num.act(query / math.sqrt(d))
     out, _ = attention.dense(
         query[:, :, None, None], num.act(k_star)[:, :, None], num.act(v_star)[:, :, None],
         query_positions, key_positions, causal=True, window=window,
-        alibi_slopes=(ALIBI_SLOPE,) if encoding == "alibi" else None, num=num)
+        alibi_slopes=(ALIBI_SLOPE,) if encoding in positional.BIASED else None, num=num)
     out = out[:, :, 0, 0]  # (S, 2, d)
     return out[:, 0], out[:, 1]
 
@@ -132,6 +134,10 @@ def run(positional_encoding: str = "none", ns=FIGURE10_N, *, seeds: int = 5, d: 
     q, k, v = (rng.standard_normal((3, seeds, biggest, d)) * scale).astype(np.float32)
     l1 = np.empty((seeds, ns.size))
     same = np.empty((seeds, ns.size), bool)
+    status = np.empty((seeds, ns.size), object)
+    # Overflow: an output at or beyond the activation format's largest finite value (saturated).
+    fmt = precision.activations
+    limit = fmt.max if fmt is not None else float(np.finfo(np.float32).max)
     for i, n in enumerate(ns):
         bucket = _bucket(int(n) + 1)
         y, y_star = _pair(q[:, :bucket], k[:, :bucket], v[:, :bucket], jnp.int32(n),
@@ -139,6 +145,12 @@ def run(positional_encoding: str = "none", ns=FIGURE10_N, *, seeds: int = 5, d: 
                           d=d)
         y, y_star = np.asarray(y), np.asarray(y_star)
         l1[:, i] = np.abs(y.astype(np.float64) - y_star).sum(axis=1)
-        same[:, i] = np.all(y.view(np.uint32) == y_star.view(np.uint32), axis=1)
+        both = np.concatenate([y, y_star], axis=1)  # (S, 2d)
+        identical = np.all(y.view(np.uint32) == y_star.view(np.uint32), axis=1)
+        nonfinite = ~np.all(np.isfinite(both), axis=1)
+        overflow = np.any(np.abs(both) >= limit, axis=1)
+        status[:, i] = np.where(nonfinite, "non-finite", np.where(
+            overflow, "overflow", np.where(identical, "bit-identical", "distinct")))
+        same[:, i] = identical & ~nonfinite & ~overflow
     return AttentionCollapseResult(positional_encoding, ns, l1, same, variance, str(precision),
-                                   window)
+                                   window, status.astype(str))

@@ -24,9 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from squash_sim import floats, presets
+from squash_sim.analysis import collapse
 from squash_sim.analysis.onset import first_from
 from squash_sim.config import ModelConfig
-from squash_sim.experiments import collapse
 from squash_sim.precision import Precision, ordered_sum
 from squash_sim.precision import get as get_precision
 
@@ -53,6 +53,7 @@ class CollapseLength:
     n_eps: int | None  # first n with fp32 ‖Δ‖₁ < ε
     n_round: int | None  # rounding-interval estimate from the fp32 curve
     max_len: int
+    status: str = "measured"  # "measured", or "overflow" / "non-finite": n_star is then None
 
     def row(self) -> dict:
         return dataclasses.asdict(self)
@@ -92,14 +93,15 @@ def run(config: ModelConfig | None = None, *, max_len: int = 2048, seed: int = 0
         if progress:
             progress(f"precision [{index}/{len(jobs)}] {label}")
         fmt = floats.get(fmt_name)
-        try:
-            result = collapse.run(config, get_precision(policy), max_len=max_len, seed=seed)
-            n_star = result.collapse_length
-            if n_star is not None and n_star > 3 * max_len // 4:
-                n_star = None
-        except FloatingPointError:  # a format too narrow for the model's values
+        result = collapse.run(config, get_precision(policy), max_len=max_len, seed=seed)
+        n_star = result.collapse_length
+        if n_star is not None and n_star > 3 * max_len // 4:
+            n_star = None
+        status = "measured"
+        if not result.sound.all():  # a format too narrow for the model's values: no n*
+            status = "non-finite" if (result.status == "non-finite").any() else "overflow"
             n_star = None
         n_eps, n_round = estimates(reference, reference.outputs, fmt)
         lengths.append(CollapseLength(family, label, str(policy), fmt_name, n_star, n_eps,
-                                      n_round, max_len))
+                                      n_round, max_len, status))
     return lengths

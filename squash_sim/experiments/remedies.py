@@ -19,8 +19,8 @@ prompt has left the window (both see the same 64 ones) — collapse becomes tota
 from __future__ import annotations
 
 from squash_sim import presets
+from squash_sim.analysis import collapse
 from squash_sim.config import ModelConfig
-from squash_sim.experiments import collapse
 
 WINDOW = 64
 
