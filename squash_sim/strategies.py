@@ -13,10 +13,24 @@ from squash_sim import config as config_module
 from squash_sim.floats import NAMED, FloatFormat
 
 
-@st.composite
-def float_formats(draw, max_exponent_bits: int = 8, max_mantissa_bits: int = 23,
-                  named: bool = True) -> FloatFormat:
+def _int_at_least(name: str, value, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < low or (high is not None and value > high):
+        allowed = f">= {low}" if high is None else f"in {low}..{high}"
+        raise ValueError(f"{name} must be {allowed}, got {value}")
+
+
+def float_formats(max_exponent_bits: int = 8, max_mantissa_bits: int = 23, named: bool = True):
     """Named formats and random (e, m) formats of every NaN style, bias, FTZ and saturation."""
+    _int_at_least("max_exponent_bits", max_exponent_bits, 2, 8)
+    _int_at_least("max_mantissa_bits", max_mantissa_bits, 2, 23)
+    return _float_formats(max_exponent_bits, max_mantissa_bits, bool(named))
+
+
+@st.composite
+def _float_formats(draw, max_exponent_bits: int, max_mantissa_bits: int,
+                   named: bool) -> FloatFormat:
     if named and draw(st.booleans()):
         return draw(st.sampled_from([f for f in NAMED.values()
                                      if f.exponent_bits <= max_exponent_bits]))
@@ -35,12 +49,17 @@ def float32_bits():
 
 
 def float32_arrays(size: int = 64):
+    _int_at_least("size", size, 0)
     return st.lists(st.integers(0, 2**32 - 1), min_size=size, max_size=size).map(
         lambda bits: np.array(bits, np.uint32).view(np.float32))
 
 
 def model_configs(max_d_model: int = 32, max_layers: int = 2, tokens: bool | None = None):
     """Valid small ModelConfigs across positional encodings, norms, placements, MLPs and GQA."""
+    _int_at_least("max_d_model", max_d_model, 8)
+    _int_at_least("max_layers", max_layers, 1)
+    if tokens is not None and not isinstance(tokens, bool):
+        raise TypeError(f"tokens must be True, False or None, got {tokens!r}")
 
     @st.composite
     def build(draw):
@@ -67,10 +86,16 @@ def model_configs(max_d_model: int = 32, max_layers: int = 2, tokens: bool | Non
     return build()
 
 
-@st.composite
-def causal_attention_matrices(draw, min_n: int = 2, max_n: int = 10, sparse: bool = True):
+def causal_attention_matrices(min_n: int = 2, max_n: int = 10, sparse: bool = True):
     """Lower-triangular row-stochastic matrices Λ (lists of lists, JSON-ready): softmax rows over
     j ≤ i of logits in [−4, 4], some entries zeroed (and the row renormalised) when sparse."""
+    _int_at_least("min_n", min_n, 1)
+    _int_at_least("max_n", max_n, min_n)
+    return _causal_attention_matrices(min_n, max_n, bool(sparse))
+
+
+@st.composite
+def _causal_attention_matrices(draw, min_n: int, max_n: int, sparse: bool):
     n = draw(st.integers(min_n, max_n))
     rows = []
     for i in range(n):
@@ -86,20 +111,66 @@ def causal_attention_matrices(draw, min_n: int = 2, max_n: int = 10, sparse: boo
 
 
 def bounded_vectors(min_n: int = 2, max_n: int = 200, low: float = -3.0, high: float = 3.0):
+    _int_at_least("min_n", min_n, 0)
+    _int_at_least("max_n", max_n, min_n)
+    for name, value in (("low", low), ("high", high)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if low > high:
+        raise ValueError(f"low must be <= high, got low={low}, high={high}")
     return st.lists(st.floats(low, high), min_size=min_n, max_size=max_n)
 
 
 COLLAPSE_LENGTHS = (1, 2, 5, 13, 34)  # bucketed lengths: each compiles once
+B3_POSITIONALS = ("none", "rope", "alibi", "sinusoidal", "learned")
+B3_NORMS = ("none", "theory")
+
+
+def _nonempty_choices(name: str, values, allowed=None, kind=None) -> tuple:
+    """Validate a collection of choices up front: a clear error naming the parameter (Hypothesis
+    would raise InvalidArgument later, without saying which argument)."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a tuple of choices, got {values!r}")
+    values = tuple(values)
+    if not values:
+        raise ValueError(f"{name} must not be empty")
+    for value in values:
+        if kind is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            raise TypeError(f"{name} must hold {kind.__name__} values, got {value!r}")
+        if allowed is not None and value not in allowed:
+            raise ValueError(f"{name}: {value!r} is not one of {allowed}")
+    return values
 
 
 def collapse_pairs(lengths=COLLAPSE_LENGTHS, positionals=("none", "rope", "alibi", "sinusoidal"),
-                   widths=(4,)):
+                   widths=(4,), *, config: config_module.ModelConfig | None = None):
     """Theorem B.3 instances (JSON-ready): a sequence v of n random vectors and v* = [v, v_n], for
     a one-layer, one-head, W_V = W_O = I model with the given positional encodings and norm
-    "none" or "theory" (β). Evaluate with proofs_check.claims.theorem_b3."""
+    "none" or "theory" (β). Evaluate with proofs_check.claims.theorem_b3.
+
+    config: draw instances for YOUR model's choices instead — its positional encoding, width
+    (d_model) and norm ("none", or "theory" with its theory_beta1[0]); the rest of the model is the
+    theorem's (one layer, one head, W_V = W_O = I). Additive encodings (sinusoidal, learned) are
+    reported by the claim as "assumption not met", never passed as holding."""
+    lengths = _nonempty_choices("lengths", lengths, kind=int)
+    if min(lengths) < 1:
+        raise ValueError(f"lengths must be positive ints, got {lengths}")
+    norms, betas = B3_NORMS, (0.5, 1.0, 2.5)
+    if config is not None:
+        if not isinstance(config, config_module.ModelConfig):
+            raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
+        if config.norm not in B3_NORMS:
+            raise ValueError(f"config: Theorem B.3's instances need norm 'none' or 'theory' "
+                             f"(u = norm₁(v) is read off the stream), got norm={config.norm!r}")
+        positionals, widths, norms = (config.positional,), (config.d_model,), (config.norm,)
+        betas = (float(config.theory_beta1[0]),)
+    positionals = _nonempty_choices("positionals", positionals, allowed=B3_POSITIONALS)
+    widths = _nonempty_choices("widths", widths, kind=int)
+    if min(widths) < 1:
+        raise ValueError(f"widths must be positive ints, got {widths}")
     return st.fixed_dictionaries({
         "n": st.sampled_from(lengths), "d": st.sampled_from(widths),
-        "positional": st.sampled_from(positionals), "norm": st.sampled_from(["none", "theory"]),
-        "beta": st.sampled_from([0.5, 1.0, 2.5]), "scale": st.floats(0.1, 3.0),
+        "positional": st.sampled_from(positionals), "norm": st.sampled_from(norms),
+        "beta": st.sampled_from(betas), "scale": st.floats(0.1, 3.0),
         "seed": st.integers(0, 2**31 - 1)}).map(
         lambda inst: inst if inst["norm"] == "theory" else {**inst, "beta": 1.0})  # β unused

@@ -129,3 +129,33 @@ def test_traceable_forward_still_serves_vmapped_experiments(params):
     out = run(params, jnp.arange(5)[None])
     np.testing.assert_array_equal(np.asarray(out.final[0]),
                                   np.asarray(forward(params, np.arange(5), TOKENS).final))
+
+
+def test_activation_cache_names_shapes_and_consistency(params):
+    from squash_sim.model import ACTIVATION_NAMES
+
+    tokens = np.array([1, 2, 3, 4], np.int32)
+    trace = forward(params, tokens, TOKENS, cache=True)
+    cache = trace.cache
+    assert set(cache) == set(ACTIVATION_NAMES)
+    L, n = TOKENS.n_layers, 4
+    assert cache["q"].shape == (L, n, TOKENS.n_heads, TOKENS.d_head)
+    assert cache["k"].shape == cache["v"].shape == (L, n, TOKENS.n_kv_heads, TOKENS.d_head)
+    hidden = np.asarray(trace.hidden)
+    np.testing.assert_array_equal(np.asarray(cache["resid_pre"]), hidden[:-1])
+    np.testing.assert_array_equal(np.asarray(cache["resid_post"]), hidden[1:])
+    # pre-norm fp32: z = h + attn_out and h' = z + mlp_out, exactly
+    np.testing.assert_array_equal(np.asarray(cache["resid_mid"]),
+                                  hidden[:-1] + np.asarray(cache["attn_out"]))
+    np.testing.assert_array_equal(hidden[1:], np.asarray(cache["resid_mid"])
+                                  + np.asarray(cache["mlp_out"]))
+    # the same values as without the cache, and no attention weights unless asked
+    np.testing.assert_array_equal(np.asarray(trace.final),
+                                  np.asarray(forward(params, tokens, TOKENS).final))
+    assert trace.attention is None
+    batched = forward(params, tokens[None].repeat(2, 0), TOKENS, cache=True)
+    assert batched.cache["q"].shape == (2, L, n, TOKENS.n_heads, TOKENS.d_head)
+    # RoPE is applied in the cached queries: position 0 is unrotated, so q[0] = x W_q there
+    x = np.asarray(cache["attn_in"][0, 0])
+    want = np.einsum("d,dqh->qh", x, np.asarray(params["layers"][0]["wq"]))
+    np.testing.assert_allclose(np.asarray(cache["q"][0, 0]), want, rtol=1e-5, atol=1e-6)
