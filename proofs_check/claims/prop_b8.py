@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from proofs_check.claims.base import Outcome
+from proofs_check.claims.domain import CausalMatrix
 from squash_sim import strategies as sst
 
 NAME = "prop_b8"
@@ -20,6 +21,8 @@ REFERENCE = "[G] Proposition B.8 (main text Proposition 5.2)"
 ASSUMPTIONS = "rows after the first have ≥ 2 non-zeros (so ρ < 1)"
 STATEMENT = "([(Λ+I)/2]^L)_{n,1} → 1, other entries → 0 at rate max_{i≥2}(1+Λ_ii)/2"
 LATEX = r"\left[\tfrac12(\Lambda+I)\right]^L_{n,i} \to \mathbb{1}[i=1],\ \text{rate}\ \max_{i\ge2}\tfrac{1+\Lambda_{ii}}{2}"
+
+DOMAIN = CausalMatrix(2, 32)
 
 
 def instances():

@@ -14,6 +14,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from proofs_check.claims.base import Outcome
+from proofs_check.claims.domain import SEED, Int, OneOf, Record
 from squash_sim import ModelConfig, forward, init_params
 
 NAME = "prop_b9"
@@ -22,6 +23,10 @@ ASSUMPTIONS = "bidirectional attention, no positional encoding"
 STATEMENT = "the states of a (n0 zeros, n1 ones) sequence equal those of (k n0, k n1), every layer"
 LATEX = r"v_i^{(\ell)}(n_0, n_1) = v_i^{(\ell)}(k n_0, k n_1)\quad \forall \ell, k"
 DEFAULT_EXAMPLES = 10
+
+DOMAIN = Record({"n0": Int(1, 8), "n1": Int(1, 8), "k": Int(2, 4), "layers": Int(1, 3),
+                 "norm": OneOf(("layernorm", "rmsnorm", "none")), "mlp": OneOf(("gelu", "none")),
+                 "seed": SEED})
 
 
 def instances():

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from proofs_check.claims.base import Batched, Outcome
+from proofs_check.claims.domain import SEED, Int, OneOf, Real, Record
 from squash_sim import ModelConfig, init_params
 from squash_sim import strategies as sst
 from squash_sim.model import traceable_forward
@@ -33,6 +34,11 @@ LATEX = (r"\|z_n-z^*_{n+1}\|_1 \le \max_i\|u_i\|_1\Big[\sum_{i<n}|\alpha_{n,i}-\
 
 
 DEFAULT_EXAMPLES = 32
+
+DOMAIN = Record({"n": Int(1, 63), "d": OneOf((2, 4, 8, 16)),
+                 "positional": OneOf(("none", "rope", "alibi", "sinusoidal", "learned")),
+                 "norm": OneOf(("none", "theory")), "beta": Real(0.1, 10), "scale": Real(0.01, 10),
+                 "seed": SEED})
 
 
 def instances():
