@@ -111,6 +111,16 @@ HEADER = (f"{'claim':<22} {'instances':>9} {'violations':>10} {'worst margin':>1
           f"{'median t':>10} {'max t':>10} {'judged':>6} {'time s':>7} {'compiles':>8}  verdict")
 
 
+def judging_problem(module, report: ClaimReport) -> str | None:
+    """The runner-wide rule: a default run judges at least 80 % of its instances, unless the
+    claim documents why not (UNJUDGED_BECAUSE). → what is wrong, or None."""
+    if report.judged >= JUDGED_AT_LEAST * report.instances or getattr(module, "UNJUDGED_BECAUSE", ""):
+        return None
+    return (f"{module.NAME} judges {report.judged} of {report.instances} instances "
+            f"(< {JUDGED_AT_LEAST:.0%}) and does not say why (UNJUDGED_BECAUSE): "
+            f"{report.not_judged}")
+
+
 def statement(module, kind: str = "claim", name: str | None = None):
     """The evaluate function of a claim's checked statement, or of one of its printed variants
     or mutants (KeyError naming what exists if there is no such one)."""
