@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 from proofs_check.claims import CLAIMS, lemma_b1
-from proofs_check.claims.base import ClaimViolation, InstanceError, Outcome, assert_holds
+from proofs_check.claims.base import (
+    ClaimViolation,
+    InstanceError,
+    Outcome,
+    assert_holds,
+    non_finite,
+)
 from proofs_check.runner import (
     ClaimReport,
     differences,
@@ -169,6 +175,9 @@ def test_out_of_domain_instances_are_rejected_never_judged():
         assert_holds(CLAIMS["lemma_b7"], [[[1.0]], [[0.5]]])
     with pytest.raises(ValueError, match="never judged"):
         Outcome(1.0, 2.0, True, assumptions_met=True, status="non-finite")
+    garbage = non_finite("model output", np.ones(3), np.array([1.0, np.inf]))
+    assert garbage.verdict == "non-finite" and not garbage.violated and not garbage.holds
+    assert non_finite("model output", np.ones(3)) is None
 
 
 def test_a_replay_from_the_command_line_prints_no_traceback(tmp_path):

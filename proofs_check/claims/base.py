@@ -27,6 +27,8 @@ import json
 import math
 from collections import defaultdict
 
+import numpy as np
+
 from proofs_check.claims.domain import InstanceError, check_instance  # noqa: F401 (re-exported)
 
 # What an evaluation can conclude besides holds / violated: never judged, always with a reason.
@@ -73,6 +75,16 @@ class Outcome:
     @property
     def violated(self) -> bool:
         return self.assumptions_met and not self.holds
+
+
+def non_finite(note: str, *arrays) -> Outcome | None:
+    """Outcome "non-finite" (never judged) when any of `arrays` holds inf or NaN — a model's
+    outputs, a Jacobian: a verdict computed from them would be garbage. None when all are finite."""
+    bad = [i for i, a in enumerate(arrays) if not np.all(np.isfinite(np.asarray(a, float)))]
+    if not bad:
+        return None
+    return Outcome(math.nan, math.nan, False, False, f"{note}: non-finite values",
+                   status="non-finite", reason="the computation produced inf/NaN")
 
 
 def inequality(lhs: float, rhs: float, *, assumptions_met: bool = True, note: str = "",

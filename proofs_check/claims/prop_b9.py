@@ -13,7 +13,7 @@ import jax
 import numpy as np
 from hypothesis import strategies as st
 
-from proofs_check.claims.base import Outcome
+from proofs_check.claims.base import Outcome, non_finite
 from proofs_check.claims.domain import SEED, Int, OneOf, Record
 from squash_sim import ModelConfig, forward, init_params
 
@@ -48,6 +48,9 @@ def _check(inst, causal=False, positional="none"):
         return hidden[:, [0, scale * inst["n0"]]]  # first zero, first one
 
     small, large = states(1), states(inst["k"])
+    bad = non_finite(f"({inst['n0']},{inst['n1']}) vs ×{inst['k']}", small, large)
+    if bad:
+        return bad
     error = float(np.abs(small - large).max())
     tolerance = 1e-11 * max(1.0, float(np.abs(small).max()))
     return Outcome(error, tolerance, error <= tolerance,

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from proofs_check.claims.base import Batched, Outcome
+from proofs_check.claims.base import Batched, Outcome, non_finite
 from proofs_check.claims.domain import SEED, Int, OneOf, Real, Record
 from squash_sim import ModelConfig, init_params
 from squash_sim import strategies as sst
@@ -100,6 +100,9 @@ def pair(inst):
 def _check(inst, include_last_term=True, vector_norm=1):
     (hidden, attention), (hidden_star, attention_star) = pair(inst)
     n = inst["n"]
+    bad = non_finite(f"{inst['positional']}, n {n}", hidden, attention, hidden_star, attention_star)
+    if bad:
+        return bad
     met = inst["positional"] in ("none", "rope", "alibi")
     u = hidden_star[0] / (inst["beta"] if inst["norm"] == "theory" else 1.0)  # (n+1, d)
     z, z_star = hidden[1][n - 1], hidden_star[1][n]

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from hypothesis import strategies as st
 
-from proofs_check.claims.base import Batched, Outcome
+from proofs_check.claims.base import Batched, Outcome, non_finite
 from proofs_check.claims.domain import SEED, Int, Real, Record
 from squash_sim import ModelConfig, init_params
 from squash_sim.analysis import sensitivity
@@ -119,6 +119,9 @@ def correction(inst, sigmas, form: str) -> float:
 
 def _check(inst, residual=True, scale=1.0, form="proof", corrected=False):
     blocks, lambdas, sigmas = sensitivities(inst)
+    bad = non_finite(f"n {inst['n']}, L {inst['layers']}", blocks, lambdas, sigmas)
+    if bad:
+        return bad
     if corrected:
         scale *= correction(inst, sigmas, form)
     rhs = scale * bound(inst, lambdas, sigmas, residual, form)
