@@ -228,6 +228,24 @@ def test_corollary_b10_names_the_mechanism_of_every_collapse():
     assert spacing.holds and mechanism.REPRESENTATION in spacing.note
 
 
+@pytest.mark.parametrize("failure, expected", [(FloatingPointError("inf"), "non-finite"),
+                                               (OverflowError("saturated"), "overflow")])
+def test_corollary_b10_never_calls_an_overflowed_run_a_collapse(failure, expected, monkeypatch):
+    from proofs_check.claims import corollary_b10
+
+    def run(policy, seed, max_len):
+        raise failure
+
+    monkeypatch.setattr(corollary_b10, "_run", run)
+    corollary_b10.measure.cache_clear()
+    try:
+        for evaluate in (corollary_b10.evaluate, *corollary_b10.MUTANTS.values()):
+            outcome = evaluate({"precision": "bf16-pure", "seed": 0})
+            assert outcome.verdict == expected and not outcome.violated and not outcome.holds
+    finally:
+        corollary_b10.measure.cache_clear()
+
+
 def test_cli_table_json_and_errors(tmp_path):
     run = lambda *a: subprocess.run([sys.executable, "-m", "proofs_check", *a],  # noqa: E731
                                     capture_output=True, text=True, timeout=300)

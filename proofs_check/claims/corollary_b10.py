@@ -62,19 +62,34 @@ def _run(policy, seed: int, max_len: int):
     return collapse.run(presets.get("paper-fig10"), policy, max_len=max_len, seed=seed % 2**31)
 
 
+def _failure(err_or_result) -> str | None:
+    """"overflow" / "non-finite" when a run cannot be judged, else None. A run that raises
+    OverflowError (a format saturated) or FloatingPointError (inf/NaN outputs), or whose result
+    carries such a status (the model's numerics diagnostics), is never called a collapse."""
+    if isinstance(err_or_result, OverflowError):
+        return "overflow"
+    if isinstance(err_or_result, ArithmeticError):
+        return "non-finite"
+    status = getattr(err_or_result, "status", None)
+    return status if status in ("overflow", "non-finite") else None
+
+
 @functools.lru_cache(maxsize=64)
 def measure(precision: str, seed: int, max_len: int | None = None):
-    """(collapse result or None when non-finite, Mechanism or None) for one policy and seed."""
+    """(collapse result, Mechanism or None, failure) for one policy and seed; failure is
+    "overflow" / "non-finite" (and the result None) when the run cannot be judged."""
     max_len = max_len or sweep(precision)
     try:
         result = _run(precision, seed, max_len)
-    except FloatingPointError:
-        return None, None
+    except ArithmeticError as err:
+        return None, None, _failure(err)
+    if _failure(result):
+        return None, None, _failure(result)
     found = result.collapse_length is not None and result.collapse_length <= 3 * max_len // 4
     if not found:
-        return result, None
+        return result, None, None
     return result, mechanism.explain(lambda p: _run(p, seed, max_len), precision,
-                                     collapse_length=result.collapse_length)
+                                     collapse_length=result.collapse_length), None
 
 
 def _remaining(result, precision: str) -> str:
@@ -88,11 +103,11 @@ def _check(inst, precision=None, forbid=None):
     statement claims never happens (the mechanism mutants)."""
     policy = precision or inst["precision"]
     max_len = sweep(inst["precision"])
-    result, why = measure(policy, inst["seed"], max_len)
-    if result is None:
+    result, why, failure = measure(policy, inst["seed"], max_len)
+    if failure:
         return Outcome(float("nan"), float(max_len), False, False,
-                       f"{policy}: the forward pass produced non-finite outputs",
-                       status="non-finite", reason="non-finite outputs")
+                       f"{policy}: the forward pass is {failure}", status=failure,
+                       reason=f"{failure} outputs")
     n_star = result.collapse_length
     found = why is not None
     note = f"{policy}: n* {n_star} of {max_len}"

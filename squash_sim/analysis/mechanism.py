@@ -71,9 +71,13 @@ def with_fp32(precision: Precision | str, *, softmax: bool = True,
 def _collapse_length(run, precision) -> tuple[int | None, str | None]:
     """(collapse length, None) or (None, why it could not be measured)."""
     try:
-        return run(precision).collapse_length, None
-    except FloatingPointError as err:
-        return None, f"non-finite ({err})"
+        result = run(precision)
+    except ArithmeticError as err:  # FloatingPointError: inf/NaN; OverflowError: saturated
+        return None, f"{'overflow' if isinstance(err, OverflowError) else 'non-finite'} ({err})"
+    status = getattr(result, "status", None)  # the model's numerics diagnostics, when present
+    if status in ("overflow", "non-finite"):
+        return None, status
+    return result.collapse_length, None
 
 
 def explain(run: Callable, precision: Precision | str, *, collapse_length: int | None = None,
