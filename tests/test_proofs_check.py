@@ -180,6 +180,24 @@ def test_out_of_domain_instances_are_rejected_never_judged():
     assert non_finite("model output", np.ones(3)) is None
 
 
+def test_the_corners_of_the_numpy_claims_domains_hold():
+    """A DOMAIN promises the check is sound everywhere inside it (float64 evaluates it
+    faithfully): its extreme corners must hold, not be "violated" by rounding."""
+    import itertools
+
+    from proofs_check.claims import lemma_b2, prop_b4, softmax_dispersion
+
+    for n, m, width, b, c in itertools.product([2, 10**6], [-5.0, 5.0], [0.0, 5.0], [-5.0, 5.0],
+                                               [-5.0, 5.0]):
+        assert assert_holds(lemma_b1, {"n": n, "m": m, "width": width, "b": b, "c": c,
+                                       "seed": 1}).holds
+    for n, m, width in itertools.product([1, 10**6], [-50.0, 50.0], [0.0, 20.0]):
+        assert assert_holds(softmax_dispersion, {"m": m, "M": m + width, "n": n, "seed": 3}).holds
+    for n, k in [(10**6, 10**6), (10**6, 0), (1, 1)]:
+        assert assert_holds(lemma_b2, {"n": n, "k": k, "seed": 2}).holds
+    assert assert_holds(prop_b4, {"n": 10**6}).holds
+
+
 def test_a_replay_from_the_command_line_prints_no_traceback(tmp_path):
     path = tmp_path / "nan.json"
     path.write_text(BAD_REPLAYS["nan.json"][0])
