@@ -3,9 +3,17 @@
 A claim module defines:
     NAME, REFERENCE, ASSUMPTIONS, STATEMENT, LATEX   plain text (and LaTeX) for people
     instances()        a Hypothesis strategy of JSON-serialisable instances (dicts)
+    DOMAIN             the instances the claim can judge (types, shapes, ranges, finiteness: what
+                       the theorem's hypotheses allow and float64 can evaluate); `check_instance`
+                       rejects anything else with an InstanceError naming the field
     evaluate(inst)     → Outcome
     MUTANTS            {name: evaluate-like function of a deliberately wrong statement}; the test
                        suite asserts the default budget refutes every one
+optionally
+    EXAMPLES           instances always evaluated besides the drawn ones (e.g. the controls whose
+                       assumptions fail on purpose)
+    UNJUDGED_BECAUSE   why the default run may judge fewer than 80 % of its instances (the test
+                       suite fails a claim that judges less and does not say why)
 and, when evaluating costs a JAX computation that batches (a model forward, a Jacobian):
     COMPUTE            a Batched: its expensive part, vmapped over instances of one shape and
                        sharded over jax.devices(); evaluate, the mutants and variants call it
@@ -13,21 +21,47 @@ and, when evaluating costs a JAX computation that batches (a model forward, a Ja
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 from collections import defaultdict
 
+import numpy as np
+
+from proofs_check.claims.domain import InstanceError, check_instance  # noqa: F401 (re-exported)
+
+# What an evaluation can conclude besides holds / violated: never judged, always with a reason.
+UNJUDGED = ("assumption not met", "non-finite", "overflow", "not reached")
+
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """lhs ≤ rhs is the inequality checked (equalities are |error| ≤ tolerance)."""
+    """lhs ≤ rhs is the inequality checked (equalities are |error| ≤ tolerance).
+
+    status: "" for a judged outcome (holds or violated), else one of UNJUDGED; an outcome with
+    assumptions_met=False and no status is "assumption not met". reason: why it was not judged,
+    short (the table counts outcomes by it)."""
 
     lhs: float
     rhs: float
     holds: bool
     assumptions_met: bool = True
     note: str = ""
+    status: str = ""
+    reason: str = ""
+
+    def __post_init__(self):
+        if self.status and (self.status not in UNJUDGED or self.assumptions_met):
+            raise ValueError(f"Outcome: status {self.status!r} must be one of {UNJUDGED} and "
+                             "comes with assumptions_met=False (it is never judged)")
+
+    @property
+    def verdict(self) -> str:
+        """holds | violated | assumption not met | non-finite | overflow | not reached"""
+        if not self.assumptions_met:
+            return self.status or "assumption not met"
+        return "holds" if self.holds else "violated"
 
     @property
     def margin(self) -> float:
@@ -41,6 +75,16 @@ class Outcome:
     @property
     def violated(self) -> bool:
         return self.assumptions_met and not self.holds
+
+
+def non_finite(note: str, *arrays) -> Outcome | None:
+    """Outcome "non-finite" (never judged) when any of `arrays` holds inf or NaN — a model's
+    outputs, a Jacobian: a verdict computed from them would be garbage. None when all are finite."""
+    bad = [i for i, a in enumerate(arrays) if not np.all(np.isfinite(np.asarray(a, float)))]
+    if not bad:
+        return None
+    return Outcome(math.nan, math.nan, False, False, f"{note}: non-finite values",
+                   status="non-finite", reason="the computation produced inf/NaN")
 
 
 def inequality(lhs: float, rhs: float, *, assumptions_met: bool = True, note: str = "",
@@ -60,7 +104,9 @@ class ClaimViolation(AssertionError):
 
 
 def assert_holds(module, instance) -> Outcome:
-    """Evaluate one instance; raise ClaimViolation if the assumptions hold and the claim fails."""
+    """Evaluate one instance (checked against the claim's DOMAIN first: InstanceError if outside
+    it); raise ClaimViolation if the assumptions hold and the claim fails."""
+    check_instance(module, instance)
     outcome = module.evaluate(instance)
     if outcome.violated:
         raise ClaimViolation(module.NAME, instance, outcome)
@@ -103,3 +149,15 @@ class Batched:
     def clear(self) -> None:
         self.cache.clear()
         self.hits = self.misses = 0
+
+    @contextlib.contextmanager
+    def alone(self):
+        """Compute every instance as a batch of one, ignoring the cache: what a replay does. A
+        vmapped batch may differ from a batch of one in the last bits, so the outcome stored
+        with a counterexample is computed this way, and its replay reproduces it bit for bit."""
+        cache, self.cache = self.cache, {}
+        try:
+            yield
+        finally:
+            self.cache = cache
+

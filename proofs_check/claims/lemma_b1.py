@@ -12,12 +12,18 @@ import numpy as np
 from hypothesis import strategies as st
 
 from proofs_check.claims.base import Outcome
+from proofs_check.claims.domain import SEED, Int, Real, Record
 
 NAME = "lemma_b1"
 REFERENCE = "[G] Lemma B.1"
 ASSUMPTIONS = "a, b, c bounded; a_k ≥ m"
 STATEMENT = "softmax(x)_n > softmax(x*)_{n+1}; gap = closed form ≤ e^{b+c-2m}/(n-1)^2"
 LATEX = r"0 < \mathrm{sm}(x)_n - \mathrm{sm}(x^*)_{n+1} = \frac{e^{b+c}}{(A+e^c)(A+e^b+e^c)} \le \frac{e^{b+c-2m}}{(n-1)^2}"
+
+DOMAIN = Record({"n": Int(2, 10**6), "m": Real(-5, 5), "width": Real(0, 5), "b": Real(-5, 5),
+                 "c": Real(-5, 5), "seed": SEED})
+# (|m|, |b|, |c|, width <= 5 and n <= 10⁶ keep the gap above 10⁻¹³ of the last weight: far above the
+#  float64 rounding of the direct difference, so the "gap > 0" check cannot fail by rounding.)
 
 
 def instances():

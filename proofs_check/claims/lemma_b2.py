@@ -11,12 +11,16 @@ import numpy as np
 from hypothesis import strategies as st
 
 from proofs_check.claims.base import Outcome
+from proofs_check.claims.domain import SEED, Int, Record
 
 NAME = "lemma_b2"
 REFERENCE = "[G] Lemma B.2 (main text Lemma 4.1), Figure 9"
 ASSUMPTIONS = "bounded x, x*; they differ only on the first k entries"
 STATEMENT = "TV (no 1/2) of the softmaxes <= (|Z-Z*|+S)/Z* and <= 2S/max(Z,Z*)"
 LATEX = r"\|\mathrm{sm}(x)-\mathrm{sm}(x^*)\|_1 \le \frac{|Z-Z^*|+S}{Z^*}, \quad \le \frac{2S}{\max(Z,Z^*)}"
+
+DOMAIN = Record({"n": Int(1, 10**6), "k": Int(0, 10**6), "seed": SEED},
+                rule=lambda i: None if i["k"] <= i["n"] else "needs k <= n")
 
 
 def instances():

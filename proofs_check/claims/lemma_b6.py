@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from proofs_check.claims.base import Outcome
+from proofs_check.claims.domain import CausalMatrix
 from squash_sim import strategies as sst
 
 NAME = "lemma_b6"
@@ -16,6 +17,8 @@ REFERENCE = "[G] Lemma B.6"
 ASSUMPTIONS = "Λ lower-triangular, row-stochastic"
 STATEMENT = "eig(Λ) = diag(Λ); max eigenvalue 1 = Λ11; simple if rows after the first have ≥ 2 non-zeros"
 LATEX = r"\mathrm{spec}(\Lambda) = \{\Lambda_{ii}\},\ \lambda_{\max} = \Lambda_{11} = 1"
+
+DOMAIN = CausalMatrix(1, 64)
 
 
 def instances():

@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from proofs_check.claims.base import Outcome
+from proofs_check.claims.domain import CausalMatrix, ListOf
 from squash_sim import strategies as sst
 
 NAME = "lemma_b7"
@@ -13,6 +14,8 @@ REFERENCE = "[G] Lemma B.7"
 ASSUMPTIONS = "each factor lower-triangular and row-stochastic, same size"
 STATEMENT = "the product is lower-triangular and row-stochastic"
 LATEX = r"\prod_\ell \Lambda^{(\ell)} \mathbf{1} = \mathbf{1},\ \text{lower-triangular}"
+
+DOMAIN = ListOf(CausalMatrix(1, 32), 1, 16)
 
 
 def instances():

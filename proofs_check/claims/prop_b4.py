@@ -12,6 +12,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from proofs_check.claims.base import Outcome
+from proofs_check.claims.domain import Int, Record
 
 NAME = "prop_b4"
 REFERENCE = "[G] Proposition B.4"
@@ -19,6 +20,8 @@ ASSUMPTIONS = "n even"
 STATEMENT = "TV (no 1/2) between softmax(1,0,1,0,...) and softmax(0,1,0,1,...) = 2(e-1)/(e+1)"
 LATEX = r"\|\mathrm{sm}(x)-\mathrm{sm}(x^*)\|_1 = \frac{2(e-1)}{e+1}"
 CONSTANT = 2 * (math.e - 1) / (math.e + 1)  # 0.924234…
+
+DOMAIN = Record({"n": Int(2, 10**6)}, rule=lambda i: None if i["n"] % 2 == 0 else "needs n even")
 
 
 def instances():

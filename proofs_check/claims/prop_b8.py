@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from proofs_check.claims.base import Outcome
+from proofs_check.claims.domain import CausalMatrix
 from squash_sim import strategies as sst
 
 NAME = "prop_b8"
@@ -21,9 +22,20 @@ ASSUMPTIONS = "rows after the first have ≥ 2 non-zeros (so ρ < 1)"
 STATEMENT = "([(Λ+I)/2]^L)_{n,1} → 1, other entries → 0 at rate max_{i≥2}(1+Λ_ii)/2"
 LATEX = r"\left[\tfrac12(\Lambda+I)\right]^L_{n,i} \to \mathbb{1}[i=1],\ \text{rate}\ \max_{i\ge2}\tfrac{1+\Lambda_{ii}}{2}"
 
+DOMAIN = CausalMatrix(2, 32)
+
+
+def _met(lam) -> bool:
+    """Every row after the first has ≥ 2 non-zeros and ρ < 1 − 10⁻³ (else no geometric decay)."""
+    lam = np.asarray(lam)
+    return all(np.count_nonzero(row) >= 2 for row in lam[1:]) and \
+        float(np.max((1 + np.diag(lam)[1:]) / 2)) < 1 - 1e-3
+
 
 def instances():
-    return sst.causal_attention_matrices(min_n=2, max_n=8)
+    # Drawn inside the assumption (a quarter of the raw draws have a one-non-zero row, which the
+    # claim can only report as "assumption not met"); replayed instances are still gated.
+    return sst.causal_attention_matrices(min_n=2, max_n=8).filter(_met)
 
 
 def _tail(power):
@@ -32,10 +44,10 @@ def _tail(power):
 
 def _check(inst, claimed_rate):
     lam = np.array(inst)
-    met = all(np.count_nonzero(row) >= 2 for row in lam[1:])
     rate = claimed_rate(lam)
-    if not met or rate >= 1 - 1e-3:
-        return Outcome(0.0, 1.0, True, assumptions_met=False, note="a row has one non-zero")
+    if not _met(lam) or rate >= 1 - 1e-3:
+        return Outcome(0.0, 1.0, True, assumptions_met=False, note="a row has one non-zero "
+                       "(or ρ ≈ 1)", reason="a row after the first has one non-zero")
     step = 0.5 * (lam + np.eye(len(lam)))
     depth = max(1, int(np.ceil(np.log(1e-40) / np.log(max(rate, 1e-3)))))  # ρ^L ≈ 1e-40
     power_l = np.linalg.matrix_power(step, depth)

@@ -13,7 +13,8 @@ import jax
 import numpy as np
 from hypothesis import strategies as st
 
-from proofs_check.claims.base import Outcome
+from proofs_check.claims.base import Outcome, non_finite
+from proofs_check.claims.domain import SEED, Int, OneOf, Record
 from squash_sim import ModelConfig, forward, init_params
 
 NAME = "prop_b9"
@@ -22,6 +23,10 @@ ASSUMPTIONS = "bidirectional attention, no positional encoding"
 STATEMENT = "the states of a (n0 zeros, n1 ones) sequence equal those of (k n0, k n1), every layer"
 LATEX = r"v_i^{(\ell)}(n_0, n_1) = v_i^{(\ell)}(k n_0, k n_1)\quad \forall \ell, k"
 DEFAULT_EXAMPLES = 10
+
+DOMAIN = Record({"n0": Int(1, 8), "n1": Int(1, 8), "k": Int(2, 4), "layers": Int(1, 3),
+                 "norm": OneOf(("layernorm", "rmsnorm", "none")), "mlp": OneOf(("gelu", "none")),
+                 "seed": SEED})
 
 
 def instances():
@@ -43,6 +48,9 @@ def _check(inst, causal=False, positional="none"):
         return hidden[:, [0, scale * inst["n0"]]]  # first zero, first one
 
     small, large = states(1), states(inst["k"])
+    bad = non_finite(f"({inst['n0']},{inst['n1']}) vs ×{inst['k']}", small, large)
+    if bad:
+        return bad
     error = float(np.abs(small - large).max())
     tolerance = 1e-11 * max(1.0, float(np.abs(small).max()))
     return Outcome(error, tolerance, error <= tolerance,

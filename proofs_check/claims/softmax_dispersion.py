@@ -9,12 +9,16 @@ import numpy as np
 from hypothesis import strategies as st
 
 from proofs_check.claims.base import inequality
+from proofs_check.claims.domain import SEED, Int, Real, Record
 
 NAME = "softmax_dispersion"
 REFERENCE = "[G] used in the proofs of Lemma B.1 and Theorem B.3"
 ASSUMPTIONS = "logits bounded in [m, M]"
 STATEMENT = "every softmax weight lies in [exp(-(M-m))/n, exp(M-m)/n]"
 LATEX = r"\frac{e^{-(M-m)}}{n} \le \mathrm{softmax}(x)_i \le \frac{e^{M-m}}{n}"
+
+DOMAIN = Record({"m": Real(-50, 50), "M": Real(-50, 70), "n": Int(1, 10**6), "seed": SEED},
+                rule=lambda i: None if 0 <= i["M"] - i["m"] <= 20 else "needs 0 <= M - m <= 20")
 
 
 def instances():
