@@ -28,6 +28,7 @@ import numpy as np
 
 from squash_sim import interventions as iv
 from squash_sim.analysis.onset import first_from
+from squash_sim.analysis.sweep import last_logits, sweep
 from squash_sim.model import traceable_forward
 
 SHOT = ("Peru", "Lima")
@@ -87,16 +88,16 @@ def build_set(model, limit: int | None = 30) -> CapitalSet:
 def sweeps(params, config, capital_set: CapitalSet, kinds=("random", "freeze", "skip_attention"),
            seeds=(0, 1, 2), window: int | None = None, with_answers: bool = True,
            progress=None) -> dict:
-    """kind → interventions.SweepResult over every k (accuracy = top-1 agreement with the clean,
+    """kind → analysis.sweep.SweepResult over every k (accuracy = top-1 agreement with the clean,
     correct answer)."""
     out = {}
     for kind in kinds:
         if progress:
             progress(f"capitals: {kind} sweep{f' (window {window})' if window else ''}")
-        out[kind] = iv.sweep((params, config), capital_set.tokens, kind=kind,
-                             seeds=seeds if kind in ("random", "shuffle", "angle") else (0,),
-                             answers=capital_set.answers if with_answers else None,
-                             window=window)
+        out[kind] = sweep((params, config), capital_set.tokens, kind=kind,
+                          seeds=seeds if kind in ("random", "shuffle", "angle") else (0,),
+                          answers=capital_set.answers if with_answers else None,
+                          window=window)
     return out
 
 
@@ -140,7 +141,7 @@ def switch(params, config, capital_set: CapitalSet, progress=None) -> SwitchResu
         def at(layer):
             intervention = iv.inject(layer, sources[:, layer], position)
             final = run(params, tokens, intervention=intervention).final
-            p = jax.nn.softmax(iv.last_logits(params, config, final, last), axis=-1)
+            p = jax.nn.softmax(last_logits(params, config, final, last), axis=-1)
             return (jnp.take_along_axis(p, original[:, None], 1)[:, 0],
                     jnp.take_along_axis(p, injected[:, None], 1)[:, 0])
         return jax.lax.map(at, jnp.asarray(layers, jnp.int32))
