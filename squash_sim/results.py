@@ -1,5 +1,6 @@
 """Writing results: every file appears whole or not at all (written to a temporary name, then
-renamed), so an interrupted run never leaves a partial CSV, JSON or figure behind."""
+renamed), so an interrupted run never leaves a partial CSV, JSON or figure behind. Files get the
+permissions any new file gets (0666 less the umask), not the temporary file's private 0600."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ def _write_bytes(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
@@ -22,6 +24,13 @@ def _write_bytes(path: Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it; put straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
