@@ -4,9 +4,12 @@ write."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -21,7 +24,40 @@ _SHOW_N = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000,
 
 
 def _progress(message: str) -> None:
+    if _INTERRUPTED:  # a Ctrl-C that landed where Python drops it (see _catch_interrupts)
+        raise KeyboardInterrupt
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+_INTERRUPTED: list[bool] = []
+
+
+@contextlib.contextmanager
+def _catch_interrupts():
+    """Ctrl-C raises KeyboardInterrupt wherever Python happens to be, e.g. inside JAX's garbage-
+    collection callback, where it is printed as an "Exception ignored" traceback and dropped (the
+    run went on). So: remember it, keep such drops silent, and raise it again at the next
+    progress line, where main turns it into one line and exit 130."""
+    def on_sigint(signum, frame):
+        _INTERRUPTED.append(True)
+        raise KeyboardInterrupt
+
+    def unraisable(report):
+        if not issubclass(report.exc_type, KeyboardInterrupt):
+            previous_hook(report)
+
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):  # e.g. a `cmd &` job: ignored
+        yield
+        return
+    previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        sys.unraisablehook = previous_hook
+        _INTERRUPTED.clear()
 
 
 # Upper bounds of the sizes a command accepts: beyond them a run would not fit a workstation's
@@ -602,7 +638,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{command}: error: {problem} (see {command} --help)", file=sys.stderr)
         return 2
     try:
-        return args.run(args)
+        with _catch_interrupts():
+            return args.run(args)
     except KeyboardInterrupt:
         print(f"{command}: interrupted; {_kept(getattr(args, 'out', None), started)} "
               f"(files are written whole or not at all)", file=sys.stderr)

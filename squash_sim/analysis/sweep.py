@@ -198,8 +198,14 @@ def _unpack(model):
 
 def _int_list(name: str, values, low: int, high: int) -> np.ndarray:
     """A non-empty 1-D list of ints in low..high."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"sweep: {name} must be a list of ints, got {values!r:.60}")
+    values = values if isinstance(values, np.ndarray) else list(values)
+    if any(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+           and not low <= v <= high for v in np.ravel(np.asarray(values, dtype=object))):
+        raise ValueError(f"sweep: {name} must lie in {low}..{high}, got {values!r:.80}")
     try:
-        array = np.asarray(list(values) if not isinstance(values, np.ndarray) else values)
+        array = np.asarray(values)
     except (TypeError, ValueError):
         raise TypeError(f"sweep: {name} must be a list of ints, got {values!r:.60}") from None
     if array.dtype.kind not in "iu" or array.ndim != 1:
