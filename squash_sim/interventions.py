@@ -241,6 +241,10 @@ def _real(name: str, value, kind: str):
         got = (repr(array.item()) if array.ndim == 0 else
                f"{finite.size - int(finite.sum())} NaN/inf entries of {finite.size}")
         raise ValueError(f"{kind}: {name} must be finite, got {got}")
+    if not jax.config.jax_enable_x64 and np.any(np.abs(array) > float(np.finfo(np.float32).max)):
+        # it is stored as float32, where it would turn into inf (and every output into NaN)
+        raise ValueError(f"{kind}: {name} must be finite in float32 (|{name}| <= 3.4e38), got "
+                         f"{np.max(np.abs(array)):.3g}")
     return array
 
 
