@@ -4,7 +4,12 @@ write."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import signal
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -19,17 +24,125 @@ _SHOW_N = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000,
 
 
 def _progress(message: str) -> None:
+    if _INTERRUPTED:  # a Ctrl-C that landed where Python drops it (see _catch_interrupts)
+        raise KeyboardInterrupt
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _positive_int(text: str) -> int:
+_INTERRUPTED: list[bool] = []
+
+
+@contextlib.contextmanager
+def _catch_interrupts():
+    """Ctrl-C raises KeyboardInterrupt wherever Python happens to be, e.g. inside JAX's garbage-
+    collection callback, where it is printed as an "Exception ignored" traceback and dropped (the
+    run went on). So: remember it, keep such drops silent, and raise it again at the next
+    progress line, where main turns it into one line and exit 130."""
+    def on_sigint(signum, frame):
+        _INTERRUPTED.append(True)
+        raise KeyboardInterrupt
+
+    def unraisable(report):
+        if not issubclass(report.exc_type, KeyboardInterrupt):
+            previous_hook(report)
+
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):  # e.g. a `cmd &` job: ignored
+        yield
+        return
+    previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
-        value = int(text)
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        sys.unraisablehook = previous_hook
+        _INTERRUPTED.clear()
+
+
+# Upper bounds of the sizes a command accepts: beyond them a run would not fit a workstation's
+# memory (hidden states of n positions) or overflow the int32 positions, long after starting.
+MAX_LEN = 2**20
+MAX_COUNT = 10_000  # seeds, layers, examples, questions
+SEED_MAX = 2**63 - 1  # JAX keys take int64 seeds; NumPy any int >= 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `squash-sim collapse: error: ... (see --help)`, exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_in(low: int, high: int, what: str = "an integer"):
+    """An argparse type: an int in low..high (a plain int, not 1e3 or 1.5)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} in {low}..{high}, got "
+                                             f"{text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {what} in {low}..{high}, got {value}")
+        return value
+    parse.__name__ = what
+    return parse
+
+
+def _positive_int(text: str) -> int:
+    """A count (seeds, examples, window, ...): 1..MAX_COUNT."""
+    return _int_in(1, MAX_COUNT, "a positive integer")(text)
+
+
+_length = _int_in(1, MAX_LEN, "a positive integer")
+_seed = _int_in(0, SEED_MAX, "a seed")
+
+
+def _positive_ints(text: str) -> list[int]:
+    values = [t.strip() for t in text.split(",")]
+    if not text.strip() or not all(values):
+        raise argparse.ArgumentTypeError(f"expected a comma list of positive integers, got "
+                                         f"{text!r}")
+    return [_int_in(1, 256, "a positive integer")(v) for v in values]
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
+
+
+def _out_folder(text: str) -> str:
+    """--out: a folder that is or can be created and written, checked before any work (an
+    existing file or an impossible path used to fail only after the whole computation). Nothing
+    is created here: a rejected run writes nothing."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder, got an empty path")
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is an existing file; give a folder")
+    existing = path
+    while not existing.exists():
+        if existing.is_symlink():  # a dangling link: mkdir would fail on it
+            raise argparse.ArgumentTypeError(f"{str(existing)!r} is a broken symbolic link")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot create {text!r}: {str(existing)!r} is a file")
+    try:  # the honest test (os.access says yes to root on a read-only file system)
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise argparse.ArgumentTypeError(f"cannot write in {str(existing)!r}: "
+                                         f"{err.strerror or err}") from None
+    return text
+
+
+def _precisions(text: str) -> list:
+    return [_precision(p.strip()) for p in text.split(",")]
 
 
 def _precision(text: str):
@@ -281,9 +394,9 @@ def _common(parser, out: str, *, preset: str | None = None, positional: bool = F
                         help="precision policy: fp32, fp64, bf16, bf16-pure, fp16, "
                              "fp8_e4m3fn-pure, e5m7, ... (default: fp32)")
     if max_len:
-        parser.add_argument("--max-len", type=_positive_int, default=max_len,
-                            help=f"largest n swept (default: {max_len})")
-    parser.add_argument("--seed", type=int, default=0, help="parameter and prompt seed")
+        parser.add_argument("--max-len", type=_length, default=max_len,
+                            help=f"largest n swept, up to {MAX_LEN} (default: {max_len})")
+    parser.add_argument("--seed", type=_seed, default=0, help="parameter and prompt seed")
     if seeds:
         parser.add_argument("--seeds", type=_positive_int, default=seeds,
                             help=f"number of seeds averaged (default: {seeds})")
@@ -292,14 +405,15 @@ def _common(parser, out: str, *, preset: str | None = None, positional: bool = F
 
 def _outputs(parser, out: str, formats_note: str = "") -> None:
     """--out and --formats, which every command that writes files has."""
-    parser.add_argument("--out", default=out, help=f"output folder (default: {out})")
+    parser.add_argument("--out", type=_out_folder, default=out,
+                        help=f"output folder (default: {out})")
     parser.add_argument("--formats", type=_formats, default=["png"],
                         help=f"figure formats, comma list of png, svg, pdf (default: png"
                              f"{formats_note})")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="squash-sim",
         description="Numerically check 'Transformers need glasses!' on a JAX decoder-only "
                     "Transformer.")
@@ -319,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="figure10/8: variance of q, k, v (default 1/d: matches the "
                                "paper's read-offs)")
     _common(collapse, "out/collapse", preset="tiny", positional=True, max_len=1024, seeds=5)
-    collapse.add_argument("--prompt-len", type=int, default=8,
+    collapse.add_argument("--prompt-len", type=_int_in(0, MAX_LEN, "an integer"), default=8,
                           help="random prompt tokens before the ones (default: 8)")
     collapse.set_defaults(run=cmd_collapse)
 
@@ -341,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "frozen attention with the matrix-form bound, real softmax attention, and a "
                     "depth sweep. --max-len is n.")
     _common(sensitivity, "out/sensitivity", max_len=32, seeds=3)
-    sensitivity.add_argument("--depths", type=lambda s: [_positive_int(t) for t in s.split(",")],
+    sensitivity.add_argument("--depths", type=_positive_ints,
                              default=[1, 2, 4, 8, 16], help="depth sweep (default: 1,2,4,8,16)")
     sensitivity.set_defaults(run=_section_command(
         "sensitivity", n="max_len", seeds="seeds", depths="depths"))
@@ -388,12 +502,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "with bit-identity per length. Writes CSV, JSON and a figure.")
     real_collapse.add_argument("--prompt", default="count-ones",
                                choices=["count-ones", "copy", "copy-commas", "digits"])
-    real_collapse.add_argument("--max-len", type=_positive_int, default=2048,
+    real_collapse.add_argument("--max-len", type=_length, default=2048,
                                help="largest n (default: 2048)")
-    real_collapse.add_argument("--precision", type=lambda s: [_precision(p) for p in s.split(",")],
+    real_collapse.add_argument("--precision", type=_precisions,
                                default=[get_precision("fp32"), get_precision("bf16")],
                                help="comma list of precision policies (default: fp32,bf16)")
-    real_collapse.add_argument("--seed", type=int, default=0, help="seed of the digits prompt")
+    real_collapse.add_argument("--seed", type=_seed, default=0, help="seed of the digits prompt")
     real_collapse.add_argument("--compare-global", action="store_true",
                                help="also run a variant whose local (window 512) layers are made "
                                     "global: the window's effect made visible")
@@ -439,12 +553,13 @@ def build_parser() -> argparse.ArgumentParser:
     intervene.add_argument("--window", type=_positive_int, default=None,
                            help="windowed variant: blocks [k, k+w) then clean restored "
                                 "(random, freeze, skip-attention)")
-    intervene.add_argument("--theta", type=float, default=float(np.pi / 2),
+    intervene.add_argument("--theta", type=_finite_float, default=float(np.pi / 2),
                            help="angle: rotation in radians (default π/2)")
     intervene.add_argument("--exclude-bos", action="store_true", help="spare position 0")
     intervene.add_argument("--seeds", type=_positive_int, default=3)
-    intervene.add_argument("--seed", type=int, default=0, help="tiny: parameter/prompt seed")
-    intervene.add_argument("--out", default="out/intervene", help="output folder")
+    intervene.add_argument("--seed", type=_seed, default=0, help="tiny: parameter/prompt seed")
+    intervene.add_argument("--out", type=_out_folder, default="out/intervene",
+                           help="output folder")
     intervene.set_defaults(run=cmd_intervene)
 
     check = commands.add_parser(
@@ -457,17 +572,80 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Errors a user's input can cause; anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, TypeError, ArithmeticError, ImportError, OSError)
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _kept(out: str | None, since: float) -> str:
+    """What an interrupted run leaves: the files written since it started (each is whole)."""
+    if not out or not Path(out).is_dir():
+        return "nothing was written"
+    files = sorted(p.name for p in Path(out).iterdir()
+                   if p.is_file() and not p.name.startswith(".") and p.stat().st_mtime >= since)
+    if not files:
+        return f"nothing was written to {out}"
+    shown = ", ".join(files[:6]) + (f" and {len(files) - 6} more" if len(files) > 6 else "")
+    return f"kept {len(files)} complete file(s) in {out}: {shown}"
+
+
+def _combination_error(args) -> str | None:
+    """Rules between options, checked before any work."""
+    if args.command == "intervene":
+        kind = args.kind.replace("-", "_")
+        if args.window is not None and kind not in ("random", "freeze", "skip_attention"):
+            return f"--window applies to --kind random, freeze, skip-attention, not {args.kind}"
+        if kind == "inject" and args.model != "gemma3-270m":
+            return "--kind inject runs the country switch and needs --model gemma3-270m"
+    return None
+
+
+def _check_replay(rest: list[str]) -> None:
+    """`check --replay F`: the file must exist (its contents are proofs_check's to judge)."""
+    for i, arg in enumerate(rest):
+        target = rest[i + 1] if arg == "--replay" and i + 1 < len(rest) else (
+            arg.split("=", 1)[1] if arg.startswith("--replay=") else None)
+        if target is not None and not Path(target).is_file():
+            why = "is a folder" if Path(target).is_dir() else "does not exist"
+            raise ValueError(f"--replay {target}: {why} (give a counterexample JSON file)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    started = time.time() - 1  # file times may be rounded down to the second
+    if argv[:1] == ["check"]:  # everything after `check` (after `--` too) is proofs_check's
+        rest = argv[2:] if argv[1:2] == ["--"] else argv[1:]
+        try:
+            _check_replay(rest)
+            return cmd_check(argparse.Namespace(check_args=rest))
+        except KeyboardInterrupt:
+            print("squash-sim check: interrupted; counterexamples already shrunk and written "
+                  "are complete", file=sys.stderr)
+            return 130
+        except USER_ERRORS as err:
+            print(f"squash-sim check: error: {_one_line(err)}", file=sys.stderr)
+            return 2
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "prompt_len", 0) < 0:
-        parser.error("--prompt-len must be >= 0")
-    args.max_len_given = any(a == "--max-len" or a.startswith("--max-len=")
-                             for a in (argv if argv is not None else sys.argv[1:]))
+    args.max_len_given = any(a == "--max-len" or a.startswith("--max-len=") for a in argv)
+    command = " ".join(filter(None, ["squash-sim", args.command,
+                                     getattr(args, "real_command", None)]))
+    problem = _combination_error(args)
+    if problem:
+        print(f"{command}: error: {problem} (see {command} --help)", file=sys.stderr)
+        return 2
     try:
-        return args.run(args)
-    except (ValueError, TypeError, FloatingPointError, ImportError) as err:
-        print(f"squash-sim {args.command}: error: {err}", file=sys.stderr)
+        with _catch_interrupts():
+            return args.run(args)
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted; {_kept(getattr(args, 'out', None), started)} "
+              f"(files are written whole or not at all)", file=sys.stderr)
+        return 130
+    except USER_ERRORS as err:
+        print(f"{command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
 
 

@@ -86,6 +86,8 @@ class FloatFormat:
         bias = default_bias if self.bias is None else self.bias
         if not isinstance(bias, (int, np.integer)) or isinstance(bias, bool):
             raise TypeError(f"FloatFormat: bias must be an int or None, got {self.bias!r}")
+        if self.name is not None and not isinstance(self.name, str):
+            raise TypeError(f"FloatFormat: name must be a str or None, got {self.name!r}")
         object.__setattr__(self, "nan", nan)
         object.__setattr__(self, "bias", int(bias))
         if self.emax > 16383 or self.emin < -16382 - 52:
@@ -229,19 +231,44 @@ _F32 = _Container(np.dtype(np.float32), np.dtype(np.uint32), 32, 23, 127)
 _F64 = _Container(np.dtype(np.float64), np.dtype(np.uint64), 64, 52, 1023)
 
 
-def _container_for(x) -> tuple[_Container, jax.Array]:
+def _container_for(x, caller: str = "round_to") -> tuple[_Container, jax.Array]:
     # The array's own dtype: jnp.result_type would canonicalise float64 to float32 when x64 is off,
-    # silently rounding twice. Python scalars have none and are taken as float32 (weak type).
-    dtype = np.dtype(x.dtype) if hasattr(x, "dtype") else jnp.result_type(x)
+    # silently rounding twice. Python floats (and lists of them) have none and are taken as float32
+    # (weak type), as JAX takes Python scalars.
+    if hasattr(x, "dtype"):
+        dtype = np.dtype(x.dtype)
+    elif isinstance(x, float):
+        dtype = np.dtype(np.float32)
+    elif isinstance(x, (list, tuple)):
+        try:
+            array = np.asarray(x)
+        except ValueError:  # ragged: numpy's "inhomogeneous shape"
+            raise TypeError(f"{caller}: x must be a rectangular (nested) list of floats, got a "
+                            f"ragged {type(x).__name__}") from None
+        if array.dtype.kind != "f":
+            raise TypeError(f"{caller}: x must be a float or a floating-point array, got a "
+                            f"{type(x).__name__} of dtype {array.dtype}")
+        x, dtype = array.astype(np.float32), np.dtype(np.float32)
+    else:
+        raise TypeError(f"{caller}: x must be a float or a floating-point array, got "
+                        f"{type(x).__name__} {x!r:.60}")
     if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"round_to: x must be a floating-point array, got dtype {dtype}")
+        raise TypeError(f"{caller}: x must be a floating-point array, got dtype {dtype}")
     if dtype == jnp.float64:
         if not jax.config.jax_enable_x64:
-            raise TypeError("round_to: x is float64 but JAX float64 is off; use "
+            raise TypeError(f"{caller}: x is float64 but JAX float64 is off; use "
                             "jax.enable_x64(True) or pass float32")
         return _F64, jnp.asarray(x, jnp.float64)
     # float16 / bfloat16 / float8 containers widen to float32 exactly.
     return _F32, jnp.asarray(x).astype(jnp.float32)
+
+
+def _format(fmt, caller: str) -> FloatFormat:
+    """get(fmt), with errors that name the argument."""
+    try:
+        return get(fmt)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{caller}: fmt: {err}") from None
 
 
 def _pow2_bits(c: _Container, exponent: int) -> int:
@@ -269,8 +296,8 @@ def round_to(x, fmt: FloatFormat | str) -> jax.Array:
     `fmt` holds but the container does not (e.g. 2^128 from fp32 max rounded to an e9 format) come
     back as ±inf, as any float32 would hold them.
     """
-    fmt = get(fmt)
-    c, x = _container_for(x)
+    fmt = _format(fmt, "round_to")
+    c, x = _container_for(x, "round_to")
     if (fmt.mantissa_bits >= c.mantissa and fmt.emin <= c.emin and fmt.emax >= c.bias
             and fmt.nan == "ieee" and fmt.subnormals):
         return x  # fmt holds every container value (fp32 or fp64 on float32): nothing to round
@@ -353,8 +380,8 @@ def spacing(x, fmt: FloatFormat | str) -> jax.Array:
     inf and NaN give NaN. The result is held in x's container and may underflow to 0 for formats
     finer than it.
     """
-    fmt = get(fmt)
-    c, x = _container_for(x)
+    fmt = _format(fmt, "spacing")
+    c, x = _container_for(x, "spacing")
     ut = c.uint_dtype
     M = c.mantissa
     a = lax.bitcast_convert_type(x, ut) & jnp.asarray((1 << (c.width - 1)) - 1, ut)

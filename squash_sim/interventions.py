@@ -72,6 +72,9 @@ class Intervention:
                              f"{layers} layers (h[k] enters block k), got {layer.tolist()}")
         if self.position is not None:
             position = np.asarray(self.position)
+            if position.ndim != 0:
+                raise ValueError(f"{self.kind}: position must be one int for a forward pass, got "
+                                 f"shape {position.shape}")
             if position.min() < 0 or position.max() >= n:
                 raise ValueError(f"{self.kind}: position must lie in 0..{n - 1} (the sequence has "
                                  f"{n} positions), got {position.tolist()}")
@@ -83,6 +86,15 @@ class Intervention:
         if self.source is not None and np.shape(self.source)[-1] != config.d_model:
             raise ValueError(f"inject: the source state must have width d_model = "
                              f"{config.d_model}, got shape {np.shape(self.source)}")
+        if self.source is not None and np.ndim(self.source) == 2 and len(self.source) != batch:
+            raise ValueError(f"inject: a batch of source states (b, d) needs b = {batch} (the "
+                             f"prompts' batch), got shape {np.shape(self.source)}")
+        if self.theta is not None and np.ndim(self.theta) != 0:
+            raise ValueError(f"angle: theta must be one number for a forward pass, got shape "
+                             f"{np.shape(self.theta)}")
+        if self.key is not None and not _is_tracer(self.key) and _key_shape(self.key) != ():
+            raise ValueError(f"{self.kind}: key must be one PRNG key for a forward pass, got a "
+                             f"batch of shape {_key_shape(self.key)}")
         if self.window is not None and self.kind in ("random", "freeze"):
             if self.clean is None:
                 raise ValueError(f"{self.kind}: a windowed intervention needs the clean stream "
@@ -91,6 +103,8 @@ class Intervention:
             if tuple(np.shape(self.clean)) not in (expected, expected[1:]):
                 raise ValueError(f"{self.kind}: clean must have shape {expected} (trace.hidden), "
                                  f"got {np.shape(self.clean)}")
+            if not _is_tracer(self.clean) and not np.all(np.isfinite(np.asarray(self.clean))):
+                raise ValueError(f"{self.kind}: clean (the restored stream) contains NaN or inf")
 
     # -- the hook the model calls -------------------------------------------------------------
     def start(self, h):
@@ -187,30 +201,94 @@ def _angle(h, key, theta):
 
 # -- constructors -------------------------------------------------------------------------------
 
-def _int(name: str, value, kind: str):
-    if isinstance(value, jax.core.Tracer):  # inside a sweep's vmap / lax.map: checked before
+_INT32 = (-(2**31), 2**31 - 1)
+
+
+def _is_tracer(value) -> bool:
+    return isinstance(value, jax.core.Tracer)
+
+
+def _int(name: str, value, kind: str, minimum: int = 0):
+    """An int (or int array, for a sweep) >= minimum that fits the int32 it is stored in."""
+    if _is_tracer(value):  # inside a sweep's vmap / lax.map: checked before
         return value
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except ValueError:  # ragged lists
+        array = np.asarray(None)
     if isinstance(value, bool) or array.dtype.kind not in "iu":
         raise TypeError(f"{kind}: {name} must be an int (or an int array for a sweep), got "
-                        f"{value!r}")
+                        f"{value!r:.80}")
+    if array.size and (array.min() < minimum or array.max() > _INT32[1]):
+        raise ValueError(f"{kind}: {name} must lie in {minimum}..{_INT32[1]}, got "
+                         f"{array.tolist()!r:.80}")
     return jnp.asarray(array, jnp.int32)
+
+
+def _real(name: str, value, kind: str):
+    """A finite real number (or array of them); NaN or inf would make every output NaN."""
+    if _is_tracer(value):
+        return value
+    try:
+        array = np.asarray(value)
+    except ValueError:
+        array = np.asarray(None)
+    if isinstance(value, (bool, str)) or array.dtype.kind not in "iuf":
+        raise TypeError(f"{kind}: {name} must be a real number, got {type(value).__name__} "
+                        f"{value!r:.80}")
+    finite = np.isfinite(array)
+    if not np.all(finite):
+        got = (repr(array.item()) if array.ndim == 0 else
+               f"{finite.size - int(finite.sum())} NaN/inf entries of {finite.size}")
+        raise ValueError(f"{kind}: {name} must be finite, got {got}")
+    if not jax.config.jax_enable_x64 and np.any(np.abs(array) > float(np.finfo(np.float32).max)):
+        # it is stored as float32, where it would turn into inf (and every output into NaN)
+        raise ValueError(f"{kind}: {name} must be finite in float32 (|{name}| <= 3.4e38), got "
+                         f"{np.max(np.abs(array)):.3g}")
+    return array
+
+
+def _key_shape(key) -> tuple:
+    """Batch shape of a PRNG key: typed keys (jax.random.key) or raw uint32 (jax.random.PRNGKey)."""
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return tuple(key.shape)
+    return tuple(key.shape[:-1])
 
 
 def _key(key, kind: str):
     if key is None:
         raise TypeError(f"{kind}: key is required (explicit PRNG key, e.g. jax.random.key(0))")
+    dtype = getattr(key, "dtype", None)
+    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+    raw = dtype == np.uint32 and np.ndim(key) >= 1 and np.shape(key)[-1] == 2
+    if not (typed or raw):
+        raise TypeError(f"{kind}: key must be a PRNG key (e.g. jax.random.key(0)), got "
+                        f"{type(key).__name__} {key!r:.60}")
     return key
+
+
+def _flag(name: str, value, kind: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{kind}: {name} must be a bool, got {value!r:.60}")
+    return bool(value)
 
 
 def _common(kind, layer, position, window, last, clean, exclude_bos, **fields):
     return Intervention(
-        kind=kind, layer=_int("layer", layer, kind),
-        position=None if position is None else _int("position", position, kind),
-        window=None if window is None else _int("window", window, kind),
-        last=None if last is None else _int("last", last, kind),
-        clean=None if clean is None else jnp.asarray(clean),
-        exclude_bos=bool(exclude_bos), targets_one=position is not None, **fields)
+        kind=kind, layer=_int("layer", layer, kind, minimum=_INT32[0]),  # range: check()
+        position=None if position is None else _int("position", position, kind, _INT32[0]),
+        window=None if window is None else _int("window", window, kind, minimum=1),
+        last=None if last is None else _int("last", last, kind, minimum=_INT32[0]),
+        clean=None if clean is None else _state("clean", clean, kind),
+        exclude_bos=_flag("exclude_bos", exclude_bos, kind), targets_one=position is not None,
+        **fields)
+
+
+def _state(name: str, value, kind: str):
+    """Hidden states (source, clean): a real array, finite where concrete."""
+    if _is_tracer(value):
+        return value
+    return jnp.asarray(_real(name, value, kind))
 
 
 def random(layer, key, *, position=None, exclude_bos=False, window=None, last=None, clean=None):
@@ -229,7 +307,8 @@ def shuffle(layer, key, *, position=None, exclude_bos=False, last=None):
 def angle(layer, key, theta, *, position=None, exclude_bos=False, last=None):
     """h[k][p] ← cos θ·u + sin θ·r⊥ (u = h[k][p], r⊥ ⟂ u, ‖r⊥‖ = ‖u‖)."""
     return _common("angle", layer, position, None, last, None, exclude_bos,
-                   key=_key(key, "angle"), theta=jnp.asarray(theta, jnp.float32))
+                   key=_key(key, "angle"),
+                   theta=jnp.asarray(_real("theta", theta, "angle"), jnp.float32))
 
 
 def freeze(layer, *, form="faithful", position=None, exclude_bos=False, window=None, last=None,
@@ -252,143 +331,19 @@ def skip_attention(layer, *, window=None):
 def inject(layer, source, position):
     """Write `source` (d,) or (b, d) — e.g. h[k][src_pos] of another prompt's clean run — into
     h[k][position]; nothing else is touched."""
-    source = jnp.asarray(source)
+    if position is None:
+        raise TypeError("inject: position is required (the one position written), got None")
+    source = _state("source", source, "inject")
     if source.ndim not in (1, 2):
         raise ValueError(f"inject: source must be a state (d,) or (b, d), got shape {source.shape}")
     return _common("inject", layer, position, None, None, None, False, source=source)
 
 
-# -- sweeps and metrics -------------------------------------------------------------------------
+def __getattr__(name: str):
+    """`iv.sweep`, `iv.SweepResult`, `iv.last_logits` (documented here) live in analysis/sweep.py;
+    imported lazily, since the sweep itself builds interventions."""
+    if name in ("sweep", "SweepResult", "last_logits"):
+        from squash_sim.analysis import sweep
 
-@dataclasses.dataclass
-class SweepResult:
-    """Metrics of one intervention kind at every layer k, per seed and prompt, at each prompt's
-    last position. Arrays are (layers, seeds, prompts)."""
-
-    kind: str
-    layers: np.ndarray  # (K,) the k swept
-    n_layers: int  # L, for k / L
-    kl: np.ndarray  # KL(clean ‖ manipulated)
-    top1_agrees: np.ndarray  # bool: manipulated argmax == clean argmax
-    final_change: np.ndarray  # ‖y − y_clean‖₂ / ‖y_clean‖₂ of the last final-norm output
-    answer_probability: np.ndarray | None  # P(answer) under manipulation (answers given)
-    clean_answer_probability: np.ndarray | None  # (prompts,)
-
-    @property
-    def depth(self) -> np.ndarray:
-        return self.layers / self.n_layers
-
-    def summary(self) -> list[dict]:
-        rows = []
-        for i, k in enumerate(self.layers):
-            row = {"kind": self.kind, "k": int(k), "k/L": float(k / self.n_layers),
-                   "kl_mean": float(self.kl[i].mean()), "kl_std": float(self.kl[i].mean(-1).std()),
-                   "top1_agreement": float(self.top1_agrees[i].mean()),
-                   "final_change": float(self.final_change[i].mean())}
-            if self.answer_probability is not None:
-                per_seed = self.answer_probability[i].mean(-1)
-                row.update(answer_probability=float(per_seed.mean()),
-                           answer_probability_std=float(per_seed.std()))
-            rows.append(row)
-        return rows
-
-
-def last_logits(params, config: ModelConfig, final, last):
-    """Unembed only each prompt's last row: final (b, n, d), last (b,) → (b, vocab)."""
-    rows = jnp.take_along_axis(final, last[:, None, None], axis=1)[:, 0]  # (b, d)
-    unembedding = params["embedding"].T if config.tied_embedding else params["unembedding"]
-    return rows @ unembedding
-
-
-def _log_softmax(logits):
-    return jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-
-
-def sweep(model, prompts, *, kind: str, layers=None, last=None, seeds=(0,), answers=None,
-          theta: float = np.pi / 2, window: int | None = None, exclude_bos: bool = False,
-          form: str = "faithful", precision="fp32") -> SweepResult:
-    """Run one intervention kind at every layer k in `layers` (default all valid) for every seed,
-    at each prompt's last position. One compiled program: lax.map over k, vmap over seeds.
-
-    model: a loaded model (squash_sim.models: .params, .config, .encode) or a (params, config)
-    pair. prompts: strings (encoded with BOS, right-padded to a batch; `last` is then derived) or
-    token ids (b, n), right-padded, whose last real tokens are `last` (b,) (default n − 1).
-    answers: (b,) token ids whose probability is reported (e.g. the correct capital)."""
-    params, config = (model.params, model.config) if hasattr(model, "params") else model
-    if isinstance(prompts, (list, tuple)) and prompts and isinstance(prompts[0], str):
-        if not hasattr(model, "encode"):
-            raise TypeError("sweep: text prompts need a model with a tokenizer (.encode)")
-        encoded = [model.encode(p) for p in prompts]
-        width = max(len(e) for e in encoded)
-        last = np.array([len(e) - 1 for e in encoded])
-        prompts = np.stack([np.pad(e, (0, width - len(e))) for e in encoded]).astype(np.int32)
-    tokens = prompts
-    from squash_sim.model import check_inputs, check_params, traceable_forward
-
-    if kind not in KINDS or kind == "inject":
-        raise ValueError(f"sweep: kind must be one of {[k for k in KINDS if k != 'inject']} "
-                         f"(inject has its own experiment), got {kind!r}")
-    if not config.takes_tokens:
-        raise ValueError("sweep: the model must take token ids (metrics read its logits)")
-    if window is not None and kind not in ("random", "freeze", "skip_attention"):
-        raise ValueError(f"sweep: window applies to random, freeze and skip_attention, not {kind}")
-    tokens, _ = check_inputs(tokens, config)
-    check_params(params, config)
-    b, n = tokens.shape
-    last = np.full(b, n - 1) if last is None else np.asarray(last)
-    lowest = 1 if kind == "freeze" else 0
-    highest = config.n_layers - 1 if kind == "skip_attention" else config.n_layers
-    layers = np.arange(lowest, highest + 1) if layers is None else np.asarray(list(layers))
-    seeds = np.asarray(list(seeds))
-    clean_run = traceable_forward(config, precision, logits="none")
-    clean = jax.jit(clean_run)(params, tokens)
-    clean_hidden = clean.hidden if window is not None else None
-
-    def build(layer, key, last, clean_hidden):
-        if kind == "random":
-            return random(layer, key, exclude_bos=exclude_bos, window=window, last=last,
-                          clean=clean_hidden)
-        if kind == "shuffle":
-            return shuffle(layer, key, exclude_bos=exclude_bos, last=last)
-        if kind == "angle":
-            return angle(layer, key, theta, exclude_bos=exclude_bos, last=last)
-        if kind == "freeze":
-            return freeze(layer, form=form, exclude_bos=exclude_bos, window=window, last=last,
-                          clean=clean_hidden)
-        return skip_attention(layer, window=window)
-
-    # every k at once, before tracing
-    build(layers, jax.random.key(0), last, clean_hidden).check(config, b, n)
-    last_j = jnp.asarray(last, jnp.int32)
-    clean_logp = _log_softmax(last_logits(params, config, clean.final, last_j))  # (b, v)
-    answers_j = jnp.zeros(b, jnp.int32) if answers is None else jnp.asarray(answers, jnp.int32)
-
-    # Everything data-dependent is an argument, never a closed-over constant (XLA would try to
-    # constant-fold reductions over a (b, vocab) array at compile time).
-    @jax.jit
-    def run_all(params, tokens, layers, seeds, clean_logp, last_j, answers_j, clean_hidden,
-                clean_last):
-        def at_layer(layer):
-            def at_seed(seed):
-                intervention = build(layer, jax.random.key(seed), last_j, clean_hidden)
-                final = clean_run(params, tokens, intervention=intervention).final
-                logp = _log_softmax(last_logits(params, config, final, last_j))
-                kl = jnp.sum(jnp.exp(clean_logp) * (clean_logp - logp), axis=-1)
-                agree = jnp.argmax(logp, -1) == jnp.argmax(clean_logp, -1)
-                p_answer = jnp.exp(jnp.take_along_axis(logp, answers_j[:, None], 1)[:, 0])
-                y = jnp.take_along_axis(final, last_j[:, None, None], axis=1)[:, 0]  # (b, d)
-                change = (jnp.linalg.norm(y - clean_last, axis=-1)
-                          / jnp.linalg.norm(clean_last, axis=-1))
-                return kl, agree, p_answer, change
-            return jax.vmap(at_seed)(seeds)
-        return jax.lax.map(at_layer, layers)
-
-    clean_last = jnp.take_along_axis(clean.final, last_j[:, None, None], axis=1)[:, 0]
-    kl, agree, p_answer, change = run_all(params, tokens, jnp.asarray(layers, jnp.int32),
-                                          jnp.asarray(seeds, jnp.uint32), clean_logp, last_j,
-                                          answers_j, clean_hidden, clean_last)
-    clean_p = (None if answers is None else
-               np.exp(np.take_along_axis(np.asarray(clean_logp), np.asarray(answers)[:, None],
-                                         1)[:, 0]))
-    return SweepResult(kind, layers, config.n_layers, np.asarray(kl), np.asarray(agree),
-                       np.asarray(change), None if answers is None else np.asarray(p_answer), clean_p)
+        return getattr(sweep, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

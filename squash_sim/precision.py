@@ -62,10 +62,15 @@ class Precision:
             if value is None:
                 continue
             if isinstance(value, str):
-                object.__setattr__(self, field, floats.get(value))
+                try:
+                    object.__setattr__(self, field, floats.get(value))
+                except ValueError as err:
+                    raise ValueError(f"Precision: {field}: {err}") from None
             elif not isinstance(value, FloatFormat):
                 raise TypeError(f"Precision: {field} must be a FloatFormat, a format name or None, "
                                 f"got {value!r}")
+        if self.name is not None and not isinstance(self.name, str):
+            raise TypeError(f"Precision: name must be a str or None, got {self.name!r}")
         if self.compute_dtype not in ("float32", "float64"):
             raise ValueError(f"Precision: compute_dtype must be 'float32' or 'float64', got "
                              f"{self.compute_dtype!r}")

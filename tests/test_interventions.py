@@ -10,6 +10,7 @@ import pytest
 
 from squash_sim import forward, init_params, presets
 from squash_sim import interventions as iv
+from squash_sim.analysis.sweep import sweep
 from squash_sim.model import traceable_forward
 
 CONFIG = presets.get("tiny").replace(n_layers=3)
@@ -116,12 +117,12 @@ def test_jit_equals_eager_and_vmap_over_layers_equals_a_loop():
 
 def test_sweep_metrics():
     tokens = np.stack([TOKENS, np.roll(TOKENS, 3)])
-    result = iv.sweep((PARAMS, CONFIG), tokens, kind="random", seeds=(0, 1), answers=[3, 4],
+    result = sweep((PARAMS, CONFIG), tokens, kind="random", seeds=(0, 1), answers=[3, 4],
                       last=[15, 9])
     assert result.kl.shape == (L + 1, 2, 2) and result.layers.tolist() == list(range(L + 1))
     assert np.all(result.kl[-1] < 1e-6) and np.all(result.top1_agrees[-1])  # layer L: identity
     assert np.all(result.kl >= -1e-6)
-    freeze = iv.sweep((PARAMS, CONFIG), tokens, kind="freeze")
+    freeze = sweep((PARAMS, CONFIG), tokens, kind="freeze")
     assert freeze.layers.tolist() == list(range(1, L + 1))
 
 
@@ -141,4 +142,4 @@ def test_bad_input_is_rejected_before_tracing():
     with pytest.raises(ValueError, match="clean stream"):
         run(iv.random(1, KEY, window=2))
     with pytest.raises(ValueError, match="kind must be one of"):
-        iv.sweep((PARAMS, CONFIG), TOKENS[None], kind="inject")
+        sweep((PARAMS, CONFIG), TOKENS[None], kind="inject")

@@ -31,7 +31,7 @@ import time
 import jax
 import numpy as np
 
-from squash_sim import floats
+from squash_sim import checks, floats
 from squash_sim.analysis.onset import first_from
 from squash_sim.config import ModelConfig
 from squash_sim.model import forward, init_params
@@ -106,6 +106,12 @@ def make_sequence(config: ModelConfig, max_len: int, prompt_len: int, seed: int,
     """prompt + pattern repeated until it holds max_len + 1 ones. → (inputs, rows of the ones)
 
     inputs: token ids (length T,) or vectors (T, d); rows: (max_len + 1,) index of each "1"."""
+    checks.config("collapse", "config", config)
+    checks.integer("collapse", "max_len", max_len)
+    checks.integer("collapse", "prompt_len", prompt_len, minimum=0)
+    checks.seed("collapse", seed)
+    if not isinstance(pattern, str):
+        raise TypeError(f"collapse: pattern must be a str over '1', '0', ',', got {pattern!r:.60}")
     if not pattern or set(pattern) - set(SYMBOL_TOKENS) or "1" not in pattern:
         raise ValueError(f"collapse: pattern must be a string over '1', '0', ',' containing a '1', "
                          f"got {pattern!r}")
@@ -135,15 +141,11 @@ def run(config: ModelConfig, precision: Precision | str = "fp32", *, max_len: in
         keep_outputs: bool = False) -> CollapseResult:
     """One forward pass over prompt + 1^(max_len+1) (or the pattern); distances for n = 1..max_len.
     keep_outputs: also return y_n and the per-coordinate |Δ| (N × d floats each)."""
-    if not isinstance(config, ModelConfig):
-        raise TypeError(f"collapse: config must be a ModelConfig (e.g. presets.get('tiny')), got "
-                        f"{type(config).__name__}")
-    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
-        raise ValueError(f"collapse: max_len must be a positive int, got {max_len!r}")
-    if isinstance(prompt_len, bool) or not isinstance(prompt_len, int) or prompt_len < 0:
-        raise ValueError(f"collapse: prompt_len must be an int >= 0, got {prompt_len!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise ValueError(f"collapse: seed must be an int in [0, 2**32), got {seed!r}")
+    checks.config("collapse", "config", config)
+    checks.integer("collapse", "max_len", max_len)
+    checks.integer("collapse", "prompt_len", prompt_len, minimum=0)
+    checks.seed("collapse", seed)
+    checks.flag("collapse", "keep_outputs", keep_outputs)
     precision = get_precision(precision)
     sequence, rows = make_sequence(config, max_len, prompt_len, seed, pattern)
     if config.positional == "learned" and len(sequence) > config.max_len:

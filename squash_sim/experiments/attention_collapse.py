@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from squash_sim import attention, positional
+from squash_sim import attention, checks, positional
 from squash_sim.analysis.onset import first_from
 from squash_sim.precision import Numerics, Precision
 from squash_sim.precision import get as get_precision
@@ -114,16 +114,13 @@ def run(positional_encoding: str = "none", ns=FIGURE10_N, *, seeds: int = 5, d: 
         variance: str = "1/d", precision: Precision | str = "fp32",
         window: int | None = None) -> AttentionCollapseResult:
     """The Figure 10 protocol for one positional encoding over the n values `ns`, `seeds` draws."""
-    if positional_encoding not in POSITIONALS:
-        raise ValueError(f"attention_collapse: positional must be one of {POSITIONALS}, got "
-                         f"{positional_encoding!r}")
-    if variance not in ("1/d", "1"):
-        raise ValueError(f"attention_collapse: variance must be '1/d' or '1', got {variance!r}")
-    ns = np.asarray(sorted({int(n) for n in ns}))
-    if ns.size == 0 or ns[0] < 1:
-        raise ValueError(f"attention_collapse: ns must be positive integers, got {ns!r}")
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"attention_collapse: seeds must be a positive int, got {seeds!r}")
+    checks.choice("attention_collapse", "positional_encoding", positional_encoding, POSITIONALS)
+    checks.choice("attention_collapse", "variance", variance, ("1/d", "1"))
+    ns = np.asarray(sorted(set(checks.integers("attention_collapse", "ns", ns, 1, 2**24))))
+    checks.integer("attention_collapse", "seeds", seeds)
+    checks.integer("attention_collapse", "d", d)
+    if window is not None:
+        checks.integer("attention_collapse", "window", window)
     precision = get_precision(precision)
     if precision.compute_dtype != "float32":
         raise ValueError("attention_collapse: use a float32-container precision (not fp64)")

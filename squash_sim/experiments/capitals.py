@@ -26,8 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from squash_sim import checks
 from squash_sim import interventions as iv
 from squash_sim.analysis.onset import first_from
+from squash_sim.analysis.sweep import last_logits, sweep
 from squash_sim.model import traceable_forward
 
 SHOT = ("Peru", "Lima")
@@ -57,6 +59,9 @@ class CapitalSet:
 
 def build_set(model, limit: int | None = 30) -> CapitalSet:
     """The prompts the clean model answers correctly (see the module doc), at most `limit`."""
+    checks.loaded_model("capitals", "model", model)
+    if limit is not None:
+        checks.integer("capitals", "limit", limit)
     candidates, rejected = [], {}
     for country, capital in pairs():
         if country == SHOT[0]:
@@ -84,19 +89,37 @@ def build_set(model, limit: int | None = 30) -> CapitalSet:
                       np.array([c[3] for c in kept]), position, rejected)
 
 
+def _check_set(capital_set) -> None:
+    if not isinstance(capital_set, CapitalSet):
+        raise TypeError(f"capitals: capital_set must be a CapitalSet (build_set(model)), got "
+                        f"{type(capital_set).__name__}")
+    if len(capital_set.countries) < 2:
+        raise ValueError("capitals: capital_set must hold at least two questions (the clean model "
+                         f"answered {len(capital_set.countries)} correctly)")
+
+
 def sweeps(params, config, capital_set: CapitalSet, kinds=("random", "freeze", "skip_attention"),
            seeds=(0, 1, 2), window: int | None = None, with_answers: bool = True,
            progress=None) -> dict:
-    """kind → interventions.SweepResult over every k (accuracy = top-1 agreement with the clean,
+    """kind → analysis.sweep.SweepResult over every k (accuracy = top-1 agreement with the clean,
     correct answer)."""
+    _check_set(capital_set)
+    if isinstance(kinds, str):
+        raise TypeError(f"capitals: kinds must be a list of intervention kinds, got {kinds!r}")
+    for kind in kinds:
+        checks.choice("capitals", "kinds", kind, [k for k in iv.KINDS if k != "inject"])
+    checks.integers("capitals", "seeds", seeds, 0, 2**32 - 1)
+    if window is not None:
+        checks.integer("capitals", "window", window)
+    checks.flag("capitals", "with_answers", with_answers)
     out = {}
     for kind in kinds:
         if progress:
             progress(f"capitals: {kind} sweep{f' (window {window})' if window else ''}")
-        out[kind] = iv.sweep((params, config), capital_set.tokens, kind=kind,
-                             seeds=seeds if kind in ("random", "shuffle", "angle") else (0,),
-                             answers=capital_set.answers if with_answers else None,
-                             window=window)
+        out[kind] = sweep((params, config), capital_set.tokens, kind=kind,
+                          seeds=seeds if kind in ("random", "shuffle", "angle") else (0,),
+                          answers=capital_set.answers if with_answers else None,
+                          window=window)
     return out
 
 
@@ -121,6 +144,7 @@ class SwitchResult:
 
 def switch(params, config, capital_set: CapitalSet, progress=None) -> SwitchResult:
     """Inject country X's state (X = the next country in the set) into Y's run at every k."""
+    _check_set(capital_set)
     run = traceable_forward(config, logits="none")
     tokens = jnp.asarray(capital_set.tokens)
     source_order = np.roll(np.arange(len(capital_set.countries)), -1)  # Y ← X = next country
@@ -140,7 +164,7 @@ def switch(params, config, capital_set: CapitalSet, progress=None) -> SwitchResu
         def at(layer):
             intervention = iv.inject(layer, sources[:, layer], position)
             final = run(params, tokens, intervention=intervention).final
-            p = jax.nn.softmax(iv.last_logits(params, config, final, last), axis=-1)
+            p = jax.nn.softmax(last_logits(params, config, final, last), axis=-1)
             return (jnp.take_along_axis(p, original[:, None], 1)[:, 0],
                     jnp.take_along_axis(p, injected[:, None], 1)[:, 0])
         return jax.lax.map(at, jnp.asarray(layers, jnp.int32))

@@ -15,7 +15,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from squash_sim import ModelConfig, forward, init_params
+from squash_sim import ModelConfig, checks, forward, init_params
 
 SETTINGS = {  # label → (causal, positional)
     "bidirectional, NoPE (Prop B.9)": (False, "none"),
@@ -49,9 +49,8 @@ def states(params, config: ModelConfig, n0: int, n1: int) -> np.ndarray:
 def run(n0: int = 1, n1: int = 2, scales=(1, 2, 3, 4, 6, 8, 12, 16), *, layers: int = 2,
         seeds: int = 3) -> CountingResult:
     for name, value in (("n0", n0), ("n1", n1), ("layers", layers), ("seeds", seeds)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"counting: {name} must be a positive int, got {value!r}")
-    scales = np.asarray(sorted({int(k) for k in scales} | {1}))
+        checks.integer("counting", name, value)
+    scales = np.asarray(sorted(set(checks.integers("counting", "scales", scales, 1, 4096)) | {1}))
     difference = {}
     for label, (causal, positional) in SETTINGS.items():
         config = ModelConfig(vocab_size=2, d_model=16, n_layers=layers, n_heads=2,

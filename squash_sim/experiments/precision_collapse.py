@@ -23,7 +23,7 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from squash_sim import floats, presets
+from squash_sim import checks, floats, presets
 from squash_sim.analysis import collapse
 from squash_sim.analysis.onset import first_from
 from squash_sim.config import ModelConfig
@@ -69,6 +69,7 @@ def estimates(reference: collapse.CollapseResult, y: np.ndarray, fmt: floats.Flo
 
 def sum_of_ones(count: int = 1000, fmt: floats.FloatFormat | str = BF16) -> float:
     """Σ 1 over `count` ones accumulated in order in fmt (bf16: stalls at 256 = 2⁸)."""
+    checks.integer("sum_of_ones", "count", count, 1, 2**24)
     return float(ordered_sum(jnp.ones(count, jnp.float32), 0, floats.get(fmt)))
 
 
@@ -77,6 +78,18 @@ def run(config: ModelConfig | None = None, *, max_len: int = 2048, seed: int = 0
         progress=None) -> list[CollapseLength]:
     """Collapse lengths for named formats (storage and pure), e8m{mantissa_bits} (storage and pure)
     and the bf16 ladder, on `config` (default: the Figure 10 model, NoPE, one layer)."""
+    checks.config("precision_collapse", "config", config, optional=True)
+    checks.integer("precision_collapse", "max_len", max_len)
+    checks.seed("precision_collapse", seed)
+    mantissa_bits = checks.integers("precision_collapse", "mantissa_bits", mantissa_bits, 1, 23)
+    if isinstance(named, str) or not all(isinstance(name, str) for name in named):
+        raise TypeError(f"precision_collapse: named must be a list of format names, got {named!r}")
+    for name in named:  # unknown names fail here, before any work
+        try:
+            floats.get(name)
+        except ValueError as err:
+            raise ValueError(f"precision_collapse: named: {err}") from None
+    checks.flag("precision_collapse", "ladder", ladder)
     config = config or presets.get("paper-fig10")
     reference = collapse.run(config, "fp32", max_len=max_len, seed=seed, keep_outputs=True)
     jobs = []

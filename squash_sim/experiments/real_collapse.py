@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+from squash_sim import checks
+
 PROMPTS = {
     "count-ones": "How many ones are in the following sequence? ",
     "copy": "Can you copy the following number? ",
@@ -62,10 +64,13 @@ def run(model, kind: str, precision="fp32", *, max_len: int = 2048, seed: int = 
         progress=None) -> RealCollapseResult:
     """Sweep n = 1..max_len (one forward) for the one-pass prompts; n in PAPER_N ∪ {max_len} for
     "digits". `model`: a squash_sim.models.LoadedModel."""
-    if kind not in PROMPTS:
-        raise ValueError(f"prompt must be one of {sorted(PROMPTS)}, got {kind!r}")
-    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
-        raise ValueError(f"max_len must be a positive int, got {max_len!r}")
+    checks.loaded_model("real_collapse", "model", model)
+    checks.choice("real_collapse", "kind", kind, sorted(PROMPTS))
+    checks.integer("real_collapse", "max_len", max_len, 1, 2**20)
+    checks.seed("real_collapse", seed)
+    from squash_sim.precision import get as get_precision
+
+    get_precision(precision)  # an unknown policy fails here, not after encoding
     start, prefix = time.perf_counter(), PROMPTS[kind]
     if kind == "digits":
         digits = "".join(np.random.default_rng(seed).choice(list("0123456789"), max_len))

@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from squash_sim.interventions import last_logits
+from squash_sim import checks
+from squash_sim.analysis.sweep import last_logits
 from squash_sim.model import traceable_forward
 
 COPY_N = (10, 50, 100, 200, 400, 800)
@@ -48,6 +49,10 @@ def count_prompt(sequence: str) -> str:
 
 def greedy(model, prompts: list[str], steps: int, precision="fp32") -> list[list[int]]:
     """Greedy continuation of equal-length prompts, `steps` tokens each. → token ids per prompt"""
+    checks.loaded_model("greedy", "model", model)
+    if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) for p in prompts):
+        raise TypeError(f"greedy: prompts must be a non-empty list of strings, got {prompts!r:.60}")
+    checks.integer("greedy", "steps", steps, 1, 4096)
     ids = np.stack([model.encode(p) for p in prompts]).astype(np.int32)  # (b, n)
     b, n = ids.shape
     buffer = jnp.asarray(np.pad(ids, ((0, 0), (0, steps))))  # (b, n + steps), right-padded
@@ -91,6 +96,8 @@ class TaskRows:
 
 def copy_task(model, ns=COPY_N, progress=None) -> TaskRows:
     """First / last digit of an n-digit sequence whose odd digit sits at that end."""
+    checks.loaded_model("copy_task", "model", model)
+    checks.integers("copy_task", "ns", ns, 1, 2**16)
     rows = []
     for n in ns:
         if progress:
@@ -111,6 +118,9 @@ def copy_task(model, ns=COPY_N, progress=None) -> TaskRows:
 
 def count_task(model, ns=COUNT_N, seeds: int = 6, progress=None) -> TaskRows:
     """Count the ones in n Bernoulli(0.7) digits (`seeds` strings) and in n ones."""
+    checks.loaded_model("count_task", "model", model)
+    checks.integers("count_task", "ns", ns, 1, 2**16)
+    checks.integer("count_task", "seeds", seeds)
     rows = []
     for n in ns:
         if progress:
@@ -134,6 +144,11 @@ def sensitivity_profile(model, text: str, probes: int = 16, seed: int = 0) -> np
     from squash_sim.precision import Numerics
     from squash_sim.precision import get as get_precision
 
+    checks.loaded_model("sensitivity_profile", "model", model)
+    if not isinstance(text, str) or not text:
+        raise TypeError(f"sensitivity_profile: text must be a non-empty str, got {text!r:.60}")
+    checks.integer("sensitivity_profile", "probes", probes, 1, 4096)
+    checks.seed("sensitivity_profile", seed)
     config = model.config
     ids = jnp.asarray(model.encode(text))[None]  # (1, n)
     embedded_config = config.replace(vocab_size=None, embed_scale=1.0)  # vector inputs

@@ -18,7 +18,7 @@ prompt has left the window (both see the same 64 ones) — collapse becomes tota
 
 from __future__ import annotations
 
-from squash_sim import presets
+from squash_sim import checks, presets
 from squash_sim.analysis import collapse
 from squash_sim.config import ModelConfig
 
@@ -40,6 +40,9 @@ def variants(base: ModelConfig) -> dict:
 def run(base: ModelConfig | None = None, *, max_len: int = 2048, seed: int = 0,
         progress=None) -> dict:
     """label → CollapseResult for every remedy."""
+    checks.config("remedies", "base", base, optional=True)
+    checks.integer("remedies", "max_len", max_len)
+    checks.seed("remedies", seed)
     base = base or presets.get("paper-fig10")
     out = {}
     for index, (label, (config, precision, pattern)) in enumerate(variants(base).items(), 1):

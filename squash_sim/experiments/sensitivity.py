@@ -19,7 +19,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from squash_sim import presets
+from squash_sim import checks, presets
 from squash_sim.analysis import sensitivity
 from squash_sim.config import ModelConfig
 from squash_sim.model import init_params
@@ -61,9 +61,9 @@ def config_for(setting: str, layers: int) -> ModelConfig:
 
 def profile(setting: str = "frozen", *, layers: int = 2, n: int = 32, seeds: int = 3) -> Profile:
     """‖∂y_n/∂v_i‖₂ for every i, per seed (parameters and inputs drawn from the seed)."""
+    checks.choice("sensitivity", "setting", setting, ("frozen", "real"))
     for name, value in (("layers", layers), ("n", n), ("seeds", seeds)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"sensitivity: {name} must be a positive int, got {value!r}")
+        checks.integer("sensitivity", name, value)
     config = config_for(setting, layers)
     with jax.enable_x64(True):
         program = jax.jit(sensitivity.jacobian_program(config, "fp64", setting == "frozen"))
@@ -84,4 +84,8 @@ def profile(setting: str = "frozen", *, layers: int = 2, n: int = 32, seeds: int
 def depth_sweep(setting: str = "real", depths=(1, 2, 4, 8, 16), *, n: int = 32,
                 seeds: int = 3) -> list[Profile]:
     """Profiles at increasing depth (the first token's share grows: Prop B.8's picture)."""
+    depths = checks.integers("sensitivity", "depths", depths, 1, 256)
+    checks.choice("sensitivity", "setting", setting, ("frozen", "real"))
+    checks.integer("sensitivity", "n", n)
+    checks.integer("sensitivity", "seeds", seeds)
     return [profile(setting, layers=layers, n=n, seeds=seeds) for layers in depths]

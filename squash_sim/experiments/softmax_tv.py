@@ -19,6 +19,8 @@ import dataclasses
 
 import numpy as np
 
+from squash_sim import checks
+
 FIGURE9_N = (500, 750, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 10000)
 K = 200
 PERTURBATION = 0.1
@@ -53,6 +55,10 @@ def expected_tv(n, k: int = K, perturbation: float = PERTURBATION):
 
 def tv(n: int, seed: int, k: int = K, perturbation: float = PERTURBATION) -> float:
     """δ(softmax x, softmax x*) for one draw."""
+    checks.integer("softmax_tv", "n", n, 1, 2**26)
+    checks.seed("softmax_tv", seed)
+    checks.integer("softmax_tv", "k", k)
+    checks.number("softmax_tv", "perturbation", perturbation, positive=True)
     rng = np.random.default_rng(seed)
     x = rng.uniform(0, 1, n)
     x_star = x.copy()
@@ -63,9 +69,9 @@ def tv(n: int, seed: int, k: int = K, perturbation: float = PERTURBATION) -> flo
 
 
 def run(ns=FIGURE9_N, seeds: int = 5, k: int = K) -> SoftmaxTVResult:
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"softmax_tv: seeds must be a positive int, got {seeds!r}")
-    ns = np.asarray(sorted({int(n) for n in ns}))
+    checks.integer("softmax_tv", "seeds", seeds)
+    checks.integer("softmax_tv", "k", k)
+    ns = np.asarray(sorted(set(checks.integers("softmax_tv", "ns", ns, 1, 2**26))))
     if ns.size == 0 or ns[0] <= k:
         raise ValueError(f"softmax_tv: every n must exceed k = {k}, got {ns.tolist()}")
     values = np.array([[tv(int(n), seed, k) for n in ns] for seed in range(seeds)])

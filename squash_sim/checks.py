@@ -1,0 +1,80 @@
+"""Argument checks shared by the public entry points: each raises TypeError (wrong kind of value)
+or ValueError (right kind, outside what is allowed) with a message that names the caller, the
+argument and what is allowed — before anything is traced or computed (DEVELOPERS.md)."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from squash_sim.config import ModelConfig
+
+SEED_MAX = 2**63 - 1  # JAX keys take int64 seeds; NumPy takes any int >= 0
+
+
+def config(caller: str, name: str, value, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, ModelConfig):
+        allowed = "a ModelConfig (e.g. presets.get('tiny'))" + (" or None" if optional else "")
+        raise TypeError(f"{caller}: {name} must be {allowed}, got {type(value).__name__}")
+
+
+def integer(caller: str, name: str, value, minimum: int = 1, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{caller}: {name} must be an int, got {type(value).__name__} "
+                        f"{value!r:.60}")
+    if value < minimum or (maximum is not None and value > maximum):
+        allowed = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+        raise ValueError(f"{caller}: {name} must be {allowed}, got {value}")
+    return int(value)
+
+
+def seed(caller: str, value, name: str = "seed") -> int:
+    return integer(caller, name, value, 0, SEED_MAX)
+
+
+def integers(caller: str, name: str, values, minimum: int = 1,
+             maximum: int | None = None) -> list[int]:
+    """A non-empty collection of ints in range (a list, tuple, range or 1-D int array)."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{caller}: {name} must be a list of ints, got {type(values).__name__} "
+                        f"{values!r:.60}")
+    values = list(np.asarray(values).ravel()) if isinstance(values, np.ndarray) else list(values)
+    if not values:
+        raise ValueError(f"{caller}: {name} must hold at least one int, got none")
+    return [integer(caller, f"every entry of {name}", v, minimum, maximum) for v in values]
+
+
+def number(caller: str, name: str, value, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{caller}: {name} must be a number, got {type(value).__name__} "
+                        f"{value!r:.60}")
+    if not np.isfinite(value) or (positive and value <= 0):
+        raise ValueError(f"{caller}: {name} must be finite{' and > 0' if positive else ''}, "
+                         f"got {value}")
+    return float(value)
+
+
+def choice(caller: str, name: str, value, allowed) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{caller}: {name} must be a str, one of {tuple(allowed)}; got "
+                        f"{value!r:.60}")
+    if value not in allowed:
+        raise ValueError(f"{caller}: {name} must be one of {tuple(allowed)}, got {value!r}")
+    return value
+
+
+def flag(caller: str, name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{caller}: {name} must be a bool, got {value!r:.60}")
+    return bool(value)
+
+
+def loaded_model(caller: str, name: str, value) -> None:
+    """A real model from squash_sim.models (LoadedModel: .params, .config, .encode, .forward)."""
+    missing = [a for a in ("params", "config", "encode", "forward") if not hasattr(value, a)]
+    if missing:
+        raise TypeError(f"{caller}: {name} must be a loaded model (squash_sim.models, e.g. "
+                        f"gemma3_270m()), got {type(value).__name__}")
