@@ -36,16 +36,19 @@ the terms: no XLA reassociation can reach them (each partial sum goes through ro
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
 from squash_sim import floats
-from squash_sim.floats import FloatFormat, round_to
+from squash_sim.floats import FloatFormat
 
 MODES = ("sequential", "pairwise", "blocked", "kahan")
+_F32_RANGE = dict(exponent_bits=8, bias=127, nan="ieee", subnormals=True, saturate=False)
 CHUNK_ELEMENTS = 1 << 22  # pairwise/blocked materialise at most about this many terms at once
 
 
@@ -99,24 +102,47 @@ class Accumulation:
 SEQUENTIAL = Accumulation()
 
 
+def round_to(x, fmt: FloatFormat):
+    """floats.round_to, bit for bit, with a short path for float32 values and formats with float32's
+    exponent range (bf16, tf32, e8m13): there round-to-nearest-even is one integer addition on the
+    bit pattern (a carry into the exponent is the next binade, past the top it is inf; subnormals
+    share float32's quantum). ~6 integer operations instead of ~40: reductions are made of these."""
+    if (getattr(x, "dtype", None) != jnp.float32 or fmt.mantissa_bits >= 23
+            or any(getattr(fmt, k) != v for k, v in _F32_RANGE.items())):
+        return floats.round_to(x, fmt)
+    return _round_f32_range(x, fmt.mantissa_bits)
+
+
+@functools.partial(jax.jit, static_argnums=1)  # traced once per shape, also when run eagerly
+def _round_f32_range(x, mantissa_bits: int):
+    drop = 23 - mantissa_bits
+    bits = lax.bitcast_convert_type(x, jnp.uint32)
+    lsb = (bits >> np.uint32(drop)) & np.uint32(1)
+    rounded = (bits + np.uint32((1 << (drop - 1)) - 1) + lsb) & np.uint32(~((1 << drop) - 1)
+                                                                         & 0xFFFFFFFF)
+    is_nan = (bits & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    return lax.bitcast_convert_type(jnp.where(is_nan, bits, rounded), jnp.float32)
+
+
 # ---- the reductions -------------------------------------------------------------------------
-# Each takes `terms(index) → (len(index), *out)`, the already rounded terms at integer indices
-# (a gather from an array, or the products of a contraction), the count K and the output shape,
-# so a dot product never materialises more than a chunk of its K·out products.
+# Each takes `operands`, arrays whose leading axis (length K) indexes the terms, and
+# `terms(*slices)`, the already rounded terms of slices that keep a leading axis (a batch of terms:
+# the operand itself for a sum, rounded products for a contraction), so that a dot product never
+# materialises more than a chunk of its K·out products. → (*out)
 
 
-def _sequential(terms, count, shape, dtype, fmt):
-    def add(total, i):
-        return round_to(total + terms(i[None])[0], fmt), None
+def _sequential(operands, terms, shape, dtype, fmt):
+    def add(total, slices):
+        return round_to(total + terms(*(s[None] for s in slices))[0], fmt), None
 
-    total, _ = lax.scan(add, jnp.zeros(shape, dtype), jnp.arange(count))
+    total, _ = lax.scan(add, jnp.zeros(shape, dtype), operands)
     return total
 
 
-def _kahan(terms, count, shape, dtype, fmt):
-    def add(state, i):
+def _kahan(operands, terms, shape, dtype, fmt):
+    def add(state, slices):
         total, compensation = state
-        term = terms(i[None])[0]
+        term = terms(*(s[None] for s in slices))[0]
         y = round_to(term - compensation, fmt)
         t = round_to(total + y, fmt)
         new_compensation = round_to(round_to(t - total, fmt) - y, fmt)
@@ -124,7 +150,7 @@ def _kahan(terms, count, shape, dtype, fmt):
         return (jnp.where(skip, total, t), jnp.where(skip, compensation, new_compensation)), None
 
     zeros = jnp.zeros(shape, dtype)
-    (total, _), _ = lax.scan(add, (zeros, zeros), jnp.arange(count))
+    (total, _), _ = lax.scan(add, (zeros, zeros), operands)
     return total
 
 
@@ -144,41 +170,47 @@ def _tree(values, count, fmt):
     return values[0]
 
 
-def _pow2_at_least(n: int) -> int:
-    return 1 << max(0, (n - 1).bit_length())
+def _pad_to(operands, length: int):
+    """Zero-pad every operand's leading axis to `length` (padding terms are never added)."""
+    return tuple(jnp.pad(o, [(0, length - o.shape[0])] + [(0, 0)] * (o.ndim - 1))
+                 for o in operands)
 
 
-def _pairwise(terms, count, shape, dtype, fmt):
-    padded = _pow2_at_least(count)
+def _pairwise(operands, terms, count, shape, dtype, fmt):
+    padded = 1 << max(0, (count - 1).bit_length())
     per_term = max(1, math.prod(shape))
-    chunk = min(padded, max(1, 1 << (max(1, CHUNK_ELEMENTS // per_term).bit_length() - 1)))
+    chunk = min(padded, 1 << (max(1, CHUNK_ELEMENTS // per_term).bit_length() - 1))
     n_chunks = padded // chunk
-    index = jnp.minimum(jnp.arange(padded), count - 1).reshape(n_chunks, chunk)
+    operands = _pad_to(operands, padded)
+    if n_chunks == 1:
+        return _tree(terms(*operands), count, fmt)
+    # Chunk c covers terms c·chunk … (c+1)·chunk − 1: a subtree of the same tree. Chunks that start
+    # past the end are all padding; the tree of chunk sums passes over them.
+    chunks = tuple(o.reshape(n_chunks, chunk, *o.shape[1:]) for o in operands)
 
     def subtree(args):
-        c, idx = args  # chunk c covers terms c·chunk … (c+1)·chunk − 1: a subtree of the tree
-        return _tree(terms(idx), jnp.clip(count - c * chunk, 0, chunk), fmt)
+        c, *slices = args
+        return _tree(terms(*slices), jnp.clip(count - c * chunk, 0, chunk), fmt)
 
-    if n_chunks == 1:
-        return _tree(terms(index[0]), count, fmt)
-    # Chunks that start past the end are all padding; their sums are passed over by _tree.
-    sums = lax.map(subtree, (jnp.arange(n_chunks), index))  # (n_chunks, *out)
-    starts = np.arange(n_chunks) * chunk
-    return _tree(sums, int(np.sum(starts < count)), fmt)
+    sums = lax.map(subtree, (jnp.arange(n_chunks), *chunks))  # (n_chunks, *out)
+    return _tree(sums, -(-count // chunk), fmt)
 
 
-def _blocked(terms, count, shape, dtype, fmt, block: int, promote):
-    n_blocks = math.ceil(count / block)
+def _blocked(operands, terms, count, shape, dtype, fmt, block: int, promote):
+    block = min(block, count)
+    n_blocks = -(-count // block)
+    operands = _pad_to(operands, n_blocks * block)
     # Step j adds term b·K + j to every block's partial sum at once: K steps over (blocks, *out).
-    offsets = jnp.arange(n_blocks) * block
+    steps = tuple(jnp.swapaxes(o.reshape(n_blocks, block, *o.shape[1:]), 0, 1) for o in operands)
+    last = count - (n_blocks - 1) * block  # terms in the last block
 
-    def add(partials, j):
-        index = offsets + j
-        real = (index < count).reshape(-1, *(1,) * len(shape))
-        term = terms(jnp.minimum(index, count - 1))
-        return jnp.where(real, round_to(partials + term, fmt), partials), None
+    def add(partials, args):
+        j, *slices = args
+        real = (jnp.arange(n_blocks) < n_blocks - 1) | (j < last)
+        real = real.reshape(-1, *(1,) * len(shape))
+        return jnp.where(real, round_to(partials + terms(*slices), fmt), partials), None
 
-    partials, _ = lax.scan(add, jnp.zeros((n_blocks, *shape), dtype), jnp.arange(min(block, count)))
+    partials, _ = lax.scan(add, jnp.zeros((n_blocks, *shape), dtype), (jnp.arange(block), *steps))
     partials = round_to(partials, promote)  # promotion: exact when `promote` is wider
 
     def promote_add(total, partial):
@@ -188,25 +220,26 @@ def _blocked(terms, count, shape, dtype, fmt, block: int, promote):
     return total
 
 
-def reduce(terms, count: int, shape, dtype, fmt: FloatFormat, how: Accumulation):
-    """Σ_{i<count} terms(i) in format fmt (or how.format) by the model `how`. → shape"""
+def reduce(operands, terms, shape, dtype, fmt: FloatFormat, how: Accumulation):
+    """Σ over the operands' leading axis of terms(...) in fmt (or how.format) by the model `how`."""
     fmt = how.format or fmt
+    count = operands[0].shape[0]
     if count == 0:
         return jnp.zeros(shape, dtype)
     if how.mode == "sequential":
-        return _sequential(terms, count, shape, dtype, fmt)
+        return _sequential(operands, terms, shape, dtype, fmt)
     if how.mode == "kahan":
-        return _kahan(terms, count, shape, dtype, fmt)
+        return _kahan(operands, terms, shape, dtype, fmt)
     if how.mode == "pairwise":
-        return _pairwise(terms, count, shape, dtype, fmt)
-    return _blocked(terms, count, shape, dtype, fmt, how.block, how.promote)
+        return _pairwise(operands, terms, count, shape, dtype, fmt)
+    return _blocked(operands, terms, count, shape, dtype, fmt, how.block, how.promote)
 
 
 def accumulated_sum(x, axis: int, fmt: FloatFormat, how: Accumulation = SEQUENTIAL,
                     keepdims: bool = False):
     """Σ over `axis` of x by the model `how`, partial sums in fmt (or how.format)."""
     xs = jnp.moveaxis(x, axis, 0)  # (K, *rest): added as given (the caller stores them rounded)
-    total = reduce(lambda i: xs[i], xs.shape[0], xs.shape[1:], x.dtype, fmt, how)
+    total = reduce((xs,), lambda terms: terms, xs.shape[1:], x.dtype, fmt, how)
     return jnp.expand_dims(total, axis) if keepdims else total
 
 
@@ -230,8 +263,8 @@ def accumulated_einsum(spec: str, a, b, fmt: FloatFormat, how: Accumulation = SE
     index = "z" if "z" not in spec else next(c for c in "ZYXWV" if c not in spec)
     term_spec = f"{index}{rest_a},{index}{rest_b}->{index}{out}"  # a product per term, no sum
 
-    def terms(i):
-        return round_to(jnp.einsum(term_spec, a_k[i], b_k[i]), fmt)
+    def terms(a_i, b_i):
+        return round_to(jnp.einsum(term_spec, a_i, b_i), fmt)
 
     shape = jnp.einsum(f"{rest_a},{rest_b}->{out}", a_k[0], b_k[0]).shape
-    return reduce(terms, count, shape, jnp.result_type(a, b), fmt, how)
+    return reduce((a_k, b_k), terms, shape, jnp.result_type(a, b), fmt, how)
