@@ -94,8 +94,9 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
-    import squash_sim  # noqa: F401  (the XLA flag first)
     import jax
+
+    import squash_sim  # noqa: F401  (the XLA flag first)
 
     quick = args.quick
     results = {"machine": {"platform": platform.platform(), "processor": platform.processor(),

@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from proofs_check.claims import CLAIMS
 from proofs_check.claims.base import ClaimViolation, Outcome
+from squash_sim import _xla_flags
 from squash_sim.results import write_json
 
 DEFAULT_EXAMPLES = 200
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mutant", nargs=2, metavar=("CLAIM", "MUTANT"), default=None,
                         help="run a deliberately wrong statement instead (it must be refuted)")
     args = parser.parse_args(argv)
+    _xla_flags.enable_compilation_cache()  # an entry point: off with SQUASH_SIM_COMPILE_CACHE=0
 
     if args.replay:
         outcome = replay(Path(args.replay))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from squash_sim import __version__, floats, presets
+from squash_sim import __version__, _xla_flags, floats, presets
 from squash_sim.config import POSITIONALS
 from squash_sim.precision import get as get_precision
 
@@ -464,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--prompt-len must be >= 0")
     args.max_len_given = any(a == "--max-len" or a.startswith("--max-len=")
                              for a in (argv if argv is not None else sys.argv[1:]))
+    _xla_flags.enable_compilation_cache()  # an entry point: off with SQUASH_SIM_COMPILE_CACHE=0
     try:
         return args.run(args)
     except (ValueError, TypeError, FloatingPointError, ImportError) as err:

@@ -347,3 +347,36 @@ def test_short_rounder_equals_round_to(fmt):
     x = jnp.asarray(bits.view(np.float32))
     short = np.asarray(accumulate.round_to(x, fmt)).view(np.uint32)
     assert np.array_equal(short, np.asarray(floats.round_to(x, fmt)).view(np.uint32))
+
+
+# ---- the finding: collapse length per accumulation model, and its mechanism -------------------
+
+
+def test_mechanism_is_a_counterfactual(monkeypatch):
+    """The rule: a collapse that vanishes (or moves past 2·n*) when only the accumulators become
+    fp32 is the accumulator's; one that stays is the spacing's. Checked on stubbed sweeps, both ways."""
+    from squash_sim.experiments import accumulation_collapse as ac
+
+    for counterfactual, mechanism in ((None, "accumulator"), (90, "accumulator"), (60, "spacing")):
+        def fake(config, precision, max_len, seed, counterfactual=counterfactual):
+            return "ok", counterfactual if "fp32 sums" in precision.name else 40
+
+        monkeypatch.setattr(ac, "_n_star", fake)
+        monkeypatch.setattr(ac, "sum_of_ones", lambda precision, count: 0.0)
+        (row,) = ac.run(formats=("bf16",), models=("sequential",), max_len=64)
+        assert (row.n_star, row.mechanism, row.n_star_fp32_sums) == (40, mechanism, counterfactual)
+
+
+def test_fp8_sequential_collapse_is_the_stalled_accumulator():
+    """Measured on the Figure 10 model: fp8 e5m2 with sequential sums collapses early because the
+    softmax sum stalls (Σ 1 stops at 8); fp32 accumulators (the counterfactual) and blocks of 32
+    promoted to fp32 both remove it (a mutant rule calling it "spacing" fails here)."""
+    from squash_sim.experiments import accumulation_collapse as ac
+
+    rows = ac.run(formats=("fp8_e5m2",), models=("sequential", "blocked K=32 → fp32"), max_len=64)
+    sequential, blocked = rows
+    assert sequential.status == "ok" and sequential.n_star is not None and sequential.n_star < 40
+    assert sequential.mechanism == "accumulator" and sequential.n_star_fp32_sums is None
+    # Blocks still stall at 8 inside, but 8 blocks of 32 give 64: the sum keeps growing with n.
+    assert sequential.sum_of_ones == 8.0 and blocked.sum_of_ones == 64.0
+    assert blocked.n_star is None
