@@ -212,7 +212,7 @@ def accumulation_figure(rows: list, title: str):
     """Collapse length n* per format (x) and accumulation model (marker), from
     experiments.accumulation_collapse rows: filled = accumulator mechanism, open = spacing; a
     triangle at the top = no collapse within the sweep; × = non-finite outputs."""
-    figure, ax = plt.subplots(figsize=(7.2, 4.2))
+    figure, ax = plt.subplots(figsize=(8.4, 4.2))
     formats = list(dict.fromkeys(r.fmt for r in rows))
     models = list(dict.fromkeys(r.model for r in rows))
     top = 3 * max(r.max_len for r in rows) // 4
@@ -234,7 +234,7 @@ def accumulation_figure(rows: list, title: str):
     ax.set_xticks(range(len(formats)), formats)
     ax.set_ylabel("collapse length n*  (▲ none ≤ sweep, × non-finite)")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     return figure
 
