@@ -200,23 +200,23 @@ def _blocked(operands, terms, count, shape, dtype, fmt, block: int, promote):
     block = min(block, count)
     n_blocks = -(-count // block)
     operands = _pad_to(operands, n_blocks * block)
-    # Step j adds term b·K + j to every block's partial sum at once: K steps over (blocks, *out).
-    steps = tuple(jnp.swapaxes(o.reshape(n_blocks, block, *o.shape[1:]), 0, 1) for o in operands)
-    last = count - (n_blocks - 1) * block  # terms in the last block
+    blocks = tuple(o.reshape(n_blocks, block, *o.shape[1:]) for o in operands)  # (nb, K, ...)
 
-    def add(partials, args):
-        j, *slices = args
-        real = (jnp.arange(n_blocks) < n_blocks - 1) | (j < last)
-        real = real.reshape(-1, *(1,) * len(shape))
-        return jnp.where(real, round_to(partials + terms(*slices), fmt), partials), None
+    # Block by block (the carries stay out-sized, cache-resident): K sequential additions in fmt,
+    # then the partial sum, promoted (exact when `promote` is wider), added to the total.
+    def one_block(total, args):
+        b, *block_operands = args
 
-    partials, _ = lax.scan(add, jnp.zeros((n_blocks, *shape), dtype), (jnp.arange(block), *steps))
-    partials = round_to(partials, promote)  # promotion: exact when `promote` is wider
+        def add(partial, step):
+            j, *slices = step
+            real = b * block + j < count  # the last block may be shorter
+            new = round_to(partial + terms(*(s[None] for s in slices))[0], fmt)
+            return jnp.where(real, new, partial), None
 
-    def promote_add(total, partial):
-        return round_to(total + partial, promote), None
+        partial, _ = lax.scan(add, jnp.zeros(shape, dtype), (jnp.arange(block), *block_operands))
+        return round_to(total + round_to(partial, promote), promote), None
 
-    total, _ = lax.scan(promote_add, jnp.zeros(shape, dtype), partials)
+    total, _ = lax.scan(one_block, jnp.zeros(shape, dtype), (jnp.arange(n_blocks), *blocks))
     return total
 
 
