@@ -14,7 +14,8 @@ leave the container's result alone):
 Reductions in a simulated format (softmax, accumulation) run in the order the code defines: by
 default sequentially, index 0 first (other accumulation models below). Masked entries contribute
 exact zeros at the end of each causal row, which leaves a rounded sum unchanged in every model, so
-with both set (the "-pure" presets) the one-pass prefix property holds bit for bit: row j of a length-N forward equals the last row of a length-j forward.
+with both set (the "-pure" presets) the one-pass prefix property holds bit for bit: row j of a
+length-N forward equals the last row of a length-j forward.
 With accumulation=None the matmuls are XLA's (fast, order unspecified); prefixes then agree to
 float32 rounding, not bit for bit.
 
