@@ -35,6 +35,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from proofs_check.claims import CLAIMS
 from proofs_check.claims.base import ClaimViolation, Outcome
 from proofs_check.claims.domain import InstanceError, check_instance
+from squash_sim import _xla_flags
 from squash_sim.results import write_json
 
 DEFAULT_EXAMPLES = 200
@@ -459,6 +460,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m proofs_check") ->
                         help="run a deliberately wrong statement instead (it must be refuted)")
     try:
         args = parser.parse_args(argv)
+        _xla_flags.enable_compilation_cache()  # an entry point: off with SQUASH_SIM_COMPILE_CACHE=0
         if args.replay is not None:
             if args.claims or args.mutant or args.examples or args.json:
                 raise _UsageError("--replay FILE takes no claims, --mutant, --examples or --json")

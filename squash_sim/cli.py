@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from squash_sim import __version__, floats, presets
+from squash_sim import __version__, _xla_flags, floats, presets
 from squash_sim.config import POSITIONALS
 from squash_sim.precision import get as get_precision
 
@@ -637,6 +637,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"{command}: error: {problem} (see {command} --help)", file=sys.stderr)
         return 2
+    _xla_flags.enable_compilation_cache()  # an entry point: off with SQUASH_SIM_COMPILE_CACHE=0
     try:
         with _catch_interrupts():
             return args.run(args)

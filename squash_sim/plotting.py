@@ -209,3 +209,35 @@ def real_tasks_figure(copy_rows, count_rows, profile, profile_text: str, title: 
     figure.suptitle(f"{title}\n{profile_text}", fontsize=10)
     figure.tight_layout(rect=(0, 0, 1, 0.9))
     return figure
+
+
+def accumulation_figure(rows: list, title: str):
+    """Collapse length n* per format (x) and accumulation model (marker), from
+    experiments.accumulation_collapse rows: filled = accumulator mechanism, open = spacing; a
+    triangle at the top = no collapse within the sweep; × = non-finite outputs."""
+    figure, ax = plt.subplots(figsize=(8.4, 4.2))
+    formats = list(dict.fromkeys(r.fmt for r in rows))
+    models = list(dict.fromkeys(r.model for r in rows))
+    top = 3 * max(r.max_len for r in rows) // 4
+    for j, model in enumerate(models):
+        color = f"C{j}"
+        for i, fmt in enumerate(formats):
+            r = next(x for x in rows if x.fmt == fmt and x.model == model)
+            x = i + (j - (len(models) - 1) / 2) * 0.12
+            if r.status != "ok":
+                ax.scatter(x, top * 1.6, marker="x", color=color)
+            elif r.n_star is None:
+                ax.scatter(x, top * 1.3, marker="^", color=color)
+            else:
+                ax.scatter(x, r.n_star, marker="o", color=color,
+                           facecolors=color if r.mechanism == "accumulator" else "none")
+        ax.scatter([], [], marker="o", color=color, label=model)
+    ax.axhline(top, color="grey", lw=0.8, ls=":")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(formats)), formats)
+    ax.set_ylabel("collapse length n*  (▲ none ≤ sweep, × non-finite)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    figure.tight_layout()
+    return figure
+

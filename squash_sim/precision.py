@@ -11,10 +11,11 @@ leave the container's result alone):
     softmax           exp(score − max), the running sum of those exps, and the division by it
     accumulation      every dot product / norm sum: products and partial sums rounded at each step
 
-Reductions in a simulated format (softmax, accumulation) run in the order the code defines:
-sequentially, index 0 first. Masked entries contribute exact zeros at the end of each causal row,
-which leaves a rounded sum unchanged, so with both set (the "-pure" presets) the one-pass prefix
-property holds bit for bit: row j of a length-N forward equals the last row of a length-j forward.
+Reductions in a simulated format (softmax, accumulation) run in the order the code defines: by
+default sequentially, index 0 first (other accumulation models below). Masked entries contribute
+exact zeros at the end of each causal row, which leaves a rounded sum unchanged in every model, so
+with both set (the "-pure" presets) the one-pass prefix property holds bit for bit: row j of a
+length-N forward equals the last row of a length-j forward.
 With accumulation=None the matmuls are XLA's (fast, order unspecified); prefixes then agree to
 float32 rounding, not bit for bit.
 
@@ -29,6 +30,38 @@ of params, activations and logits; fp32 softmax and accumulation: what LLM infer
 "bf16-pure" (everything rounded to bf16, reductions accumulated in bf16 in a defined order), and
 "<format>" / "<format>-pure" for every named format and spec ("fp16", "fp8_e4m3fn-pure", "e5m7").
 "fp32-pure" is float32 everywhere with ordered reductions: the bit-exact prefix reference.
+
+Accumulation models (squash_sim.accumulate defines them exactly). Three kinds of reduction each
+have one: `matmul_sum` (every dot product: matmuls, attention scores, weights·values), `norm_sum`
+(the sums inside a norm) and `softmax_sum` (the softmax denominator). The mode is `sequential`
+(above; the default, so every preset keeps its bits), `pairwise` (a fixed binary tree), `blocked`
+(partial sums of K terms promoted to a wider format) or `kahan` (compensated). The accumulator
+format is the field above (`accumulation` for dot products and norms, `softmax` for the softmax
+sum) unless the Accumulation names its own: storage (activations) and accumulator formats are
+separate.
+
+String grammar (the CLI's --precision and the presets):
+
+    policy    := base ("+" modifier)*            base: a preset above
+    modifier  := [scope ":"] mode                scope: matmul | norm | softmax (none: all three)
+    mode      := sequential | pairwise | kahan   ["/" fmt]     fmt: accumulator format
+               | "block" K ["/" inner ["/" outer]]             inner "=": the default
+
+A modifier's accumulator format, unless it names one: the base's format for that reduction; where
+the base leaves the reduction to XLA's float32 (storage presets such as "bf16", "fp8_e4m3fn"),
+fp32 for sequential/pairwise/kahan and e8m13 for the inner sums of a block (14 significant bits,
+the FP8 tensor-core accumulator DeepSeek-V3 measured: docs/precision_hardware.md). The outer
+(promotion) format of a block defaults to fp32. Examples:
+
+    bf16-pure                 everything in bf16, every sum sequential in bf16 (unchanged bits)
+    bf16-pure+pairwise        the same, every sum (dot products, norms, softmax) a pairwise tree in bf16
+    bf16-pure+kahan           the same, every sum Kahan-compensated with bf16 operations
+    bf16-pure+block32         bf16 partial sums of 32 terms, added in fp32
+    bf16-pure+softmax:kahan   only the softmax denominator compensated
+    fp8_e4m3fn+block128       params, activations, logits stored in fp8 e4m3fn; every sum adds 128
+                              terms at a time in e8m13 (products rounded to e8m13) and the partial
+                              sums in fp32 (DeepSeek-V3's promotion interval N_C = 128)
+    fp8_e4m3fn+block128/fp32  the same with an fp32 inner accumulator
 """
 
 from __future__ import annotations
@@ -39,9 +72,14 @@ import jax.numpy as jnp
 from jax import lax
 
 from squash_sim import floats
+from squash_sim.accumulate import SEQUENTIAL, Accumulation, accumulated_einsum, accumulated_sum
 from squash_sim.floats import FloatFormat, round_to
 
 _FIELDS = ("params", "activations", "attention_logits", "softmax", "accumulation")
+_SUMS = {"matmul": "matmul_sum", "norm": "norm_sum", "softmax": "softmax_sum"}
+# Where a modifier finds no accumulator format in its base (module docstring).
+_FALLBACK = floats.FP32
+_BLOCK_FALLBACK = floats.FloatFormat(8, 13)  # e8m13: 14 significant bits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +93,9 @@ class Precision:
     accumulation: FloatFormat | None = None
     compute_dtype: str = "float32"
     name: str | None = None
+    matmul_sum: Accumulation = SEQUENTIAL
+    norm_sum: Accumulation = SEQUENTIAL
+    softmax_sum: Accumulation = SEQUENTIAL
 
     def __post_init__(self):
         for field in _FIELDS:
@@ -71,6 +112,14 @@ class Precision:
                                 f"got {value!r}")
         if self.name is not None and not isinstance(self.name, str):
             raise TypeError(f"Precision: name must be a str or None, got {self.name!r}")
+        for scope, field in _SUMS.items():
+            how = getattr(self, field)
+            if not isinstance(how, Accumulation):
+                raise TypeError(f"Precision: {field} must be an Accumulation, got {how!r}")
+            if how.format is None and self._field_format(scope) is None and how != SEQUENTIAL:
+                raise ValueError(f"Precision: {field}={how} needs an accumulator format: set "
+                                 f"{'softmax' if scope == 'softmax' else 'accumulation'} or "
+                                 f"{field}.format")
         if self.compute_dtype not in ("float32", "float64"):
             raise ValueError(f"Precision: compute_dtype must be 'float32' or 'float64', got "
                              f"{self.compute_dtype!r}")
@@ -87,13 +136,20 @@ class Precision:
         fmt = floats.get(fmt)
         return cls(*(fmt,) * len(_FIELDS), name=f"{fmt}-pure")
 
+    def _field_format(self, scope: str) -> FloatFormat | None:
+        return self.softmax if scope == "softmax" else self.accumulation
+
+    def sum_format(self, scope: str) -> FloatFormat | None:
+        """The accumulator format of a reduction ("matmul", "norm", "softmax"); None: XLA's."""
+        return getattr(self, _SUMS[scope]).format or self._field_format(scope)
+
     @property
     def ordered_matmuls(self) -> bool:
-        return self.accumulation is not None
+        return self.sum_format("matmul") is not None
 
     @property
     def ordered_softmax(self) -> bool:
-        return self.softmax is not None
+        return self.sum_format("softmax") is not None
 
     @property
     def prefix_bit_exact(self) -> bool:
@@ -105,13 +161,23 @@ class Precision:
 
 
 def get(precision: "Precision | str") -> Precision:
-    """A Precision from a preset name (see the module docstring) or a Precision."""
+    """A Precision from a policy string (grammar in the module docstring) or a Precision."""
     if isinstance(precision, Precision):
         return precision
     if not isinstance(precision, str):
         raise TypeError(f"precision must be a preset name or a Precision, got "
                         f"{type(precision).__name__}")
-    key = precision.strip().lower()
+    base, *modifiers = precision.strip().lower().split("+")
+    policy = _base(base.strip(), precision)
+    for modifier in modifiers:
+        policy = _apply(policy, modifier.strip(), precision)
+    if modifiers:
+        policy = dataclasses.replace(policy, name="+".join(
+            [policy.name] + [m.strip() for m in modifiers]))
+    return policy
+
+
+def _base(key: str, text: str) -> Precision:
     if key == "fp32":
         return Precision(name="fp32")
     if key == "fp64":
@@ -122,18 +188,63 @@ def get(precision: "Precision | str") -> Precision:
         fmt = floats.get(base)
     except ValueError:
         raise ValueError(
-            f"unknown precision {precision!r}: use 'fp32', 'fp64', a float format name "
-            f"({', '.join(floats.names())}) or spec like 'e5m7', optionally with '-pure'"
+            f"unknown precision {text!r}: use 'fp32', 'fp64', a float format name "
+            f"({', '.join(floats.names())}) or spec like 'e5m7', optionally with '-pure', then "
+            f"optionally '+pairwise', '+kahan', '+block128', ... (precision module docstring)"
         ) from None
     return Precision.pure(fmt) if pure else Precision.storage(fmt)
 
 
+def _modifier_error(text: str, modifier: str, why: str) -> ValueError:
+    return ValueError(f"precision {text!r}: bad accumulation modifier {modifier!r} ({why}); use "
+                      f"[matmul:|norm:|softmax:](sequential|pairwise|kahan)[/fmt] or "
+                      f"[scope:]block<K>[/inner[/outer]], e.g. 'bf16-pure+pairwise', "
+                      f"'fp8_e4m3fn+block128'")
+
+
+def _apply(policy: Precision, modifier: str, text: str) -> Precision:
+    """The policy with one '+' modifier applied (grammar in the module docstring)."""
+    scope, _, mode = modifier.rpartition(":")
+    if scope and scope not in _SUMS:
+        raise _modifier_error(text, modifier, f"scope must be one of {', '.join(_SUMS)}")
+    word, *formats = mode.split("/")
+    try:
+        formats = [None if f in ("", "=") else floats.get(f) for f in formats]
+    except ValueError as error:
+        raise _modifier_error(text, modifier, str(error)) from None
+    changes = {}
+    for name in [scope] if scope else list(_SUMS):
+        base_format = policy._field_format(name)
+        if word.startswith("block"):
+            digits = word[len("block"):]
+            if not digits.isdigit() or int(digits) < 1 or len(formats) > 2:
+                raise _modifier_error(text, modifier, "block needs a size K >= 1 and at most "
+                                                      "two formats")
+            inner = formats[0] if formats else None
+            outer = formats[1] if len(formats) > 1 else None
+            how = Accumulation("blocked", inner or (None if base_format else _BLOCK_FALLBACK),
+                               block=int(digits), promote=outer)
+        elif word in ("sequential", "pairwise", "kahan"):
+            if len(formats) > 1:
+                raise _modifier_error(text, modifier, "one accumulator format at most")
+            fmt = formats[0] if formats else None
+            how = Accumulation(word, fmt or (None if base_format else _FALLBACK))
+        else:
+            raise _modifier_error(text, modifier, "unknown mode")
+        changes[_SUMS[name]] = how
+    return dataclasses.replace(policy, **changes)
+
+
+EXAMPLES = ("bf16-pure+pairwise", "bf16-pure+kahan", "bf16-pure+block32", "fp8_e4m3fn+block128")
+
+
 def names() -> list[str]:
+    """The base presets, then a few accumulation examples (the grammar allows many more)."""
     listed = ["fp32", "fp32-pure", "fp64"]
     for name in floats.names():
         if name not in ("fp64", "fp32"):
             listed += [name, f"{name}-pure"]
-    return listed
+    return listed + list(EXAMPLES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,42 +256,13 @@ def _round(x, fmt: FloatFormat | None):
 
 def ordered_sum(x, axis: int, fmt: FloatFormat, keepdims: bool = False):
     """Σ over `axis`, index 0 first, rounding the running sum to fmt after every addition."""
-    xs = jnp.moveaxis(x, axis, 0)
-
-    def add(total, term):
-        return round_to(total + term, fmt), None
-
-    total, _ = lax.scan(add, jnp.zeros(xs.shape[1:], x.dtype), xs)
-    return jnp.expand_dims(total, axis) if keepdims else total
+    return accumulated_sum(x, axis, fmt, SEQUENTIAL, keepdims)
 
 
 def ordered_einsum(spec: str, a, b, fmt: FloatFormat):
     """einsum with the contraction done in a defined order: for k = 0, 1, …, K−1 (contracted axes
     flattened in the order they appear in `a`), acc ← fmt(acc + fmt(a_k · b_k))."""
-    inputs, out = spec.replace(" ", "").split("->")
-    sa, sb = inputs.split(",")
-    contracted = [c for c in sa if c in sb and c not in out]
-    if not contracted:
-        return _round(jnp.einsum(spec, a, b), fmt)
-    rest_a = "".join(c for c in sa if c not in contracted)
-    rest_b = "".join(c for c in sb if c not in contracted)
-    # Contracted axes to the front, flattened: a (K, *rest_a), b (K, *rest_b).
-    a_k = jnp.transpose(a, [sa.index(c) for c in contracted] + [sa.index(c) for c in rest_a])
-    b_k = jnp.transpose(b, [sb.index(c) for c in contracted] + [sb.index(c) for c in rest_b])
-    K = 1
-    for c in contracted:
-        K *= a.shape[sa.index(c)]
-    a_k = a_k.reshape(K, *a_k.shape[len(contracted):])
-    b_k = b_k.reshape(K, *b_k.shape[len(contracted):])
-    step_spec = f"{rest_a},{rest_b}->{out}"
-
-    def accumulate(acc, ab):
-        product = round_to(jnp.einsum(step_spec, *ab), fmt)
-        return round_to(acc + product, fmt), None
-
-    out_shape = jnp.einsum(step_spec, a_k[0], b_k[0]).shape
-    acc, _ = lax.scan(accumulate, jnp.zeros(out_shape, a.dtype), (a_k, b_k))
-    return acc
+    return accumulated_einsum(spec, a, b, fmt, SEQUENTIAL)
 
 
 class Numerics:
@@ -202,15 +284,17 @@ class Numerics:
     def einsum(self, spec: str, a, b):
         """A contraction: XLA's when accumulation is None, else the ordered one. The caller
         rounds the result to where it is stored (act / logits)."""
-        if self.p.accumulation is None:
+        fmt = self.p.sum_format("matmul")
+        if fmt is None:
             return jnp.einsum(spec, a, b, precision=lax.Precision.HIGHEST)
-        return ordered_einsum(spec, a, b, self.p.accumulation)
+        return accumulated_einsum(spec, a, b, fmt, self.p.matmul_sum)
 
     def sum(self, x, axis: int = -1, keepdims: bool = False):
         """A reduction inside a norm (over features)."""
-        if self.p.accumulation is None:
+        fmt = self.p.sum_format("norm")
+        if fmt is None:
             return jnp.sum(x, axis=axis, keepdims=keepdims)
-        return ordered_sum(x, axis % x.ndim, self.p.accumulation, keepdims)
+        return accumulated_sum(x, axis % x.ndim, fmt, self.p.norm_sum, keepdims)
 
     def elementwise(self, x):
         """Intermediate elementwise results (norm statistics, gates) stored in the accumulation
@@ -226,10 +310,12 @@ class Numerics:
         row_max = jnp.max(jnp.where(valid, scores, -jnp.inf), axis=-1, keepdims=True)
         exps = _round(jnp.exp(_round(scores - row_max, fmt)), fmt)
         exps = jnp.where(valid, exps, 0.0)
-        if fmt is None:
+        sum_format = self.p.sum_format("softmax")
+        if sum_format is None:
             total = jnp.sum(exps, axis=-1, keepdims=True)
         else:
-            total = ordered_sum(exps, exps.ndim - 1, fmt, keepdims=True)
+            total = accumulated_sum(exps, exps.ndim - 1, sum_format, self.p.softmax_sum,
+                                    keepdims=True)
         # The weights stay in the softmax format (not `activations`): the online-softmax path never
         # stores them, and both paths must compute the same function.
         return _round(exps / total, fmt)

@@ -1,0 +1,120 @@
+"""Simulated-precision benchmarks (issue 17). Every figure is a ratio to something measured in the
+same run, on the same machine:
+
+  1. a sequential-accumulation matmul in a simulated format (squash_sim.accumulate, jitted) over
+     the loop a user would otherwise write: NumPy + ml_dtypes, one rounded product and one rounded
+     addition per k, in the same order. The bits are checked identical before timing;
+  2. forward passes of the "tiny" preset at n = 4,096 under bf16-pure with pairwise and blocked
+     accumulation, over the same forward with sequential accumulation (bf16-pure).
+
+    python benchmarks/bench_precision.py            # everything
+    python benchmarks/bench_precision.py --quick    # smaller sizes, for a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+
+
+def best_of(fn, repeats: int) -> float:
+    """Fastest wall time of fn() over `repeats` runs (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def numpy_ordered_matmul(a, b, dtype):
+    """acc ← fmt(acc + fmt(a_k · b_k)) for k = 0..K−1 with ml_dtypes casts: the baseline."""
+    acc = np.zeros((a.shape[0], b.shape[1]), np.float32)
+    for k in range(a.shape[1]):
+        product = (a[:, k, None] * b[None, k, :]).astype(dtype).astype(np.float32)
+        acc = (acc + product).astype(dtype).astype(np.float32)
+    return acc
+
+
+def matmul_vs_numpy(m: int, k: int, n: int, repeats: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import ml_dtypes
+
+    from squash_sim import floats
+    from squash_sim.accumulate import accumulated_einsum
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k)).astype(ml_dtypes.bfloat16).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(ml_dtypes.bfloat16).astype(np.float32)
+    simulated = jax.jit(lambda a, b: accumulated_einsum("mk,kn->mn", a, b, floats.BF16))
+    a_j, b_j = jnp.asarray(a), jnp.asarray(b)
+    ours = np.asarray(simulated(a_j, b_j))
+    theirs = numpy_ordered_matmul(a, b, ml_dtypes.bfloat16)
+    identical = bool(np.array_equal(ours.view(np.uint32), theirs.view(np.uint32)))
+    t_ours = best_of(lambda: simulated(a_j, b_j).block_until_ready(), repeats)
+    t_numpy = best_of(lambda: numpy_ordered_matmul(a, b, ml_dtypes.bfloat16), max(1, repeats // 2))
+    return {"shape": [m, k, n], "format": "bf16", "bits_identical": identical,
+            "squash_sim_s": t_ours, "numpy_ml_dtypes_s": t_numpy, "speedup": t_numpy / t_ours}
+
+
+def forwards(n: int, policies, repeats: int) -> dict:
+    import jax
+
+    from squash_sim import presets
+    from squash_sim.model import forward, init_params
+
+    config = presets.get("tiny")
+    params = init_params(config, jax.random.key(0))
+    tokens = np.random.default_rng(0).integers(0, config.vocab_size, (1, n)).astype(np.int32)
+    out = {}
+    for policy in policies:
+        start = time.perf_counter()
+        forward(params, tokens, config, policy, logits="none").final.block_until_ready()
+        first = time.perf_counter() - start
+        seconds = best_of(
+            lambda p=policy: forward(params, tokens, config, p, logits="none").final
+            .block_until_ready(), repeats)
+        out[policy] = {"first_call_s": first, "s": seconds}
+        print(f"  tiny n={n} {policy}: {seconds:.2f} s (first call {first:.1f} s)", flush=True)
+    base = out[policies[0]]["s"]
+    for policy in policies:
+        out[policy]["speedup_over_sequential"] = base / out[policy]["s"]
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", help="write the results here too")
+    args = parser.parse_args()
+    import jax
+
+    import squash_sim  # noqa: F401  (the XLA flag first)
+
+    quick = args.quick
+    results = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
+                           "cpus": os.cpu_count(), "jax": jax.__version__,
+                           "device": str(jax.devices()[0])}}
+    shape = (32, 256, 32) if quick else (128, 1024, 128)
+    print(f"1. sequential bf16 matmul {shape} vs NumPy + ml_dtypes loop", flush=True)
+    results["matmul"] = matmul_vs_numpy(*shape, repeats=3 if quick else 5)
+    print(f"   {json.dumps(results['matmul'])}", flush=True)
+    n = 512 if quick else 4096
+    print(f"2. tiny forward at n = {n}", flush=True)
+    results["forward"] = forwards(n, ["bf16-pure", "bf16-pure+pairwise", "bf16-pure+block32",
+                                      "bf16-pure+block128"], repeats=1 if not quick else 2)
+    print(json.dumps(results, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Collapse length n* per float format × accumulation model, with the mechanism of each collapse.
+
+The question (issue 17): does precision-induced collapse (theory.md, Corollary B.10) happen on the
+hardware I run, and at what n? Real kernels rarely add sequentially in bf16: they add in trees, in
+narrow blocks promoted to fp32, or with compensation (docs/precision_hardware.md). So for every
+format F in FORMATS and accumulation model in MODELS, the policy "F-pure+<model>" (every rounding
+point in F; every reduction's accumulator in F, added by the model — blocks promoted to fp32) runs
+the one-pass sweep of experiments.collapse on the Figure 10 model ("paper-fig10", NoPE, one layer)
+and n* is measured exactly as experiments.precision_collapse measures it (bit-identical from n* to
+the end of the sweep, over at least its last quarter; None: beyond the sweep).
+
+Mechanism of a collapse — a counterfactual, not a guess. Two causes can make y_n and y*_{n+1} the
+same bits:
+  * spacing      the two representations differ by less than F's rounding interval, so the rounding
+                 points that STORE values (activations, logits, softmax weights) map them together;
+  * accumulator  a running sum stalls (e.g. ones summed sequentially in bf16 stop at 256: every
+                 further term is below half the accumulator's spacing), so sums over n and n + 1
+                 keys come out the same before any storage rounding sees them.
+The counterfactual run keeps every storage rounding point in F and gives every reduction an fp32
+sequential accumulator (Precision fields matmul_sum/norm_sum/softmax_sum with format fp32). If the
+collapse then disappears from the sweep or moves past 2·n*, the accumulator caused it
+("accumulator"); if it stays (n*_cf ≤ 2·n*), storage rounding alone suffices ("spacing"). This is a
+small version written here: squash_sim/analysis/mechanism.py (another engineer's, not merged when
+this was written) may replace it. `sum_of_ones` beside it is Σ 1 over 4·max_len ones in the
+softmax's accumulator: a sum far below the count is the stall, the mechanism's signature alone.
+
+A run whose outputs are not finite reports status "non-finite" and no n* (never a collapse).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+
+from squash_sim import floats, presets
+from squash_sim.accumulate import Accumulation, accumulated_sum
+from squash_sim.config import ModelConfig
+from squash_sim.experiments import collapse
+from squash_sim.precision import Precision
+from squash_sim.precision import get as get_precision
+
+FORMATS = ("fp32", "bf16", "fp16", "fp8_e4m3fn", "fp8_e5m2")
+MODELS = {"sequential": "sequential", "pairwise": "pairwise", "blocked K=32 → fp32": "block32",
+          "blocked K=128 → fp32": "block128", "kahan": "kahan"}
+_FP32_SUMS = Accumulation("sequential", floats.FP32)
+
+
+@dataclasses.dataclass
+class AccumulationCollapse:
+    fmt: str
+    model: str  # a key of MODELS
+    policy: str  # the precision string that was run
+    status: str  # "ok" | "non-finite"
+    n_star: int | None  # collapse length (None: none within the sweep, or not finite)
+    mechanism: str | None  # "spacing" | "accumulator" | None (no collapse)
+    n_star_fp32_sums: int | None  # the counterfactual's n* (fp32 accumulators, storage in fmt)
+    ones: int  # how many ones `sum_of_ones` adds (4·max_len)
+    sum_of_ones: float  # their sum in the softmax's accumulator: far below `ones` = a stall
+    max_len: int
+
+    def row(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def policy(fmt: str, model: str) -> str:
+    """The precision string of a format × accumulation model (MODELS keys)."""
+    return f"{fmt}-pure+{MODELS[model]}"
+
+
+def fp32_sums(precision: Precision) -> Precision:
+    """The counterfactual: the same storage rounding, every reduction in fp32, sequentially."""
+    return dataclasses.replace(precision, matmul_sum=_FP32_SUMS, norm_sum=_FP32_SUMS,
+                               softmax_sum=_FP32_SUMS, name=f"{precision.name} (fp32 sums)")
+
+
+def sum_of_ones(precision: Precision, count: int) -> float:
+    """Σ 1 over `count` ones in the softmax's accumulator, by its model (sequential bf16: 256, the
+    stall; pairwise bf16 rounds the count to bf16 but does not stall)."""
+    ones = jnp.ones(count, jnp.float32)
+    return float(accumulated_sum(ones, 0, precision.sum_format("softmax"), precision.softmax_sum))
+
+
+def _n_star(config, precision, max_len, seed):
+    """(status, n*) with precision_collapse's rule (bit-identical over at least the last quarter)."""
+    try:
+        result = collapse.run(config, precision, max_len=max_len, seed=seed, keep_outputs=True)
+    except FloatingPointError:
+        return "non-finite", None
+    if result.outputs is not None and not np.all(np.isfinite(result.outputs)):
+        return "non-finite", None
+    n_star = result.collapse_length
+    if n_star is not None and n_star > 3 * max_len // 4:
+        n_star = None
+    return "ok", n_star
+
+
+def run(config: ModelConfig | None = None, *, max_len: int = 2048, seed: int = 0,
+        formats=FORMATS, models=tuple(MODELS), progress=None) -> list[AccumulationCollapse]:
+    """n*, its mechanism and the counterfactual for every format × accumulation model."""
+    config = config or presets.get("paper-fig10")
+    rows = []
+    jobs = [(f, m) for f in formats for m in models]
+    for index, (fmt, model) in enumerate(jobs, 1):
+        if progress:
+            progress(f"accumulation [{index}/{len(jobs)}] {policy(fmt, model)}")
+        precision = get_precision(policy(fmt, model))
+        status, n_star = _n_star(config, precision, max_len, seed)
+        mechanism = n_cf = None
+        if n_star is not None:
+            _, n_cf = _n_star(config, fp32_sums(precision), max_len, seed)
+            mechanism = "accumulator" if n_cf is None or n_cf > 2 * n_star else "spacing"
+        rows.append(AccumulationCollapse(fmt, model, str(precision), status, n_star, mechanism,
+                                         n_cf, 4 * max_len, sum_of_ones(precision, 4 * max_len),
+                                         max_len))
+    return rows
+
+
+def write(rows: list[AccumulationCollapse], stem) -> list[str]:
+    """rows as <stem>.json and <stem>.csv; → the paths."""
+    import csv
+    import json
+    import pathlib
+
+    stem = pathlib.Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    data = [r.row() for r in rows]
+    stem.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
+    with open(stem.with_suffix(".csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(data[0]))
+        writer.writeheader()
+        writer.writerows(data)
+    return [str(stem.with_suffix(".json")), str(stem.with_suffix(".csv"))]
+
+
+def table(rows: list[AccumulationCollapse]) -> str:
+    """A markdown table: formats down, accumulation models across, 'n* (mechanism)' per cell."""
+    models = list(dict.fromkeys(r.model for r in rows))
+    lines = ["| format | " + " | ".join(models) + " |", "|---" * (len(models) + 1) + "|"]
+    for fmt in dict.fromkeys(r.fmt for r in rows):
+        cells = []
+        for model in models:
+            r = next(x for x in rows if x.fmt == fmt and x.model == model)
+            if r.status != "ok":
+                cells.append(r.status)
+            elif r.n_star is None:
+                cells.append(f"> {3 * r.max_len // 4}")
+            else:
+                cells.append(f"{r.n_star} ({r.mechanism})")
+        lines.append(f"| {fmt} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m squash_sim.experiments.accumulation_collapse [stem] [max_len]
+    import sys
+    import time
+
+    from squash_sim import plotting
+
+    stem = sys.argv[1] if len(sys.argv) > 1 else "accumulation_collapse"
+    sweep = int(sys.argv[2]) if len(sys.argv) > 2 else 2048
+    start = time.perf_counter()
+    found = run(max_len=sweep, progress=lambda m: print(f"{m} ({time.perf_counter() - start:.0f} s)",
+                                                         flush=True))
+    print(*write(found, stem), sep="\n")
+    plotting.accumulation_figure(found, f"Collapse length by accumulation model (Figure 10 model, "
+                                        f"sweep to {sweep})").savefig(f"{stem}.png", dpi=150)
+    print(table(found))

@@ -1,0 +1,382 @@
+"""Accumulation models (squash_sim.accumulate) against independent exact references.
+
+The references below are plain Python: Fractions for exact sums and products, tests/exact_rounder
+for rounding, and the XLA:CPU float32 rules written out (subnormal operands read as zero, subnormal
+results flushed to a signed zero). Each mode's order is re-implemented from its definition in the
+accumulate docstring (pairwise recursively, not by padding), never by calling squash_sim.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+from fractions import Fraction
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from exact_rounder import exact_round
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from squash_sim import accumulate, floats, presets
+from squash_sim.accumulate import Accumulation, accumulated_einsum, accumulated_sum
+from squash_sim.model import forward, init_params, traceable_forward
+from squash_sim.precision import Precision
+from squash_sim.precision import get as get_precision
+
+FORMATS = {"bf16": floats.BF16, "fp16": floats.FP16, "fp8_e4m3fn": floats.FP8_E4M3FN,
+           "fp8_e5m2": floats.FP8_E5M2}
+K = 23  # terms per test vector: not a power of two, and 23 = 5 blocks of 4 + 3
+BLOCK = 4
+MODES = {"sequential": Accumulation(), "pairwise": Accumulation("pairwise"),
+         "kahan": Accumulation("kahan"), "blocked": Accumulation("blocked", block=BLOCK)}
+F32_TINY = Fraction(2) ** -126
+
+
+# ---- the reference arithmetic -------------------------------------------------------------------
+
+
+def spec(fmt: floats.FloatFormat) -> dict:
+    return dict(e=fmt.exponent_bits, m=fmt.mantissa_bits, bias=fmt.bias, nan=fmt.nan,
+                subnormals=fmt.subnormals, saturate=fmt.saturate)
+
+
+def to_fmt(x: float, fmt) -> float:
+    return exact_round(x, **spec(fmt))
+
+
+def flush(x: float) -> float:
+    """XLA:CPU reads float32 subnormals as zero and writes zero for them (signed)."""
+    if math.isfinite(x) and x != 0 and abs(Fraction(x)) < F32_TINY:
+        return math.copysign(0.0, x)
+    return x
+
+
+def f32(exact: Fraction, sign_of_zero: float) -> float:
+    """The float32 result of an operation with this exact value, tininess after rounding."""
+    if exact == 0:
+        return sign_of_zero
+    wide = exact_round(exact, e=11, m=23, bias=1023, nan="ieee", subnormals=True,
+                       saturate=False)  # 24 significant bits, exponent unbounded for our range
+    if abs(Fraction(wide)) < F32_TINY:
+        return math.copysign(0.0, wide)
+    return exact_round(wide, e=8, m=23, bias=127, nan="ieee", subnormals=True, saturate=False)
+
+
+def add(a: float, b: float, fmt) -> float:
+    """fmt(a + b) as squash_sim defines it: a float32 addition, then round_to."""
+    a, b = flush(a), flush(b)
+    if math.isnan(a) or math.isnan(b):
+        return math.nan
+    if math.isinf(a) or math.isinf(b):
+        value = a + b  # inf + −inf is NaN; inf + finite is inf
+    else:
+        both_negative_zero = a == 0 and b == 0 and math.copysign(1, a) < 0 and math.copysign(1, b) < 0
+        value = f32(Fraction(a) + Fraction(b), -0.0 if both_negative_zero else 0.0)
+    return to_fmt(value, fmt)
+
+
+def sub(a: float, b: float, fmt) -> float:
+    return add(a, -b, fmt)
+
+
+def mul(a: float, b: float, fmt) -> float:
+    a, b = flush(a), flush(b)
+    if math.isnan(a) or math.isnan(b) or math.isinf(a) or math.isinf(b):
+        value = a * b
+    else:
+        negative = (math.copysign(1, a) < 0) != (math.copysign(1, b) < 0)
+        value = f32(Fraction(a) * Fraction(b), -0.0 if negative else 0.0)
+    return to_fmt(value, fmt)
+
+
+def ref_sequential(xs, fmt):
+    total = 0.0
+    for x in xs:
+        total = add(total, x, fmt)
+    return total
+
+
+def ref_pairwise(xs, fmt):
+    if len(xs) == 1:
+        return xs[0]
+    h = 1 << (len(xs) - 1).bit_length() - 1  # the largest power of two below len(xs)
+    return add(ref_pairwise(xs[:h], fmt), ref_pairwise(xs[h:], fmt), fmt)
+
+
+def ref_blocked(xs, fmt, block, promote):
+    total = 0.0
+    for start in range(0, len(xs), block):
+        partial = ref_sequential(xs[start:start + block], fmt)
+        total = add(total, to_fmt(partial, promote), promote)
+    return total
+
+
+def ref_kahan(xs, fmt):
+    total, compensation = 0.0, 0.0
+    for x in xs:
+        if x == 0:
+            continue
+        y = sub(x, compensation, fmt)
+        t = add(total, y, fmt)
+        compensation = sub(sub(t, total, fmt), y, fmt)
+        total = t
+    return total
+
+
+def reference(xs, fmt, how: Accumulation):
+    fmt = how.format or fmt
+    if how.mode == "sequential":
+        return ref_sequential(xs, fmt)
+    if how.mode == "pairwise":
+        return ref_pairwise(xs, fmt)
+    if how.mode == "kahan":
+        return ref_kahan(xs, fmt)
+    return ref_blocked(xs, fmt, how.block, how.promote)
+
+
+def same_bits(got, want) -> bool:
+    got = np.float32(got)
+    if math.isnan(want):
+        return bool(np.isnan(got))
+    return got.view(np.uint32) == np.float32(want).view(np.uint32)
+
+
+# ---- Hypothesis vectors ---------------------------------------------------------------------
+
+
+def values_of(fmt):
+    """Values of fmt from every binade, subnormals and the largest finite values included."""
+    p = fmt.mantissa_bits + 1
+    low = fmt.emin - fmt.mantissa_bits - 1
+    raw = st.builds(lambda s, m, e: s * m * 2.0 ** e, st.sampled_from([1, -1]),
+                    st.integers(0, 2 ** p), st.integers(low, fmt.emax - p + 1))
+    special = st.sampled_from([0.0, -0.0, fmt.smallest_subnormal, -fmt.smallest_subnormal,
+                               fmt.smallest_normal, fmt.max, -fmt.max, 1.0])
+
+    def representable(x):
+        r = to_fmt(x, fmt)
+        return r if math.isfinite(r) else math.copysign(fmt.max, x)
+
+    return st.one_of(raw, special).map(representable)
+
+
+def vectors(fmt, k=K):
+    """k values; sometimes the second half negates the first (cancellation), sometimes all are
+    near the top of the range (overflow), sometimes all tiny (subnormal partial sums)."""
+    plain = st.lists(values_of(fmt), min_size=k, max_size=k)
+    cancel = st.lists(values_of(fmt), min_size=k - k // 2, max_size=k - k // 2).map(
+        lambda xs: xs + [-x for x in xs[: k // 2]])
+    big = st.lists(st.sampled_from([fmt.max, fmt.max / 2, -fmt.max / 4, fmt.max / 8]),
+                   min_size=k, max_size=k)
+    tiny = st.lists(st.integers(-2 ** fmt.mantissa_bits, 2 ** fmt.mantissa_bits), min_size=k,
+                    max_size=k).map(lambda ms: [m * fmt.smallest_subnormal for m in ms])
+    return st.one_of(plain, cancel, big, tiny)
+
+
+_sum = jax.jit(accumulated_sum, static_argnames=("axis", "fmt", "how", "keepdims"))
+_einsum = jax.jit(accumulated_einsum, static_argnames=("spec", "fmt", "how"))
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("name", list(FORMATS))
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_sum_matches_exact_reference(name, mode, data):
+    fmt, how = FORMATS[name], MODES[mode]
+    xs = data.draw(vectors(fmt))
+    got = _sum(jnp.asarray(xs, jnp.float32), axis=0, fmt=fmt, how=how)
+    want = reference(xs, fmt, how)
+    assert same_bits(got, want), (xs, float(got), want)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("name", ["bf16", "fp8_e4m3fn"])
+@settings(max_examples=20, deadline=None)
+@given(data=st.data())
+def test_dot_product_matches_exact_reference(name, mode, data):
+    """Term k is fmt(a_k · b_k): products rounded to the accumulator format, then the reduction."""
+    fmt, how = FORMATS[name], MODES[mode]
+    a = data.draw(vectors(fmt))
+    b = data.draw(vectors(fmt))
+    got = _einsum("k,k->", jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32), fmt=fmt,
+                  how=how)
+    terms = [mul(x, y, how.format or fmt) for x, y in zip(a, b, strict=True)]
+    want = reference(terms, fmt, how)
+    assert same_bits(got, want), (a, b, float(got), want)
+
+
+@settings(max_examples=20, deadline=None)
+@given(data=st.data())
+def test_fp8_products_in_a_14_bit_accumulator_promoted_to_fp32(data):
+    """fp8 e4m3fn inputs, e8m13 partial sums of 4, fp32 outer sum (the DeepSeek-V3 picture)."""
+    how = Accumulation("blocked", floats.FloatFormat(8, 13), block=BLOCK)
+    a = data.draw(vectors(floats.FP8_E4M3FN))
+    b = data.draw(vectors(floats.FP8_E4M3FN))
+    got = _einsum("k,k->", jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32),
+                  fmt=floats.FP8_E4M3FN, how=how)
+    terms = [mul(x, y, how.format) for x, y in zip(a, b, strict=True)]
+    assert same_bits(got, reference(terms, floats.FP8_E4M3FN, how))
+
+
+def test_pairwise_in_chunks_is_the_same_tree(monkeypatch):
+    """A contraction too big for one chunk is summed as subtrees, then a tree of their sums: the
+    same tree. Checked per output element against the recursive reference."""
+    monkeypatch.setattr(accumulate, "CHUNK_ELEMENTS", 8)  # 2 outputs → chunks of 4 terms
+    rng = np.random.default_rng(1)
+    a = np.asarray([to_fmt(x, floats.BF16) for x in rng.standard_normal(2 * K) * 100],
+                   np.float32).reshape(K, 2)
+    b = np.asarray([to_fmt(x, floats.BF16) for x in rng.standard_normal(K)], np.float32)
+    how = MODES["pairwise"]
+    got = np.asarray(accumulated_einsum("ko,k->o", jnp.asarray(a), jnp.asarray(b), floats.BF16,
+                                        how))
+    for o in range(2):
+        terms = [mul(float(x), float(y), floats.BF16) for x, y in zip(a[:, o], b, strict=True)]
+        assert same_bits(got[o], ref_pairwise(terms, floats.BF16))
+
+
+def test_a_mutated_order_is_caught():
+    """The references can fail: sequential and pairwise differ on this vector, and each
+    reference matches only its own mode."""
+    xs = [256.0] + [1.0] * 22
+    seq = np.float32(_sum(jnp.asarray(xs, jnp.float32), axis=0, fmt=floats.BF16,
+                          how=MODES["sequential"]))
+    tree = np.float32(_sum(jnp.asarray(xs, jnp.float32), axis=0, fmt=floats.BF16,
+                           how=MODES["pairwise"]))
+    assert seq == 256.0 and tree == ref_pairwise(xs, floats.BF16) == 276.0  # exact: 278
+    assert not same_bits(seq, ref_pairwise(xs, floats.BF16))
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_jit_equals_eager(mode):
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.standard_normal((K, 3)) * np.exp(rng.uniform(-30, 3, (K, 3))),
+                    jnp.float32)
+    w = jnp.asarray(rng.standard_normal((K, 5)), jnp.float32)
+    how = MODES[mode]
+    for fmt in (floats.BF16, floats.FP16):
+        eager = np.asarray(accumulated_einsum("kc,kd->cd", x, w, fmt, how))
+        jitted = np.asarray(_einsum("kc,kd->cd", x, w, fmt=fmt, how=how))
+        assert np.array_equal(eager.view(np.uint32), jitted.view(np.uint32))
+        eager = np.asarray(accumulated_sum(x, 0, fmt, how))
+        jitted = np.asarray(_sum(x, axis=0, fmt=fmt, how=how))
+        assert np.array_equal(eager.view(np.uint32), jitted.view(np.uint32))
+
+
+# ---- the policy: grammar, unchanged bits, the model -------------------------------------------
+
+
+def test_grammar():
+    p = get_precision("bf16-pure+pairwise")
+    assert p.accumulation == floats.BF16 and p.softmax == floats.BF16
+    assert p.matmul_sum == p.norm_sum == p.softmax_sum == Accumulation("pairwise")
+    assert get_precision("bf16-pure+softmax:kahan").matmul_sum == Accumulation()
+    assert get_precision("bf16-pure+softmax:kahan").softmax_sum == Accumulation("kahan")
+    assert get_precision("bf16-pure+block32").matmul_sum == Accumulation("blocked", block=32,
+                                                                         promote=floats.FP32)
+    fp8 = get_precision("fp8_e4m3fn+block128")
+    assert fp8.activations == floats.FP8_E4M3FN and fp8.accumulation is None
+    assert fp8.matmul_sum == Accumulation("blocked", floats.FloatFormat(8, 13), block=128)
+    assert fp8.sum_format("matmul") == floats.FloatFormat(8, 13)
+    assert get_precision("fp8_e4m3fn+matmul:block128/fp32/fp64").matmul_sum == Accumulation(
+        "blocked", floats.FP32, block=128, promote=floats.FP64)
+    assert get_precision("bf16+kahan").sum_format("softmax") == floats.FP32
+    assert str(get_precision("bf16-pure+pairwise")) == "bf16-pure+pairwise"
+    assert get_precision("bf16-pure+sequential").matmul_sum == Accumulation()
+
+
+@pytest.mark.parametrize("text", ["bf16-pure+tree", "bf16-pure+block", "bf16-pure+block0",
+                                  "bf16-pure+attn:kahan", "bf16-pure+kahan/e99m1",
+                                  "bf16-pure+block8/bf16/fp32/fp16", "bf16-pure+pairwise/bf16/fp32"])
+def test_grammar_rejects_bad_modifiers(text):
+    with pytest.raises(ValueError, match="accumulation modifier"):
+        get_precision(text)
+
+
+def test_a_mode_needs_a_format():
+    with pytest.raises(ValueError, match="needs an accumulator format"):
+        Precision(matmul_sum=Accumulation("pairwise"))
+
+
+def test_bf16_pure_bits_unchanged_from_main():
+    """tests/fixtures/bf16_pure_main.json was computed on main before accumulation models existed
+    (its make_ script says how); the sequential default must reproduce it bit for bit."""
+    fixture = json.loads((pathlib.Path(__file__).parent / "fixtures" /
+                          "bf16_pure_main.json").read_text())
+    config = presets.get(fixture["config"])
+    params = init_params(config, jax.random.PRNGKey(0))
+    trace = forward(params, np.asarray([fixture["tokens"]]), config, "bf16-pure", logits="last")
+    final = np.asarray(trace.final, np.float32).view(np.uint32).ravel()
+    logits = np.asarray(trace.logits, np.float32).view(np.uint32).ravel()
+    assert np.array_equal(final, np.asarray(fixture["final_bits"], np.uint32))
+    assert np.array_equal(logits, np.asarray(fixture["logits_bits"], np.uint32))
+
+
+@pytest.mark.parametrize("policy", ["bf16-pure+pairwise", "bf16-pure+kahan",
+                                    "bf16-pure+block4", "fp8_e4m3fn+block4"])
+def test_model_prefix_property_and_jit_equals_eager(policy):
+    """Row j of one forward equals the last row of a forward over the first j + 1 tokens (bit for
+    bit: masked keys add exact zeros, which no mode lets change a sum); jit == eager (Kahan)."""
+    config = presets.get("paper-fig10")
+    params = init_params(config, jax.random.PRNGKey(0))
+    x = jnp.asarray(np.random.default_rng(3).standard_normal((1, 9, config.d_model)), jnp.float32)
+    precision = get_precision(policy)
+    assert precision.prefix_bit_exact
+    full = np.asarray(forward(params, x, config, precision, logits="none").final)
+    short = np.asarray(forward(params, x[:, :6], config, precision, logits="none").final)
+    assert np.array_equal(full[0, 5].view(np.uint32), short[0, 5].view(np.uint32))
+    if policy == "bf16-pure+kahan":  # eager model runs are slow; every mode is checked eagerly above
+        eager = np.asarray(traceable_forward(config, precision, logits="none")(params, x).final)
+        assert np.array_equal(full.view(np.uint32), eager.view(np.uint32))
+
+
+@pytest.mark.parametrize("fmt", [floats.BF16, floats.TF32, floats.FloatFormat(8, 13),
+                                 floats.FloatFormat(8, 1)])
+def test_short_rounder_equals_round_to(fmt):
+    """accumulate.round_to's integer-addition path for float32-range formats is floats.round_to,
+    bit for bit: random patterns plus every edge (zeros, subnormals, the top of the range, inf,
+    NaN) in both signs."""
+    rng = np.random.default_rng(4)
+    edges = np.concatenate([np.arange(1 << 16), 0x7F800000 - np.arange(1 << 16),
+                            [0x7F800000, 0x7F800001, 0x7FC00000, 0x7FFFFFFF]]).astype(np.uint32)
+    bits = np.concatenate([rng.integers(0, 1 << 32, 1 << 20, dtype=np.uint64).astype(np.uint32),
+                           edges, edges | np.uint32(0x80000000)])
+    x = jnp.asarray(bits.view(np.float32))
+    short = np.asarray(accumulate.round_to(x, fmt)).view(np.uint32)
+    assert np.array_equal(short, np.asarray(floats.round_to(x, fmt)).view(np.uint32))
+
+
+# ---- the finding: collapse length per accumulation model, and its mechanism -------------------
+
+
+def test_mechanism_is_a_counterfactual(monkeypatch):
+    """The rule: a collapse that vanishes (or moves past 2·n*) when only the accumulators become
+    fp32 is the accumulator's; one that stays is the spacing's. Checked on stubbed sweeps, both ways."""
+    from squash_sim.experiments import accumulation_collapse as ac
+
+    for counterfactual, mechanism in ((None, "accumulator"), (90, "accumulator"), (60, "spacing")):
+        def fake(config, precision, max_len, seed, counterfactual=counterfactual):
+            return "ok", counterfactual if "fp32 sums" in precision.name else 40
+
+        monkeypatch.setattr(ac, "_n_star", fake)
+        monkeypatch.setattr(ac, "sum_of_ones", lambda precision, count: 0.0)
+        (row,) = ac.run(formats=("bf16",), models=("sequential",), max_len=64)
+        assert (row.n_star, row.mechanism, row.n_star_fp32_sums) == (40, mechanism, counterfactual)
+
+
+def test_fp8_sequential_collapse_is_the_stalled_accumulator():
+    """Measured on the Figure 10 model: fp8 e5m2 with sequential sums collapses early because the
+    softmax sum stalls (Σ 1 stops at 8); fp32 accumulators (the counterfactual) and blocks of 32
+    promoted to fp32 both remove it (a mutant rule calling it "spacing" fails here)."""
+    from squash_sim.experiments import accumulation_collapse as ac
+
+    rows = ac.run(formats=("fp8_e5m2",), models=("sequential", "blocked K=32 → fp32"), max_len=64)
+    sequential, blocked = rows
+    assert sequential.status == "ok" and sequential.n_star is not None and sequential.n_star < 40
+    assert sequential.mechanism == "accumulator" and sequential.n_star_fp32_sums is None
+    # Blocks still stall at 8 inside, but 8 blocks of 32 give 64: the sum keeps growing with n.
+    assert sequential.sum_of_ones == 8.0 and blocked.sum_of_ones == 64.0
+    assert blocked.n_star is None
