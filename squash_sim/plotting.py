@@ -10,19 +10,29 @@ import numpy as np  # noqa: E402
 
 from squash_sim import floats  # noqa: E402
 
+# Large enough to read on a projector: the figures are drawn at 6.4 × 4.2 in and saved at 200 dpi.
+plt.rcParams.update({"font.size": 11, "axes.titlesize": 11, "legend.fontsize": 9,
+                     "svg.fonttype": "none"})  # SVG text stays text (searchable, scalable)
+
 
 def collapse_figure(results: dict, title: str):
     """‖y_n − y*_{n+1}‖₁ against n (log-log), one curve per label, with the bf16 spacing line and
     bit-identical points marked. results: {label: CollapseResult}"""
     figure, ax = plt.subplots(figsize=(6.4, 4.2))
+    positive_values = [r.l1[r.l1 > 0] for r in results.values()]
+    floor = min((v.min() for v in positive_values if v.size), default=1e-12) / 2
+    marked = False
     for label, result in results.items():
         positive = result.l1 > 0
         line, = ax.loglog(result.n[positive], result.l1[positive], label=label, lw=1.4)
         same = result.bit_identical
-        if same.any():
-            floor = result.l1[positive].min() if positive.any() else 1e-12
-            ax.scatter(result.n[same], np.full(same.sum(), floor / 2), s=4, color=line.get_color(),
+        if same.any():  # a zero distance has no place on a log axis: ticks at one shared floor
+            ax.scatter(result.n[same], np.full(same.sum(), floor), s=30, color=line.get_color(),
                        marker="|")
+            marked = True
+    if marked:
+        ax.scatter([], [], s=30, marker="|", color="black",
+                   label="bit-identical (drawn below the curves)")
     _finish(ax, title, "n (number of ones)", "‖y_n − y*_{n+1}‖₁")
     return figure
 
@@ -62,9 +72,10 @@ def attention_collapse_figure(results: list, title: str, readoffs: dict | None =
     positional encoding; the paper's read-off values as crosses. results: [AttentionCollapseResult]"""
     figure, ax = plt.subplots(figsize=(6.4, 4.2))
     for result in results:
-        line, = ax.loglog(result.n, result.mean, lw=1.4, label=result.positional)
-        ax.fill_between(result.n, result.l1.min(axis=0), result.l1.max(axis=0), alpha=0.15,
-                        color=line.get_color())
+        keep = result.n > 1  # n = 1: both sequences are the same token, the distance is exactly 0
+        line, = ax.loglog(result.n[keep], result.mean[keep], lw=1.4, label=result.positional)
+        ax.fill_between(result.n[keep], result.l1[:, keep].min(axis=0),
+                        result.l1[:, keep].max(axis=0), alpha=0.15, color=line.get_color())
     if readoffs:
         ax.scatter(list(readoffs), list(readoffs.values()), marker="x", color="black", zorder=5,
                    label="paper's read-offs")
@@ -103,15 +114,28 @@ def precision_figure(lengths: list, title: str):
         if beyond:
             ax.scatter(beyond, [max_len * 1.3] * len(beyond), marker="^", color=line.get_color(),
                        label=f"{label}: n* > {max_len}")
+    named = [x for x in lengths if x.family == "named"]
+    for x in named:  # the table's formats at their mantissa width (their own exponent widths)
+        bits = floats.get(x.fmt).mantissa_bits
+        pure = x.label.endswith("-pure")
+        ax.scatter([bits], [x.n_star if x.n_star is not None else max_len * 1.3],
+                   marker=("^" if x.n_star is None else "D" if pure else "P"), s=55,
+                   facecolor="none" if pure else "tab:red", edgecolor="tab:red", zorder=5)
+        ax.annotate(x.label, (bits, x.n_star if x.n_star is not None else max_len * 1.3),
+                    textcoords="offset points", xytext=(5, -3 if pure else 4), fontsize=8)
+    if named:
+        ax.scatter([], [], marker="P", color="tab:red", label="named format, storage")
+        ax.scatter([], [], marker="D", facecolor="none", edgecolor="tab:red",
+                   label="named format, -pure")
     estimates = {int(x.fmt.split("m")[1]): (x.n_eps, x.n_round) for x in sweep}
     bits = sorted(estimates)
     for index, (label, style) in enumerate((("n_ε: fp32 ‖Δ‖₁ < ε", "k--"),
                                             ("n_round: |Δ_i| < ½ spacing(y_i)", "k:"))):
         points = [(b, estimates[b][index]) for b in bits if estimates[b][index] is not None]
         ax.semilogy([b for b, _ in points], [n for _, n in points], style, label=label)
-    ax.axhline(max_len, color="grey", lw=0.8)
-    _finish(ax, title, "mantissa bits (8 exponent bits)", "collapse length n*",
-            spacing_line=False)
+    ax.axhline(max_len, color="grey", lw=0.8, label=f"end of the sweep (n = {max_len})")
+    _finish(ax, title, "mantissa bits (e8mX sweep; named formats at their own)",
+            "collapse length n*", spacing_line=False)
     return figure
 
 
@@ -205,4 +229,74 @@ def real_tasks_figure(copy_rows, count_rows, profile, profile_text: str, title: 
             "share of Σ_i ‖∂y_n/∂h0_i‖_F", spacing_line=False)
     figure.suptitle(f"{title}\n{profile_text}", fontsize=10)
     figure.tight_layout(rect=(0, 0, 1, 0.9))
+    return figure
+
+
+def attention_maps(trace, *, head: int | None = 0, batch: int = 0, layers=None,
+                   title: str = "Attention weights", labels=None):
+    """Attention weights of a forward pass, one panel per layer (log colour scale, so the 1/n
+    dilution is visible). trace: a model Trace computed with return_attention=True; its
+    attention is (L, heads, n, n), or (b, L, heads, n, n) for a batch (`batch` picks one).
+    head: which head, or None for the mean over heads. labels: optional token labels (n,)."""
+    from matplotlib.colors import LogNorm
+
+    attention = getattr(trace, "attention", trace)
+    if attention is None:
+        raise ValueError("attention_maps: the trace has no attention weights; run forward(..., "
+                         "return_attention=True)")
+    weights = np.asarray(attention, dtype=np.float64)
+    if weights.ndim == 5:
+        weights = weights[batch]
+    if weights.ndim != 4:
+        raise ValueError(f"attention_maps: expected attention of shape (L, heads, n, n), got "
+                         f"{weights.shape}")
+    weights = weights.mean(axis=1) if head is None else weights[:, head]  # (L, n, n)
+    layers = list(range(weights.shape[0])) if layers is None else list(layers)
+    figure, axes = plt.subplots(1, len(layers), figsize=(3.6 * len(layers) + 0.8, 3.8),
+                                squeeze=False)
+    positive = weights[weights > 0]
+    norm = LogNorm(vmin=max(positive.min(), 1e-4) if positive.size else 1e-4, vmax=1.0)
+    for ax, layer in zip(axes[0], layers, strict=True):
+        shown = np.where(np.tril(np.ones_like(weights[layer])) > 0, weights[layer], np.nan)
+        image = ax.imshow(shown, norm=norm, cmap="viridis", interpolation="nearest")
+        ax.set_title(f"layer {layer}" + ("" if head is None else f", head {head}"))
+        ax.set_xlabel("key position j")
+        if labels is not None:
+            ax.set_xticks(range(len(labels)), labels, fontsize=6, rotation=90)
+    axes[0][0].set_ylabel("query position i")
+    figure.colorbar(image, ax=axes[0].tolist(), label="α_ij (log scale)", shrink=0.85)
+    figure.suptitle(title)
+    return figure
+
+
+def intervention_figure(result, title: str):
+    """An intervention swept over the block k it enters: KL(clean ‖ manipulated) and top-1
+    agreement (and P(answer) when answers were given) against k / L. result: SweepResult"""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    per_seed = result.kl.mean(axis=-1)  # (K, seeds)
+    left.errorbar(result.depth, per_seed.mean(axis=1), yerr=per_seed.std(axis=1), fmt="o-", ms=3,
+                  capsize=3, label="mean ± std over seeds")
+    left.set_yscale("symlog", linthresh=1e-3)
+    _finish(left, "KL(clean ‖ manipulated), last position", "k / L (block the change enters)",
+            "KL (nats)", spacing_line=False)
+    right.plot(result.depth, result.top1_agrees.mean(axis=(1, 2)), "o-", ms=3,
+               label="top-1 agrees with clean")
+    if result.answer_probability is not None:
+        right.plot(result.depth, result.answer_probability.mean(axis=(1, 2)), "s-", ms=3,
+                   label="P(answer)")
+    right.set_ylim(-0.02, 1.02)
+    _finish(right, "agreement with the clean model", "k / L (block the change enters)",
+            "fraction / probability", spacing_line=False)
+    figure.suptitle(title)
+    return figure
+
+
+def switch_figure(switch, title: str, paper_band=(0.53, 0.69)):
+    """The country switch: P(original) and P(injected) against k / L with the paper's band."""
+    figure, ax = plt.subplots(figsize=(6.4, 4.2))
+    depth = switch.layers / switch.n_layers
+    ax.plot(depth, switch.p_original.mean(-1), "o-", ms=3, label="P(original capital)")
+    ax.plot(depth, switch.p_injected.mean(-1), "s-", ms=3, label="P(injected capital)")
+    ax.axvspan(*paper_band, color="grey", alpha=0.2, label="paper's crossover (7B)")
+    _finish(ax, title, "k / L", "probability", spacing_line=False)
     return figure

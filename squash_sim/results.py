@@ -1,5 +1,6 @@
 """Writing results: every file appears whole or not at all (written to a temporary name, then
-renamed), so an interrupted run never leaves a partial CSV, JSON or figure behind."""
+renamed), so an interrupted run never leaves a partial CSV, JSON or figure behind. Files get the
+permissions any new file would (0666 less the umask), so a shared report is readable by others."""
 
 from __future__ import annotations
 
@@ -10,11 +11,20 @@ import os
 import tempfile
 from pathlib import Path
 
+DPI = 200
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
 
 def _write_bytes(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a plain open() would not
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
@@ -39,7 +49,8 @@ def write_json(path: Path, data) -> Path:
 
 def write_figure(path: Path, figure) -> Path:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=130,
+    # 200 dpi: sharp when projected or zoomed to 2x; SVG/PDF are vector anyway.
+    figure.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=DPI,
                    bbox_inches="tight")
     return _write_bytes(Path(path), buffer.getvalue())
 

@@ -9,6 +9,7 @@ over at least the last quarter of the sweep (a few identical n at the end can be
 coordinate straddles a rounding boundary with probability ≈ |Δᵢ|/spacing). The assumption "n* within
 reach" needs the estimate inside the first eighth of the sweep; otherwise it is reported as not met
 (bf16 storage: c/ε ≈ 10³ against a 2048 sweep; fp32: n* ≈ 5·10⁷).
+Theory: docs/theory.md#corollary_b10
 """
 
 from __future__ import annotations

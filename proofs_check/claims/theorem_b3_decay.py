@@ -8,6 +8,7 @@ enter the residual stream) — the outcome says "assumption not met" and shows t
 exponent and the plateau, never "pass". With a prompt followed by ones, NoPE's m_n → u_a, so
 Δ = α*_{n+1,n+1}(m_n − u_a) decays like n⁻² in one layer (measured −1.87), faster than the 1/n of
 Figure 10's i.i.d. tokens.
+Theory: docs/theory.md#theorem_b3_decay
 """
 
 from __future__ import annotations
