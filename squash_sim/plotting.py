@@ -300,3 +300,25 @@ def switch_figure(switch, title: str, paper_band=(0.53, 0.69)):
     ax.axvspan(*paper_band, color="grey", alpha=0.2, label="paper's crossover (7B)")
     _finish(ax, title, "k / L", "probability", spacing_line=False)
     return figure
+
+
+def show(figure, path=None):
+    """Show a figure where the code runs: inline in a notebook (Jupyter, executed docs), else
+    written to `path` (a script run) when one is given. The examples call this."""
+    import io
+    from pathlib import Path
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        get_ipython = lambda: None  # noqa: E731
+    if get_ipython() is not None:
+        from IPython.display import Image, display
+
+        display(Image(buffer.getvalue()))
+    elif path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(buffer.getvalue())
