@@ -115,14 +115,17 @@ def precision_figure(lengths: list, title: str):
             ax.scatter(beyond, [max_len * 1.3] * len(beyond), marker="^", color=line.get_color(),
                        label=f"{label}: n* > {max_len}")
     named = [x for x in lengths if x.family == "named"]
+    labels: dict = {}  # one annotation per point, naming every policy drawn there
     for x in named:  # the table's formats at their mantissa width (their own exponent widths)
         bits = floats.get(x.fmt).mantissa_bits
         pure = x.label.endswith("-pure")
-        ax.scatter([bits], [x.n_star if x.n_star is not None else max_len * 1.3],
-                   marker=("^" if x.n_star is None else "D" if pure else "P"), s=55,
+        y = x.n_star if x.n_star is not None else max_len * 1.3
+        ax.scatter([bits], [y], marker=("^" if x.n_star is None else "D" if pure else "P"), s=55,
                    facecolor="none" if pure else "tab:red", edgecolor="tab:red", zorder=5)
-        ax.annotate(x.label, (bits, x.n_star if x.n_star is not None else max_len * 1.3),
-                    textcoords="offset points", xytext=(5, -3 if pure else 4), fontsize=8)
+        labels.setdefault((bits, y), []).append(x.label.replace("fp8_", ""))
+    for (bits, y), names in labels.items():
+        ax.annotate("\n".join(names), (bits, y), textcoords="offset points", xytext=(6, -4),
+                    fontsize=7, va="top")
     if named:
         ax.scatter([], [], marker="P", color="tab:red", label="named format, storage")
         ax.scatter([], [], marker="D", facecolor="none", edgecolor="tab:red",
