@@ -105,7 +105,9 @@ class Section:
             s=self, theory="theory.md", html=False)
 
     def print(self) -> None:
-        print("\n" + self.markdown().strip())
+        text = "\n".join(line for line in self.markdown().splitlines()
+                         if not line.startswith("<a id="))  # anchors are for the page only
+        print("\n" + text.strip())
         written = [p.name for p in self.data + self.figures]
         if written:
             folder = (self.data or self.figures)[0].parent
@@ -190,6 +192,8 @@ img{max-width:100%;border:1px solid #eee}code{background:#f2f2f2;padding:0 .2em}
 .v-holds{background:#d6f5d6}.v-violated{background:#ffc9c9}.v-overflow{background:#ffd8a8}
 .v-not-reproducible{background:#e9ecef}.v-measured{background:#dbe4ff}
 nav ul{columns:2}
+.verdicts td:nth-child(3){min-width:15em}.verdicts td:nth-child(5){min-width:13em}
+.verdicts td:nth-child(4){min-width:8em}
 """
 
 

@@ -25,8 +25,9 @@ from squash_sim import results
 from squash_sim.report import Section
 
 PACKAGE = Path(__file__).resolve().parent
-# Files that only render or wire: editing them never changes a section's numbers.
-_NOT_FINGERPRINTED = {"report.py", "resume.py", "cli.py"}
+# Files that only render or wire: editing them never changes a section's numbers. runs.py is
+# fingerprinted per section (function_fingerprint), so editing one section reruns only it.
+_NOT_FINGERPRINTED = {"report.py", "resume.py", "cli.py", "runs.py"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -40,6 +41,19 @@ def code_fingerprint() -> str:
                 continue
             digest.update(path.relative_to(root.parent).as_posix().encode())
             digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def function_fingerprint(function) -> str:
+    """sha256 of a section function's source and of the module-level functions it names."""
+    module = inspect.getmodule(function)
+    source = inspect.getsource(function)
+    helpers = sorted(name for name, value in vars(module).items()
+                     if inspect.isfunction(value) and value is not function
+                     and value.__module__ == module.__name__ and f"{name}(" in source)
+    digest = hashlib.sha256(source.encode())
+    for name in helpers:
+        digest.update(inspect.getsource(vars(module)[name]).encode())
     return digest.hexdigest()[:16]
 
 
@@ -62,7 +76,8 @@ class SectionStore:
                      if k not in ("out", "progress", "formats")}
         return json.loads(json.dumps({
             "section": key, "function": function.__name__, "arguments": arguments, "size": size,
-            "formats": list(formats), "version": __version__, "code": code_fingerprint()},
+            "formats": list(formats), "version": __version__,
+            "code": f"{code_fingerprint()}-{function_fingerprint(function)}"},
             default=str))
 
     def _record(self, key: str) -> dict | None:
