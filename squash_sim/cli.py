@@ -10,12 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from squash_sim import __version__, floats, presets
+from squash_sim import __version__, presets
 from squash_sim.config import POSITIONALS
 from squash_sim.precision import get as get_precision
-
-_SHOW_N = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000,
-           100_000)
 
 
 def _progress(message: str) -> None:
@@ -78,7 +75,6 @@ def cmd_collapse(args) -> int:
                                 precision=args.precision, max_len=args.max_len,
                                 prompt_len=args.prompt_len, seed=args.seed,
                                 formats=args.formats, progress=_progress)
-        _print_model_collapse(out / "collapse.csv", args)
     elif args.protocol == "figure9":
         section = runs.softmax_tv(out, seeds=args.seeds, formats=args.formats, progress=_progress)
     else:
@@ -88,30 +84,6 @@ def cmd_collapse(args) -> int:
             precision=args.precision, formats=args.formats, progress=_progress)
     section.print()
     return 0
-
-
-def _print_model_collapse(path: Path, args) -> None:
-    """The per-n table of the model sweep, read back from the CSV just written."""
-    import csv
-
-    rows = list(csv.DictReader(open(path)))
-    by_positional: dict = {}
-    for row in rows:
-        by_positional.setdefault(row["positional"], []).append(row)
-    eps = floats.BF16.eps
-    print(f"\nRepresentational collapse (Theorem B.3): ‖y_n − y*_(n+1)‖₁ for prompt + n ones vs "
-          f"n + 1 ones\npreset {args.preset}, precision {args.precision}, prompt {args.prompt_len} "
-          f"random tokens, seed {args.seed}; bf16 spacing 2^-7 = {eps:.6f}\n")
-    header = f"{'n':>7}" + "".join(f" | {p:>24}" for p in by_positional)
-    print(header + "\n" + "-" * len(header))
-    for n in [n for n in _SHOW_N if n <= args.max_len]:
-        cells = []
-        for table in by_positional.values():
-            d = float(table[n - 1]["l1"])
-            mark = " ==" if table[n - 1]["bit_identical"] == "True" else ""
-            cells.append(f"{d:11.4e} ({d / eps:8.3g}·ε){mark:>3}")
-        print(f"{n:>7}" + "".join(f" | {c:>24}" for c in cells))
-    print("\n(ε = bf16 spacing; '==' marks bit-identical float32 outputs)")
 
 
 def _section_command(name: str, **options):

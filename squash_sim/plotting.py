@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 
 from squash_sim import floats  # noqa: E402
 
-# Large enough to read on a projector: the figures are drawn at 6.4 × 4.2 in and saved at 200 dpi.
+# Large enough to read on a projector: the figures are drawn at 6.4 × 4.2 in, saved at results.DPI.
 plt.rcParams.update({"font.size": 11, "axes.titlesize": 11, "legend.fontsize": 9,
                      "svg.fonttype": "none"})  # SVG text stays text (searchable, scalable)
 

@@ -309,13 +309,15 @@ def sensitivity(out: Path, *, n: int = 32, seeds: int = 3, depths=(1, 2, 4, 8, 1
     figures = _figures(out, "sensitivity", plotting.sensitivity_figure(
         frozen, real, depth_frozen, "Over-squashing: sensitivity of y_n to each input"), formats)
 
-    def u_shaped(p):  # both ends above the middle
-        return p.share[0] > p.share[n // 2] < p.share[-1]
+    def u_shaped(p):  # both ends at least twice the typical interior position
+        interior = float(np.median(p.share[1:-1]))
+        return p.share[0] >= 2 * interior and p.share[-1] >= 2 * interior
 
     shaped = [p.layers for p in depth_frozen if u_shaped(p)]
-    shape_text = (f"U-shaped (both ends above the middle) at L = {', '.join(map(str, shaped))} "
-                  f"of {', '.join(str(p.layers) for p in depth_frozen)}" if shaped else
-                  "not U-shaped at any depth swept")
+    shape_text = (f"U-shaped (both ends ≥ 2× the median interior share) at L = "
+                  f"{', '.join(map(str, shaped))} of {', '.join(str(p.layers) for p in depth_frozen)}"
+                  if shaped else "U-shaped (both ends ≥ 2× the median interior share) at no "
+                  "depth swept")
     checked = [frozen] + depth_frozen
     verdicts = [
         Verdict("Theorem B.5 [5.1], on a model", "‖∂y_n/∂v_i‖₂ ≤ the matrix-form bound at every "
