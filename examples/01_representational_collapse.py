@@ -1,53 +1,97 @@
 # %% [markdown]
-# # 01 — Representational collapse (Theorem B.3)
+# # Lecture 1 — Representational collapse (Theorem B.3)
 #
-# Take a sequence and the same sequence with its last token repeated once more. A causal
-# Transformer's last-token outputs for the two, y_n and y*_{n+1}, get closer as n grows:
-# the repeated token's attention weight is Θ(1/n), so its effect is diluted. The paper gives no
-# rate; for one NoPE layer the exact identity is
+# **The question.** Give a causal Transformer a sequence, then the same sequence with its last
+# token repeated once more. Can its last-token output tell the two apart when the sequence is
+# long? Theorem B.3 of *Transformers need glasses!* says no: the outputs y_n and y*_{n+1} get
+# arbitrarily close as n grows. The paper gives no rate. For one NoPE layer the difference is
+# exactly
 #
-#     y_n − y*_{n+1} = α*_{n+1,n+1} · (m_n − v_n),   α*_{n+1,n+1} = Θ(1/n)
+#     y_n − y*_{n+1} = α*_{n+1,n+1} · (m_n − v_n),    α*_{n+1,n+1} = Θ(1/n)
 #
-# so ‖Δ‖ ≈ c/n. Below: the paper's Figure 10 protocol (one layer, i.i.d. q, k, v) and a real
-# (untrained) model swept in **one forward pass** — row j of a causal forward is the output of the
-# prefix of length j + 1.
+# where m_n is the attention average at n: the repeated token gets one more share of weight, and
+# that share is diluted among n others. So ‖Δ‖ ≈ c/n.
 #
-# Open as a notebook with `jupytext --to notebook`; run as a script with `python`.
+# This notebook measures it in three steps: the paper's Figure 10 (one attention layer), the
+# attention weights that cause it, and a whole model swept in **one forward pass**.
+# (Theory: docs/theory.md#theorem_b3. Run as a script with `python`, or as a notebook.)
 
 # %%
 import os
 
-from squash_sim import presets
-from squash_sim.experiments import attention_collapse, collapse
+import jax
+import numpy as np
 
-SMALL = os.environ.get("SQUASH_SIM_EXAMPLE_SMALL") == "1"  # the test suite runs a small size
-MAX_N = 200 if SMALL else 5000
+from squash_sim import plotting, presets
+from squash_sim.experiments import attention_collapse, collapse
+from squash_sim.model import forward, init_params
+
+SMALL = os.environ.get("SQUASH_SIM_EXAMPLE_SMALL") == "1"  # the tests run a small size
+MAX_N = 300 if SMALL else 5000
+FIGURES = "out/examples/01"  # where a script run writes the figures
 
 # %% [markdown]
-# ## Figure 10: one attention layer, four positional encodings
-# q, k, v ~ N(0, 1/d): this is what reproduces the paper's plotted values (≈ 0.95 at n = 5,
-# ≈ 0.065 at n = 100, ≈ 0.007 at 1000).
+# ## 1. Figure 10: one attention layer, four positional encodings
+#
+# q, k, v are drawn i.i.d. N(0, 1/d) per token (d = 64, one head); the (n+1)-sequence repeats
+# token n. `attention_collapse.run` returns the L1 distance of the two last outputs per seed and
+# n. The paper's read-offs are ≈ 0.95 at n = 5, ≈ 0.065 at 100 and ≈ 0.007 at 1000 — N(0, 1/d),
+# not the N(0, 1) its text says (see the errata in docs/theory.md).
 
 # %%
 ns = attention_collapse.log_grid(MAX_N)
-for positional in attention_collapse.POSITIONALS:
-    result = attention_collapse.run(positional, ns, seeds=3)
-    print(f"{positional:>10}: ‖Δ‖₁ at n = {ns[-1]}: {result.mean[-1]:.4f}, "
-          f"fitted exponent {result.decay_exponent():.2f}")
+runs = [attention_collapse.run(p, ns, seeds=3) for p in attention_collapse.POSITIONALS]
+for r in runs:
+    print(f"{r.positional:>10}: ‖Δ‖₁ at n = {ns[-1]}: {r.mean[-1]:.4f}, "
+          f"fitted exponent {r.decay_exponent():.2f}")
+plotting.show(plotting.attention_collapse_figure(
+    runs, "Figure 10: one attention layer", readoffs={5: 0.95, 100: 0.065, 1000: 0.007}),
+    f"{FIGURES}/figure10.png")
+
+# %% [markdown]
+# NoPE decays like 1/n (exponent ≈ −1), as the identity predicts. ALiBi's logits are unbounded
+# below — the theorem's assumption fails — and its distance **plateaus**: a check whose
+# assumption is not met must say so, not pass. The n = 100 read-off, checked:
+
+# %%
 nope = attention_collapse.run("none", (5, 100), seeds=5)
 assert abs(nope.mean[1] / 0.065 - 1) < 0.15, "the n = 100 read-off of Figure 10"
 
 # %% [markdown]
-# NoPE decays like 1/n (exponent ≈ −1). ALiBi's logits are unbounded below — the theorem's
-# assumption fails — and its distance plateaus: a check whose assumption is not met must say so.
-
-# %% [markdown]
-# ## A model, swept in one pass: prompt + n ones vs prompt + n + 1 ones
+# ## 2. Why: the attention weights dilute
+#
+# `forward(..., return_attention=True)` returns every layer's weights α_ij. On a random prompt
+# followed by ones, the last row spreads its weight over all the ones; one more one changes that
+# row by Θ(1/n). `plotting.attention_maps` draws them on a log scale, one panel per layer.
 
 # %%
-sweep = collapse.run(presets.get("tiny").replace(positional="none"), "fp32",
-                     max_len=256 if SMALL else 4096)
+config = presets.get("tiny").replace(positional="none")
+params = init_params(config, jax.random.key(0))
+inputs, _ = collapse.make_sequence(config, 24, 8, 0, "1")  # 8 random tokens + 24 ones
+trace = forward(params, inputs, config, return_attention=True)
+print("attention weights (layers, heads, n, n):", trace.attention.shape)
+print("last row, layer 0, head 0 — weights on the ones:",
+      np.round(np.asarray(trace.attention[0, 0, -1, 8:]), 3))
+plotting.show(plotting.attention_maps(trace, title="tiny model, NoPE: prompt + 24 ones"),
+              f"{FIGURES}/attention.png")
+
+# %% [markdown]
+# ## 3. A whole model, swept in one pass
+#
+# Causality gives every prefix for free: row j of a causal forward pass is the last-token output
+# of the prefix of length j + 1. So one pass over prompt + N + 1 ones yields y_n and y*_{n+1}
+# for every n ≤ N. `collapse.run` does that and also records where the two float32 outputs are
+# the same bits.
+
+# %%
+sweep = collapse.run(config, "fp32", max_len=256 if SMALL else 4096)
 for n in (1, 10, 100, sweep.n[-1]):
     print(f"n = {n:>5}: ‖y_n − y*_(n+1)‖₁ = {sweep.l1[n - 1]:.3e}")
 print(f"decay exponent {sweep.decay_exponent():.2f}; one forward pass took {sweep.seconds:.2f} s")
 assert sweep.l1[-1] < sweep.l1[9] / 10
+plotting.show(plotting.collapse_figure({"tiny, NoPE": sweep}, "prompt + n ones vs n + 1 ones"),
+              f"{FIGURES}/model.png")
+
+# %% [markdown]
+# **Take-away.** The distance falls like a power of n and crosses the bf16 spacing (dashed) at a
+# finite n: from there on a bf16 model cannot represent the difference at all — lecture 2.

@@ -1,21 +1,27 @@
 # %% [markdown]
-# # 02 — Precision: when n and n + 1 become the same number (Corollary B.10)
+# # Lecture 2 — Precision: when n and n + 1 become the same number (Corollary B.10)
 #
-# Representational collapse says ‖y_n − y*_{n+1}‖ → 0. In a float format with spacing ε the two
-# outputs eventually round to the **same bits**, and then no readout can tell the counts apart.
-# The collapse length n* depends on the format *and on where rounding happens*.
+# Lecture 1 showed ‖y_n − y*_{n+1}‖ → 0. In a float format with spacing ε the two outputs
+# eventually round to the **same bits**, and then no readout can tell the counts apart: a model
+# cannot count past that point. The **collapse length** n* is the first n from which the two are
+# bit-identical. It depends on the format *and on where rounding happens*.
+# (Theory: docs/theory.md#corollary_b10 and #precision.)
 
 # %%
 import os
 
+from squash_sim import plotting
 from squash_sim.experiments import precision_collapse
 
 SMALL = os.environ.get("SQUASH_SIM_EXAMPLE_SMALL") == "1"
+FIGURES = "out/examples/02"
 
 # %% [markdown]
-# ## Where rounding happens: a sum of ones in bf16
-# bf16 has 8 significant bits: 256 + 1 is not representable and rounds back to 256. A softmax
-# whose running sum is kept in bf16 stops normalising after 256 keys.
+# ## 1. Where rounding happens: a sum of ones in bf16
+#
+# bf16 keeps 8 significant bits: 256 + 1 is not representable and rounds back to 256. A softmax
+# whose running sum is kept in bf16 therefore stops normalising after 256 keys — a collapse
+# mechanism of its own, unrelated to the 1/n decay.
 
 # %%
 print("1000 ones summed in bf16:", precision_collapse.sum_of_ones(1000, "bf16"))
@@ -23,10 +29,12 @@ print("1000 ones summed in fp16:", precision_collapse.sum_of_ones(1000, "fp16"))
 assert precision_collapse.sum_of_ones(1000, "bf16") == 256
 
 # %% [markdown]
-# ## Collapse lengths: storage-only vs everything rounded
+# ## 2. Collapse lengths: storage-only vs everything rounded
+#
 # "bf16" stores activations in bf16 but computes in float32 (what inference does); "bf16-pure"
-# rounds every operation and accumulates in bf16. n_ε is the paper's reading (‖Δ‖₁ below the
-# spacing above 1), n_round asks every coordinate to sit inside half a spacing.
+# rounds every operation and accumulates in bf16. Beside the measured n* are two estimates from
+# the float32 curve: n_ε, where ‖Δ‖₁ drops below the spacing above 1 (the paper's reading), and
+# n_round, where every coordinate sits inside half a spacing of its value.
 
 # %%
 lengths = precision_collapse.run(max_len=256 if SMALL else 1024, mantissa_bits=(2, 3, 5),
@@ -35,3 +43,10 @@ lengths = precision_collapse.run(max_len=256 if SMALL else 1024, mantissa_bits=(
 for x in lengths:
     star = x.n_star if x.n_star is not None else f"> {x.max_len}"
     print(f"{x.label:>28}: n* = {star!s:>6}   n_ε = {x.n_eps!s:>5}   n_round = {x.n_round}")
+plotting.show(plotting.precision_figure(lengths, "collapse length vs mantissa bits"),
+              f"{FIGURES}/precision.png")
+
+# %% [markdown]
+# **Read the figure.** More mantissa bits push n* up, roughly like 2^m: the spacing halves with
+# every bit. Rounding every operation ("-pure") collapses far sooner than rounding storage only,
+# and the paper's estimate n_ε is a reading of the float32 curve, not a prediction of the bits.

@@ -1,23 +1,33 @@
 # %% [markdown]
-# # 03 — Over-squashing: how much y_n can feel each input (Theorem B.5, Prop B.8)
+# # Lecture 3 — Over-squashing: how much can y_n feel each input? (Theorem B.5, Prop B.8)
 #
-# With attention frozen and norms replaced by constants, the proof of Theorem B.5 gives
+# With attention frozen and norms replaced by constants, the proof of Theorem B.5 bounds the
+# sensitivity of the last output to each input:
 #
-#     ‖∂y_n/∂v_i‖₂ ≤ C · [Ā⁽ᴸ⁻¹⁾ ⋯ Ā⁽⁰⁾]_{n,i},   Ā = Λ/β₁ + I
+#     ‖∂y_n/∂v_i‖₂ ≤ C · [Ā⁽ᴸ⁻¹⁾ ⋯ Ā⁽⁰⁾]_{n,i},    Ā = Λ/β₁ + I
 #
-# The matrix entry sums over monotone paths i ≤ k₁ ≤ … ≤ n: early tokens have combinatorially
-# more paths, the last token has the residual; the middle gets squashed. We compute the exact
-# Jacobian (d vmapped backward passes) and put the bound beside it.
+# The matrix entry sums over *monotone paths* i ≤ k₁ ≤ … ≤ n through the layers. Early tokens
+# have combinatorially more paths; the last token has the residual connection; the middle gets
+# squashed. We compute the exact Jacobian (d vmapped backward passes, float64) and put the bound
+# beside it. (Theory: docs/theory.md#theorem_b5 and #prop_b8.)
 
 # %%
 import os
 
 import numpy as np
 
+from squash_sim import plotting
 from squash_sim.experiments import sensitivity
 
 SMALL = os.environ.get("SQUASH_SIM_EXAMPLE_SMALL") == "1"
 N = 12 if SMALL else 32
+FIGURES = "out/examples/03"
+
+# %% [markdown]
+# ## 1. The theorem's model: the bound holds at every position
+#
+# `sensitivity.profile("frozen")` builds the model of the theorem (frozen Λ, theory norms x/β,
+# a ReLU MLP) and returns ‖∂y_n/∂v_i‖₂ for every i together with the bound. Tightness is LHS/RHS.
 
 # %%
 frozen = sensitivity.profile("frozen", layers=2, n=N, seeds=2)
@@ -26,19 +36,27 @@ print("tightness LHS/RHS, max:", float(np.max(frozen.norms / frozen.bound)))
 assert frozen.bound_holds
 
 # %% [markdown]
-# ## With depth, the first token takes over
-# Each position's share of Σ_i ‖∂y_n/∂v_i‖ on the theorem's model:
+# ## 2. With depth, the first token takes over (Prop B.8's picture)
+#
+# Each position's share of Σ_i ‖∂y_n/∂v_i‖ on the theorem's model, at increasing depth. The
+# proposition is about the bound — ([½(Λ + I)]ᴸ)_{n,i} → 1 for i = 1 — and the measured shares
+# follow it.
 
 # %%
-for profile in sensitivity.depth_sweep("frozen", (1, 2, 4) if SMALL else (1, 2, 4, 8, 16), n=N,
-                                       seeds=2):
-    share = profile.share
-    print(f"L = {profile.layers:>2}: first {share[0]:.3f}  middle {share[N // 2]:.3f}  "
-          f"last {share[-1]:.3f}")
+depths = (1, 2, 4) if SMALL else (1, 2, 4, 8, 16)
+profiles = sensitivity.depth_sweep("frozen", depths, n=N, seeds=2)
+for p in profiles:
+    print(f"L = {p.layers:>2}: first {p.share[0]:.3f}  middle {p.share[N // 2]:.3f}  "
+          f"last {p.share[-1]:.3f}")
 
 # %% [markdown]
-# With real softmax attention and RMSNorm the inequality is not guaranteed; the measured profile:
+# ## 3. A real model: no bound, a measured profile
+#
+# With real softmax attention and RMSNorm the inequality is not guaranteed; the profile is
+# reported as measured (right panel: the frozen model's shares by depth).
 
 # %%
 real = sensitivity.profile("real", layers=2, n=N, seeds=1)
-print(np.round(real.share, 3))
+print("real model, share by position:", np.round(real.share, 3))
+plotting.show(plotting.sensitivity_figure(frozen, real, profiles, "sensitivity of y_n"),
+              f"{FIGURES}/sensitivity.png")

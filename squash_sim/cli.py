@@ -15,12 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from squash_sim import __version__, _xla_flags, floats, presets
+from squash_sim import __version__, _xla_flags, presets
 from squash_sim.config import POSITIONALS
 from squash_sim.precision import get as get_precision
-
-_SHOW_N = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000,
-           100_000)
 
 
 def _progress(message: str) -> None:
@@ -191,7 +188,6 @@ def cmd_collapse(args) -> int:
                                 precision=args.precision, max_len=args.max_len,
                                 prompt_len=args.prompt_len, seed=args.seed,
                                 formats=args.formats, progress=_progress)
-        _print_model_collapse(out / "collapse.csv", args)
     elif args.protocol == "figure9":
         section = runs.softmax_tv(out, seeds=args.seeds, formats=args.formats, progress=_progress)
     else:
@@ -201,30 +197,6 @@ def cmd_collapse(args) -> int:
             precision=args.precision, formats=args.formats, progress=_progress)
     section.print()
     return 0
-
-
-def _print_model_collapse(path: Path, args) -> None:
-    """The per-n table of the model sweep, read back from the CSV just written."""
-    import csv
-
-    rows = list(csv.DictReader(open(path)))
-    by_positional: dict = {}
-    for row in rows:
-        by_positional.setdefault(row["positional"], []).append(row)
-    eps = floats.BF16.eps
-    print(f"\nRepresentational collapse (Theorem B.3): ‖y_n − y*_(n+1)‖₁ for prompt + n ones vs "
-          f"n + 1 ones\npreset {args.preset}, precision {args.precision}, prompt {args.prompt_len} "
-          f"random tokens, seed {args.seed}; bf16 spacing 2^-7 = {eps:.6f}\n")
-    header = f"{'n':>7}" + "".join(f" | {p:>24}" for p in by_positional)
-    print(header + "\n" + "-" * len(header))
-    for n in [n for n in _SHOW_N if n <= args.max_len]:
-        cells = []
-        for table in by_positional.values():
-            d = float(table[n - 1]["l1"])
-            mark = " ==" if table[n - 1]["bit_identical"] == "True" else ""
-            cells.append(f"{d:11.4e} ({d / eps:8.3g}·ε){mark:>3}")
-        print(f"{n:>7}" + "".join(f" | {c:>24}" for c in cells))
-    print("\n(ε = bf16 spacing; '==' marks bit-identical float32 outputs)")
 
 
 def _section_command(name: str, **options):
@@ -240,61 +212,13 @@ def _section_command(name: str, **options):
     return command
 
 
-# quick: the main job (≈ 3 min on 2 cores); full: the paper's sizes; smoke: seconds, for tests.
-REPORT_SIZES = {
-    "quick": dict(seeds=5, figure_n=5000, collapse_n=4096, precision_n=1024,
-                  mantissa_bits=(2, 3, 4, 5, 7, 10), few_seeds=2, depths=(1, 2, 4, 8),
-                  scales=(1, 2, 4), remedies_n=2048, real_n=2048, real_precisions=("fp32",)),
-    "full": dict(seeds=5, figure_n=5000, collapse_n=65_536, precision_n=2048, mantissa_bits=None,
-                 few_seeds=5, depths=(1, 2, 4, 8, 16, 32), scales=(1, 2, 3, 4, 8, 16),
-                 remedies_n=16_384, real_n=2048, real_precisions=("fp32", "bf16")),
-    "smoke": dict(seeds=2, figure_n=100, collapse_n=64, precision_n=128, mantissa_bits=(2, 3),
-                  few_seeds=1, depths=(1, 2), scales=(1, 2), remedies_n=128, real_n=64,
-                  real_precisions=("fp32",)),
-}
-
-
 def cmd_report(args) -> int:
-    from squash_sim import report, runs
+    from squash_sim import runs
 
-    out = Path(args.out)
-    size = REPORT_SIZES[args.size]
-    kw = {"formats": args.formats, "progress": _progress}
-    steps = [
-        lambda: runs.attention_collapse(out, figure="figure10", seeds=size["seeds"],
-                                        max_n=size["figure_n"], **kw),
-        lambda: runs.attention_collapse(out, figure="figure8", seeds=size["seeds"],
-                                        max_n=2 * size["figure_n"], **kw),
-        lambda: runs.softmax_tv(out, seeds=5, **kw),
-        lambda: runs.collapse(out, preset="tiny", positionals=["none", "sinusoidal", "rope",
-                                                               "alibi"],
-                              max_len=size["collapse_n"], **kw),
-        lambda: runs.precision(out, max_len=size["precision_n"],
-                               mantissa_bits=size["mantissa_bits"], **kw),
-        lambda: runs.sensitivity(out, n=32, seeds=size["few_seeds"], depths=size["depths"], **kw),
-        lambda: runs.counting(out, seeds=size["few_seeds"], scales=size["scales"], **kw),
-        lambda: runs.remedies(out, max_len=size["remedies_n"], **kw),
-    ]
-    if args.real:
-        steps.append(lambda: runs.real_collapse(out, precisions=size["real_precisions"],
-                                                max_len=size["real_n"], compare_global=True, **kw))
-        steps.append(lambda: runs.capitals(out, seeds=2 if args.size != "full" else 5, **kw))
-        steps.append(lambda: runs.real_tasks(out, **kw))
-    if not args.no_claims:
-        steps.append(lambda: runs.claims(out, examples=args.examples, **kw))
     start = time.perf_counter()
-    sections = []
-    for index, step in enumerate(steps, 1):
-        _progress(f"report: step {index}/{len(steps)}")
-        section = step()
-        section.print()
-        sections.append(section)
-    preamble = [f"squash_sim {__version__}, size `{args.size}`, {time.perf_counter() - start:.0f} s "
-                f"on this machine. Every number below was measured in this run; the data behind "
-                f"each figure is beside it (CSV/JSON). Result names follow "
-                f"`shared/spec/theory.md`."]
-    md, page = report.write(sections, out, "squash_sim report: Transformers need glasses!",
-                            preamble)
+    md, page, _ = runs.report(Path(args.out), size=args.size, real=args.real,
+                              claims_table=not args.no_claims, examples=args.examples,
+                              fresh=args.fresh, formats=args.formats, progress=_progress)
     print(f"\nwrote {md} and {page} (self-contained) in {time.perf_counter() - start:.0f} s")
     return 0
 
@@ -309,61 +233,11 @@ def cmd_real_collapse(args) -> int:
 
 
 def cmd_intervene(args) -> int:
-    """One intervention kind swept over every layer k; KL / top-1 agreement (and accuracy on the
-    capital set for Gemma)."""
-    import jax
+    from squash_sim import runs
 
-    from squash_sim import interventions as iv
-    from squash_sim import results
-    from squash_sim.model import init_params
-
-    if args.model == "gemma3-270m":
-        from squash_sim.experiments import capitals
-        from squash_sim.models import gemma3_270m
-
-        _progress("loading Gemma 3 270M")
-        model = gemma3_270m()
-        params, config = model.params, model.config
-        capital_set = capitals.build_set(model)
-        tokens, answers = capital_set.tokens, capital_set.answers
-    else:
-        config = presets.get(args.model)
-        if not config.takes_tokens:
-            raise ValueError(f"intervene: --model {args.model} takes vectors; use a token model")
-        params = init_params(config, jax.random.key(args.seed))
-        tokens = np.random.default_rng(args.seed).integers(0, config.vocab_size, (8, 32))
-        answers = None
-    kind = args.kind.replace("-", "_")
-    if kind == "inject":  # needs a source run: the country switch on the capital set
-        if args.model != "gemma3-270m":
-            raise ValueError("intervene: --kind inject writes another prompt's state; it runs the "
-                             "country switch and needs --model gemma3-270m")
-        switch = capitals.switch(params, config, capital_set, progress=_progress)
-        print(f"{'k':>3} {'k/L':>6} {'P(original)':>12} {'P(injected)':>12}")
-        for row in switch.rows():
-            print(f"{row['k']:>3} {row['k/L']:>6.2f} {row['p_original']:>12.3f} "
-                  f"{row['p_injected']:>12.3f}")
-        print(f"crossover k = {switch.crossover}")
-        results.write_csv(Path(args.out) / "intervene_inject_gemma3-270m.csv", switch.rows())
-        return 0
-    _progress(f"intervene: {kind} at every layer, {args.seeds} seed(s), {len(tokens)} prompts")
-    result = iv.sweep((params, config), tokens, kind=kind, seeds=tuple(range(args.seeds)),
-                      answers=answers, window=args.window, theta=args.theta,
-                      exclude_bos=args.exclude_bos)
-    rows = result.summary()
-    header = f"{'k':>3} {'k/L':>6} {'KL mean':>10} {'KL std':>9} {'top-1 agree':>12}"
-    print(header + ("  P(answer)" if answers is not None else ""))
-    for row in rows:
-        print(f"{row['k']:>3} {row['k/L']:>6.2f} {row['kl_mean']:>10.4g} {row['kl_std']:>9.3g} "
-              f"{row['top1_agreement']:>12.3f}"
-              + (f"  {row['answer_probability']:.3f}" if answers is not None else ""))
-    out = Path(args.out)
-    stem = f"intervene_{kind}_{args.model}"
-    results.write_csv(out / f"{stem}.csv", rows)
-    results.write_json(out / f"{stem}.json", {"kind": kind, "model": args.model,
-                                              "window": args.window, "seeds": args.seeds,
-                                              "rows": rows})
-    print(f"\nwrote {out / (stem + '.csv')} and {stem}.json")
+    runs.intervene(Path(args.out), kind=args.kind, model=args.model, seeds=args.seeds,
+                   seed=args.seed, window=args.window, theta=args.theta,
+                   exclude_bos=args.exclude_bos, formats=args.formats, progress=_progress).print()
     return 0
 
 
@@ -479,9 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Runs every experiment (quick size: a few minutes on 2 cores) and "
                     "proofs_check, and writes report.html (self-contained), report.md and the "
                     "data and figures under --out.")
-    report.add_argument("--size", default="quick", choices=list(REPORT_SIZES),
+    report.add_argument("--size", default="quick", choices=["quick", "full", "smoke"],
                         help="quick (default, ~3 min on 2 cores), full (paper sizes), smoke "
-                             "(seconds: for tests)")
+                             "(< 1 min: for tests)")
+    report.add_argument("--fresh", action="store_true",
+                        help="recompute every section (default: reuse sections whose inputs "
+                             "are unchanged)")
     report.add_argument("--no-claims", action="store_true", help="skip the proofs_check table")
     report.add_argument("--real", action="store_true",
                         help="add the Gemma 3 270M sections: collapse with the window comparison, "
@@ -558,8 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     intervene.add_argument("--exclude-bos", action="store_true", help="spare position 0")
     intervene.add_argument("--seeds", type=_positive_int, default=3)
     intervene.add_argument("--seed", type=_seed, default=0, help="tiny: parameter/prompt seed")
-    intervene.add_argument("--out", type=_out_folder, default="out/intervene",
-                           help="output folder")
+    _outputs(intervene, "out/intervene")
     intervene.set_defaults(run=cmd_intervene)
 
     check = commands.add_parser(

@@ -10,22 +10,36 @@ import numpy as np  # noqa: E402
 
 from squash_sim import floats  # noqa: E402
 
+# Large enough to read on a projector: the figures are drawn at 6.4 × 4.2 in, saved at results.DPI.
+plt.rcParams.update({"font.size": 11, "axes.titlesize": 11, "legend.fontsize": 9,
+                     "svg.fonttype": "none"})  # SVG text stays text (searchable, scalable)
+
 
 def collapse_figure(results: dict, title: str):
     """‖y_n − y*_{n+1}‖₁ against n (log-log), one curve per label, with the bf16 spacing line and
     bit-identical points marked. results: {label: CollapseResult}"""
     figure, ax = plt.subplots(figsize=(6.4, 4.2))
+    positive_values = [r.l1[r.l1 > 0] for r in results.values()]
+    floor = min((v.min() for v in positive_values if v.size), default=1e-12) / 2
+    marked = flagged = False
     for label, result in results.items():
-        positive = result.l1 > 0
+        positive = (result.l1 > 0) & result.sound
         line, = ax.loglog(result.n[positive], result.l1[positive], label=label, lw=1.4)
         same = result.bit_identical & result.sound  # overflowed pairs are never collapse
-        floor = result.l1[positive].min() if positive.any() else 1e-12
-        if same.any():
-            ax.scatter(result.n[same], np.full(same.sum(), floor / 2), s=4, color=line.get_color(),
+        if same.any():  # a zero distance has no place on a log axis: ticks at one shared floor
+            ax.scatter(result.n[same], np.full(same.sum(), floor), s=30, color=line.get_color(),
                        marker="|")
+            marked = True
         if not result.sound.all():
-            ax.scatter(result.n[~result.sound], np.full((~result.sound).sum(), floor / 4), s=8,
-                       color=line.get_color(), marker="x", label=f"{label}: overflow/non-finite")
+            ax.scatter(result.n[~result.sound], np.full((~result.sound).sum(), floor / 2), s=30,
+                       color=line.get_color(), marker="x")
+            flagged = True
+    if marked:
+        ax.scatter([], [], s=30, marker="|", color="black",
+                   label="bit-identical (drawn below the curves)")
+    if flagged:
+        ax.scatter([], [], s=30, marker="x", color="black",
+                   label="overflow / non-finite (not collapse)")
     _finish(ax, title, "n (number of ones)", "‖y_n − y*_{n+1}‖₁")
     return figure
 
@@ -65,9 +79,10 @@ def attention_collapse_figure(results: list, title: str, readoffs: dict | None =
     positional encoding; the paper's read-off values as crosses. results: [AttentionCollapseResult]"""
     figure, ax = plt.subplots(figsize=(6.4, 4.2))
     for result in results:
-        line, = ax.loglog(result.n, result.mean, lw=1.4, label=result.positional)
-        ax.fill_between(result.n, result.l1.min(axis=0), result.l1.max(axis=0), alpha=0.15,
-                        color=line.get_color())
+        keep = result.n > 1  # n = 1: both sequences are the same token, the distance is exactly 0
+        line, = ax.loglog(result.n[keep], result.mean[keep], lw=1.4, label=result.positional)
+        ax.fill_between(result.n[keep], result.l1[:, keep].min(axis=0),
+                        result.l1[:, keep].max(axis=0), alpha=0.15, color=line.get_color())
     if readoffs:
         ax.scatter(list(readoffs), list(readoffs.values()), marker="x", color="black", zorder=5,
                    label="paper's read-offs")
@@ -106,15 +121,31 @@ def precision_figure(lengths: list, title: str):
         if beyond:
             ax.scatter(beyond, [max_len * 1.3] * len(beyond), marker="^", color=line.get_color(),
                        label=f"{label}: n* > {max_len}")
+    named = [x for x in lengths if x.family == "named"]
+    labels: dict = {}  # one annotation per point, naming every policy drawn there
+    for x in named:  # the table's formats at their mantissa width (their own exponent widths)
+        bits = floats.get(x.fmt).mantissa_bits
+        pure = x.label.endswith("-pure")
+        y = x.n_star if x.n_star is not None else max_len * 1.3
+        ax.scatter([bits], [y], marker=("^" if x.n_star is None else "D" if pure else "P"), s=55,
+                   facecolor="none" if pure else "tab:red", edgecolor="tab:red", zorder=5)
+        labels.setdefault((bits, y), []).append(x.label.replace("fp8_", ""))
+    for (bits, y), names in labels.items():
+        ax.annotate("\n".join(names), (bits, y), textcoords="offset points", xytext=(6, -4),
+                    fontsize=7, va="top")
+    if named:
+        ax.scatter([], [], marker="P", color="tab:red", label="named format, storage")
+        ax.scatter([], [], marker="D", facecolor="none", edgecolor="tab:red",
+                   label="named format, -pure")
     estimates = {int(x.fmt.split("m")[1]): (x.n_eps, x.n_round) for x in sweep}
     bits = sorted(estimates)
     for index, (label, style) in enumerate((("n_ε: fp32 ‖Δ‖₁ < ε", "k--"),
                                             ("n_round: |Δ_i| < ½ spacing(y_i)", "k:"))):
         points = [(b, estimates[b][index]) for b in bits if estimates[b][index] is not None]
         ax.semilogy([b for b, _ in points], [n for _, n in points], style, label=label)
-    ax.axhline(max_len, color="grey", lw=0.8)
-    _finish(ax, title, "mantissa bits (8 exponent bits)", "collapse length n*",
-            spacing_line=False)
+    ax.axhline(max_len, color="grey", lw=0.8, label=f"end of the sweep (n = {max_len})")
+    _finish(ax, title, "mantissa bits (e8mX sweep; named formats at their own)",
+            "collapse length n*", spacing_line=False)
     return figure
 
 
@@ -241,3 +272,94 @@ def accumulation_figure(rows: list, title: str):
     figure.tight_layout()
     return figure
 
+
+def attention_maps(trace, *, head: int | None = 0, batch: int = 0, layers=None,
+                   title: str = "Attention weights", labels=None):
+    """Attention weights of a forward pass, one panel per layer (log colour scale, so the 1/n
+    dilution is visible). trace: a model Trace computed with return_attention=True; its
+    attention is (L, heads, n, n), or (b, L, heads, n, n) for a batch (`batch` picks one).
+    head: which head, or None for the mean over heads. labels: optional token labels (n,)."""
+    from matplotlib.colors import LogNorm
+
+    attention = getattr(trace, "attention", trace)
+    if attention is None:
+        raise ValueError("attention_maps: the trace has no attention weights; run forward(..., "
+                         "return_attention=True)")
+    weights = np.asarray(attention, dtype=np.float64)
+    if weights.ndim == 5:
+        weights = weights[batch]
+    if weights.ndim != 4:
+        raise ValueError(f"attention_maps: expected attention of shape (L, heads, n, n), got "
+                         f"{weights.shape}")
+    weights = weights.mean(axis=1) if head is None else weights[:, head]  # (L, n, n)
+    layers = list(range(weights.shape[0])) if layers is None else list(layers)
+    figure, axes = plt.subplots(1, len(layers), figsize=(3.6 * len(layers) + 0.8, 3.8),
+                                squeeze=False)
+    positive = weights[weights > 0]
+    norm = LogNorm(vmin=max(positive.min(), 1e-4) if positive.size else 1e-4, vmax=1.0)
+    for ax, layer in zip(axes[0], layers, strict=True):
+        shown = np.where(np.tril(np.ones_like(weights[layer])) > 0, weights[layer], np.nan)
+        image = ax.imshow(shown, norm=norm, cmap="viridis", interpolation="nearest")
+        ax.set_title(f"layer {layer}" + ("" if head is None else f", head {head}"))
+        ax.set_xlabel("key position j")
+        if labels is not None:
+            ax.set_xticks(range(len(labels)), labels, fontsize=6, rotation=90)
+    axes[0][0].set_ylabel("query position i")
+    figure.colorbar(image, ax=axes[0].tolist(), label="α_ij (log scale)", shrink=0.85)
+    figure.suptitle(title)
+    return figure
+
+
+def intervention_figure(result, title: str):
+    """An intervention swept over the block k it enters: KL(clean ‖ manipulated) and top-1
+    agreement (and P(answer) when answers were given) against k / L. result: SweepResult"""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    per_seed = result.kl.mean(axis=-1)  # (K, seeds)
+    left.errorbar(result.depth, per_seed.mean(axis=1), yerr=per_seed.std(axis=1), fmt="o-", ms=3,
+                  capsize=3, label="mean ± std over seeds")
+    left.set_yscale("symlog", linthresh=1e-3)
+    _finish(left, "KL(clean ‖ manipulated), last position", "k / L (block the change enters)",
+            "KL (nats)", spacing_line=False)
+    right.plot(result.depth, result.top1_agrees.mean(axis=(1, 2)), "o-", ms=3,
+               label="top-1 agrees with clean")
+    if result.answer_probability is not None:
+        right.plot(result.depth, result.answer_probability.mean(axis=(1, 2)), "s-", ms=3,
+                   label="P(answer)")
+    right.set_ylim(-0.02, 1.02)
+    _finish(right, "agreement with the clean model", "k / L (block the change enters)",
+            "fraction / probability", spacing_line=False)
+    figure.suptitle(title)
+    return figure
+
+
+def switch_figure(switch, title: str, paper_band=(0.53, 0.69)):
+    """The country switch: P(original) and P(injected) against k / L with the paper's band."""
+    figure, ax = plt.subplots(figsize=(6.4, 4.2))
+    depth = switch.layers / switch.n_layers
+    ax.plot(depth, switch.p_original.mean(-1), "o-", ms=3, label="P(original capital)")
+    ax.plot(depth, switch.p_injected.mean(-1), "s-", ms=3, label="P(injected capital)")
+    ax.axvspan(*paper_band, color="grey", alpha=0.2, label="paper's crossover (7B)")
+    _finish(ax, title, "k / L", "probability", spacing_line=False)
+    return figure
+
+
+def show(figure, path=None):
+    """Show a figure where the code runs: inline in a notebook (Jupyter, executed docs), else
+    written to `path` (a script run) when one is given. The examples call this."""
+    import io
+    from pathlib import Path
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        get_ipython = lambda: None  # noqa: E731
+    if get_ipython() is not None:
+        from IPython.display import Image, display
+
+        display(Image(buffer.getvalue()))
+    elif path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(buffer.getvalue())

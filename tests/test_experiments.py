@@ -155,3 +155,137 @@ def test_bad_arguments_name_the_argument():
         sensitivity.profile("melted")
     with pytest.raises(ValueError, match="n0"):
         counting.run(0, 1)
+
+
+# -- the report: verdicts, rendering, resuming ---------------------------------------------------
+
+def test_verdict_words_follow_the_counts_and_non_finite_numbers_are_overflow():
+    from squash_sim.report import VERDICTS, Verdict, decide, verdict_word
+
+    assert decide(violations=0, assumption_failures=0, instances=5) == "holds"
+    assert decide(violations=0, assumption_failures=3, instances=32) == \
+        "holds, assumption not met on 3 of 32"
+    assert decide(violations=1, assumption_failures=3, instances=32) == "violated"
+    # Mutant: a verdict resting on an overflowed number must not read "holds".
+    assert decide(violations=0, assumption_failures=0, instances=5, finite=False) == "overflow"
+    assert all(verdict_word(w) in VERDICTS for w in ("holds", "holds, assumption not met on 1 of 2"))
+    with pytest.raises(ValueError, match="unknown verdict"):
+        Verdict("B.3", "s", "passes", "1")
+
+
+def _section(tmp_path, key="demo", verdict="holds, assumption not met on 2 of 8"):
+    from squash_sim import plotting, results
+    from squash_sim.report import Section, Verdict
+
+    figure, ax = plotting.plt.subplots()
+    ax.plot([1, 2], [3, 4])
+    png = results.write_figure(tmp_path / f"{key}.png", figure)
+    plotting.plt.close(figure)
+    csv = results.write_csv(tmp_path / f"{key}.csv", [{"n": 1, "l1": 0.5}])
+    return Section(key, f"Section {key}", "theorem_b3", ["A paragraph.", "- a bullet"],
+                   [{"n": 1, "l1": 0.5, "missing": None}], [png], [csv], 1.0,
+                   [Verdict("Theorem B.3", "softmax(x)_n > softmax(x*)_{n+1} | bars", verdict,
+                            "max LHS/RHS 2.08", theory="theorem_b3",
+                            counterexample="counterexamples/demo.json")])
+
+
+def test_report_opens_with_verdicts_contents_and_every_verdict_word_explained(tmp_path):
+    import os
+    import stat
+
+    from squash_sim import report
+
+    sections = [_section(tmp_path, "first"), _section(tmp_path, "second", "violated")]
+    old = os.umask(0o022)
+    try:
+        md, page = report.write(sections, tmp_path, "Title", ["Preamble, see [theory](theory.md)."])
+    finally:
+        os.umask(old)
+    html, text = page.read_text(), md.read_text()
+    order = [html.index(s) for s in ("<h2>Verdicts</h2>", "What the verdicts mean",
+                                     "<h2>Contents</h2>", "<h2>Section first</h2>")]
+    assert order == sorted(order)  # verdicts first, then the glossary, contents, sections
+    for word in report.VERDICTS:
+        assert word in html and word in text
+    assert 'href="#first"' in html and 'id="first"' in html  # contents link to the sections
+    assert "softmax(x)_n &gt; softmax(x*)_{n+1} | bars" in html  # formula text is not markup
+    assert "<em>" not in html.split("<h2>Contents</h2>")[0].split("What the verdicts")[0]
+    assert "assumption not met on 2 of 8" in html and "v-violated" in html
+    assert "counterexamples/demo.json" in html
+    assert html.count("data:image/png;base64,") == 2 and "(theory.html#theorem_b3)" not in html
+    assert 'href="theory.html#theorem_b3"' in html and "](theory.md#theorem_b3)" in text
+    assert "None" not in text
+    assert stat.S_IMODE(os.stat(page).st_mode) == 0o644  # readable by others under umask 022
+
+
+def test_report_resumes_reuses_unchanged_sections_and_survives_a_killed_run(tmp_path, monkeypatch):
+    from squash_sim import runs
+
+    calls = []
+
+    def fake(out, *, value: int = 1, fail: bool = False, formats=("png",), progress=None):
+        calls.append(value)
+        section = _section(out, "fake")
+        if fail:  # a run killed in the middle of this section, after writing some files
+            raise KeyboardInterrupt
+        section.summary = [f"value {value}"]
+        return section
+
+    steps = [("figure9", "softmax_tv", {"seeds": 2}), ("fake", "fake", {"value": 1})]
+    monkeypatch.setattr(runs, "fake", fake, raising=False)
+    monkeypatch.setattr(runs, "report_steps", lambda *a, **k: [tuple(s) for s in steps])
+    first = runs.report(tmp_path, size="smoke")[2]
+    assert [s.reused for s in first] == [False, False] and calls == [1]
+    figure9 = (tmp_path / "figure9.png").read_bytes()
+
+    again = runs.report(tmp_path, size="smoke")[2]
+    assert [s.reused for s in again] == [True, True] and calls == [1]
+    assert "value 1" in (tmp_path / "report.md").read_text()
+
+    steps[1] = ("fake", "fake", {"value": 2})  # changed input: only that section recomputes
+    assert [s.reused for s in runs.report(tmp_path, size="smoke")[2]] == [True, False]
+    assert calls == [1, 2] and "value 2" in (tmp_path / "report.md").read_text()
+
+    steps[1] = ("fake", "fake", {"value": 3, "fail": True})
+    with pytest.raises(KeyboardInterrupt):
+        runs.report(tmp_path, size="smoke")
+    assert (tmp_path / "figure9.png").read_bytes() == figure9  # nothing half-replaced
+    assert "value 2" in (tmp_path / "report.md").read_text()
+    steps[1] = ("fake", "fake", {"value": 2})
+    assert [s.reused for s in runs.report(tmp_path, size="smoke")[2]] == [True, True]
+
+    (tmp_path / "figure9.csv").write_text("damaged")  # a file that no longer matches its record
+    assert [s.reused for s in runs.report(tmp_path, size="smoke")[2]] == [False, True]
+    assert [s.reused for s in runs.report(tmp_path, size="smoke", fresh=True)[2]] == [False, False]
+    assert not (tmp_path / ".staging").exists()
+
+
+def test_claim_rows_say_when_instances_fail_the_assumptions(tmp_path):
+    from squash_sim import runs
+
+    row = {"module": "theorem_b3", "claim": "theorem_b3", "printed_variant": False,
+           "instances": 32, "violations": 0, "assumption_failures": 12, "max_tightness": 2.078}
+    verdict = runs._claim_verdict(row, tmp_path)
+    assert verdict.verdict == "holds, assumption not met on 12 of 32"
+    assert "Theorem B.3" in verdict.paper and verdict.theory == "theorem_b3"
+    broken = dict(row, violations=1, counterexample={"outcome": {"lhs": float("inf"), "rhs": 1.0}})
+    assert runs._claim_verdict(broken, tmp_path).verdict == "overflow"
+
+
+def test_intervene_draws_its_k_sweep_and_attention_maps_draw_every_layer(tmp_path):
+    import jax
+
+    from squash_sim import plotting, runs
+    from squash_sim.model import forward, init_params
+
+    section = runs.intervene(tmp_path, kind="random", model="tiny", seeds=1)
+    assert (tmp_path / "intervene_random_tiny.png").stat().st_size > 10_000
+    assert (tmp_path / "intervene_random_tiny.csv").exists()
+    assert len(section.table) == presets.get("tiny").n_layers + 1  # k = 0..L
+    config = presets.get("tiny")
+    params = init_params(config, jax.random.key(0))
+    trace = forward(params, np.arange(6), config, return_attention=True)
+    figure = plotting.attention_maps(trace)
+    assert len([ax for ax in figure.axes if ax.get_title().startswith("layer")]) == config.n_layers
+    with pytest.raises(ValueError, match="return_attention"):
+        plotting.attention_maps(forward(params, np.arange(6), config))

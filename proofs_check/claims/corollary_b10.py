@@ -17,6 +17,7 @@ accumulation in fp32 tells an accumulator stall (the collapse disappears) from a
 difference below the spacing (it stays). The "-pure" policies stall (bf16: the running softmax
 sum of ≈ 1-valued terms freezes), storage-only ones collapse by the spacing, much later — which is
 why their sweep is longer (SWEEP).
+Theory: docs/theory.md#corollary_b10
 """
 
 from __future__ import annotations

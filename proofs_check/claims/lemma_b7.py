@@ -1,4 +1,6 @@
-"""Lemma B.7: products of causal row-stochastic matrices stay causal and row-stochastic."""
+"""Lemma B.7: products of causal row-stochastic matrices stay causal and row-stochastic.
+Theory: docs/theory.md#lemma_b7
+"""
 
 from __future__ import annotations
 
