@@ -463,10 +463,12 @@ def _forward(params, inputs, config: ModelConfig, precision: Precision, return_a
         final = norm(h, params["final_norm"], config, num, config.theory_beta3, probe)
     out_logits = None
     if config.takes_tokens and logits != "none":
-        unembedding = (params["embedding"].T if config.tied_embedding
-                       else params["unembedding"])  # (d, v)
         read = final[:, -1:] if logits == "last" else final
-        out_logits = num.act(num.einsum("bnd,dv->bnv", read, unembedding))
+        # Tied: contract with the (v, d) embedding directly. A transpose first gave jit (which
+        # folds it into the matmul) and eager (which materialises it) different sums.
+        out_logits = num.act(num.einsum("bnd,vd->bnv", read, params["embedding"])
+                             if config.tied_embedding else
+                             num.einsum("bnd,dv->bnv", read, params["unembedding"]))
     if probe is not None:
         probe.output(final)
         if out_logits is not None:
