@@ -14,9 +14,10 @@ outputs still differ at the end is "not reached" (with the distance left, in spa
 non-finite outputs "non-finite"; neither is ever called holds or violated. Each collapse names its
 mechanism (squash_sim.analysis.mechanism): the same run with the softmax sum and the matmul
 accumulation in fp32 tells an accumulator stall (the collapse disappears) from a representation
-difference below the spacing (it stays). The "-pure" policies stall (bf16: the running softmax
-sum of ≈ 1-valued terms freezes), storage-only ones collapse by the spacing, much later — which is
-why their sweep is longer (SWEEP).
+difference below the spacing (it stays). The "-pure" policies stall (bf16-pure at n* ≈ 400–600:
+restoring either the softmax sum or the matmul accumulation to fp32 alone removes the collapse);
+storage-only ones collapse by the spacing, much later — which is why their sweep is longer
+(`sweep`: 4096 against 1024).
 Theory: docs/theory.md#corollary_b10
 """
 
