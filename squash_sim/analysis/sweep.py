@@ -23,6 +23,7 @@ from squash_sim.precision import get as get_precision
 # model.py is making its input check public (issue 14); until then the private name.
 check_inputs = getattr(model_lib, "check_inputs", None) or model_lib._check_inputs
 
+
 @dataclasses.dataclass
 class SweepResult:
     """Metrics of one intervention kind at every layer k, per seed and prompt, at each prompt's
