@@ -126,6 +126,15 @@ def test_sweep_metrics():
     assert freeze.layers.tolist() == list(range(1, L + 1))
 
 
+def test_the_sweep_lives_in_analysis_and_keeps_its_documented_name():
+    from squash_sim.analysis import sweep as module
+
+    assert iv.sweep is sweep is module.sweep and iv.SweepResult is module.SweepResult
+    assert iv.last_logits is module.last_logits
+    with pytest.raises(AttributeError, match="no attribute 'sweeep'"):
+        iv.sweeep  # noqa: B018  (a typo still fails like any missing name)
+
+
 def test_bad_input_is_rejected_before_tracing():
     with pytest.raises(ValueError, match="layer must lie in 0..3"):
         run(iv.random(4, KEY))
