@@ -183,7 +183,7 @@ _einsum = jax.jit(accumulated_einsum, static_argnames=("spec", "fmt", "how"))
 
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("name", list(FORMATS))
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(data=st.data())
 def test_sum_matches_exact_reference(name, mode, data):
     fmt, how = FORMATS[name], MODES[mode]
@@ -315,8 +315,7 @@ def test_bf16_pure_bits_unchanged_from_main():
     assert np.array_equal(logits, np.asarray(fixture["logits_bits"], np.uint32))
 
 
-@pytest.mark.parametrize("policy", ["bf16-pure+pairwise", "bf16-pure+kahan",
-                                    "bf16-pure+block4", "fp8_e4m3fn+block4"])
+@pytest.mark.parametrize("policy", ["bf16-pure+pairwise", "bf16-pure+kahan", "fp8_e4m3fn+block4"])
 def test_model_prefix_property_and_jit_equals_eager(policy):
     """Row j of one forward equals the last row of a forward over the first j + 1 tokens (bit for
     bit: masked keys add exact zeros, which no mode lets change a sum); jit == eager (Kahan)."""
