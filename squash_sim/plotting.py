@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # files only; no display is assumed
 import matplotlib.pyplot as plt  # noqa: E402
@@ -11,7 +12,7 @@ import numpy as np  # noqa: E402
 from squash_sim import floats  # noqa: E402
 
 # Large enough to read on a projector: the figures are drawn at 6.4 × 4.2 in, saved at results.DPI.
-plt.rcParams.update({"font.size": 11, "axes.titlesize": 11, "legend.fontsize": 9,
+plt.rcParams.update({"font.size": 11, "axes.titlesize": 11, "legend.fontsize": 10,
                      "svg.fonttype": "none"})  # SVG text stays text (searchable, scalable)
 
 
@@ -70,7 +71,7 @@ def _finish(ax, title: str, xlabel: str, ylabel: str, spacing_line: bool = True)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+        ax.legend()
     ax.grid(True, which="both", alpha=0.25)
 
 
@@ -160,7 +161,7 @@ def sensitivity_figure(frozen, real, depth: list, title: str):
                   label="real softmax + RMSNorm")
     left.set_xlabel("input position i")
     left.set_ylabel("‖∂y_n/∂v_i‖₂ (mean over seeds)")
-    left.legend(fontsize=8)
+    left.legend()
     left.grid(True, which="both", alpha=0.25)
     for profile in depth:
         right.plot(np.arange(1, profile.n + 1), profile.share, lw=1.2, label=f"L = {profile.layers}")
@@ -178,6 +179,7 @@ def counting_figure(result, title: str):
         keep = result.scales > 1
         ax.semilogy(result.scales[keep], np.maximum(difference.max(axis=0)[keep], 1e-18), "o-",
                     ms=3, label=label)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # k is an integer
     _finish(ax, title, "scale k", f"max |state(k·{result.n0}, k·{result.n1}) − state"
             f"({result.n0}, {result.n1})|", spacing_line=False)
     return figure
@@ -199,7 +201,7 @@ def capitals_figure(sweeps: dict, windowed: dict, switch, baseline: dict, title:
                       label=f"{kind}, window")
     left.set_xlabel("k / L")
     left.set_ylabel("accuracy (greedy answer = capital)")
-    left.legend(fontsize=8)
+    left.legend()
     left.grid(True, alpha=0.25)
     depth = switch.layers / switch.n_layers
     middle.plot(depth, switch.p_original.mean(-1), "o-", ms=3, label="P(original capital)")

@@ -472,9 +472,16 @@ def _claim_verdict(row: dict, out: Path) -> Verdict:
     finite = all_finite(outcome.get("lhs"), outcome.get("rhs"))
     word = decide(violations=row["violations"], assumption_failures=row["assumption_failures"],
                   instances=row["instances"], finite=finite)
-    tight = row["max_tightness"]
-    key = (f"{row['instances']} instances; max LHS/RHS {tight:.3g}"
-           if tight == tight else f"{row['instances']} instances")  # NaN: no ratio (equalities)
+    # LHS/RHS reads as "how much of the bound is used" only for 0 ≤ ratio ≤ 1; a claim whose
+    # sides are negative (a fitted exponent ≤ −0.5) holds with a ratio above 1, so show its
+    # margin instead. NaN: no ratio (equalities).
+    tight, margin = row["max_tightness"], row.get("worst_margin", float("nan"))
+    if tight == tight and (0 <= tight <= 1 or row["violations"]):
+        key = f"{row['instances']} instances; max LHS/RHS {tight:.3g}"
+    elif margin == margin:
+        key = f"{row['instances']} instances; worst margin RHS − LHS {margin:.3g}"
+    else:
+        key = f"{row['instances']} instances"
     if row["violations"]:
         key += f"; {row['violations']} violating"
     path = row.get("counterexample_file")

@@ -264,10 +264,13 @@ def test_claim_rows_say_when_instances_fail_the_assumptions(tmp_path):
     from squash_sim import runs
 
     row = {"module": "theorem_b3", "claim": "theorem_b3", "printed_variant": False,
-           "instances": 32, "violations": 0, "assumption_failures": 12, "max_tightness": 2.078}
+           "instances": 32, "violations": 0, "assumption_failures": 12, "max_tightness": 2.078,
+           "worst_margin": 0.4}
     verdict = runs._claim_verdict(row, tmp_path)
     assert verdict.verdict == "holds, assumption not met on 12 of 32"
     assert "Theorem B.3" in verdict.paper and verdict.theory == "theorem_b3"
+    assert "LHS/RHS" not in verdict.key_number  # a ratio above 1 beside "holds" would mislead
+    assert "LHS/RHS 0.5" in runs._claim_verdict(dict(row, max_tightness=0.5), tmp_path).key_number
     broken = dict(row, violations=1, counterexample={"outcome": {"lhs": float("inf"), "rhs": 1.0}})
     assert runs._claim_verdict(broken, tmp_path).verdict == "overflow"
 
