@@ -233,11 +233,25 @@ def _variant_summary(module, name: str, report: ClaimReport, examples: int | Non
 
 
 def run_all(claims=None, examples: int | None = None, *, variants: bool = True,
-            counterexamples: str | Path | None = None, on_report=None) -> list[ClaimReport]:
+            counterexamples: str | Path | None = None, on_report=None, on_start=None,
+            examples_scale: float = 1.0) -> list[ClaimReport]:
     """Every claim (or those named) at its default budget (or `examples` each), then the paper's
     printed variants (kind "variant", with a `summary`). Counterexamples are written to the
-    folder `counterexamples` when given (claim.json / claim__variant_name.json). `on_report(r)`
-    is called as each row is ready. The rows' `verdict` says holds / violated / not judged."""
+    folder `counterexamples` when given (claim.json / claim__variant_name.json). `on_start(label,
+    budget)` is called before each row and `on_report(r)` as each row is ready. examples_scale
+    scales every default budget (at least 2 instances; the report's sizes use it). The rows'
+    `verdict` says holds / violated / not judged."""
+    if examples is None and examples_scale != 1.0:
+        if not (isinstance(examples_scale, (int, float)) and 0 < examples_scale <= 10):
+            raise ValueError(f"run_all: examples_scale must be a number in (0, 10], got "
+                             f"{examples_scale!r}")
+
+    def budget(module) -> int | None:
+        if examples is not None or examples_scale == 1.0:
+            return examples
+        default = getattr(module, "DEFAULT_EXAMPLES", DEFAULT_EXAMPLES)
+        return max(2, round(default * examples_scale))
+
     names = list(claims or CLAIMS)
     unknown = [c for c in names if c not in CLAIMS]
     if unknown:
@@ -249,9 +263,11 @@ def run_all(claims=None, examples: int | None = None, *, variants: bool = True,
             jobs += [(CLAIMS[c], v) for c in names for v in getattr(CLAIMS[c], "VARIANTS", {})]
         for module, variant in jobs:
             evaluate = statement(module, "variant", variant) if variant else None
-            report = run_claim(module, examples, evaluate)
+            if on_start:
+                on_start(module.NAME + (f" [{variant}]" if variant else ""), budget(module))
+            report = run_claim(module, budget(module), evaluate)
             if variant:
-                report.summary = _variant_summary(module, variant, report, examples)
+                report.summary = _variant_summary(module, variant, report, budget(module))
             if report.counterexample and counterexamples is not None:
                 stem = module.NAME + ("__" + "".join(c if c.isalnum() else "_" for c in variant)
                                       if variant else "")

@@ -263,7 +263,7 @@ def accumulation_figure(rows: list, title: str):
                 ax.scatter(x, top * 1.3, marker="^", color=color)
             else:
                 ax.scatter(x, r.n_star, marker="o", color=color,
-                           facecolors=color if r.mechanism == "accumulator" else "none")
+                           facecolors=color if r.mechanism == "accumulator stalled" else "none")
         ax.scatter([], [], marker="o", color=color, label=model)
     ax.axhline(top, color="grey", lw=0.8, ls=":")
     ax.set_yscale("log")

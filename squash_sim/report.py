@@ -32,6 +32,8 @@ VERDICTS = {
                 "drawn from it.",
     "not reproducible": "the paper's text does not pin the experiment down enough to reproduce "
                         "its figure; what the stated protocol gives is reported.",
+    "not judged": "no instance lies inside the statement's hypotheses (or the sweep is too short "
+                  "to decide it): nothing is claimed either way.",
     "measured": "there is no statement to decide (a real model, a profile the theory does not "
                 "bound): the numbers are reported as measured.",
 }
@@ -68,6 +70,8 @@ def decide(*, violations: int, assumption_failures: int, instances: int,
         return "overflow"
     if violations:
         return "violated"
+    if instances and assumption_failures >= instances:
+        return "not judged"
     if assumption_failures:
         return f"holds, assumption not met on {assumption_failures} of {instances}"
     return "holds"

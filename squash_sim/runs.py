@@ -72,14 +72,20 @@ def collapse(out: Path, *, preset: str = "tiny", positionals=None, precision="fp
     # residual stream (v_n ≠ v*_(n+1)); their curves are shown, never counted as passes.
     outside = [p for p in runs if p in ("alibi", "sinusoidal", "learned")]
     inside = [p for p in runs if p not in outside]
-    tail = min(9, max_len - 1)  # n = 10, or the last n of a tiny sweep
-    violations = [p for p in inside if not runs[p].l1[-1] < runs[p].l1[tail]]
+    if max_len < 11:  # "decreases from n = 10 on" needs n = 10 and a later n
+        outside, inside = list(runs), []
+    violations = [p for p in inside if not runs[p].l1[-1] < runs[p].l1[9]]
+
+    def exponent(r) -> str:
+        fitted = r.decay_exponent()
+        return "n/a (too few n ≥ 10)" if fitted is None else f"{fitted:.2f}"
+
     verdict = Verdict(
         "Theorem B.3 [4.2], on a model", f"‖y_n − y*_(n+1)‖₁ decreases with n ({preset} model, "
         f"prompt + n ones)", decide(violations=len(violations), assumption_failures=len(outside),
-                                    instances=len(runs), finite=all_finite(*(r.l1 for r in
-                                                                             runs.values()))),
-        "; ".join(f"{p}: n={max_len} {float(r.l1[-1]):.3g}, exponent {r.decay_exponent():.2f}"
+                                    instances=len(runs),
+                                    finite=all(r.sound.all() for r in runs.values())),
+        "; ".join(f"{p}: n={max_len} {float(r.l1[-1]):.3g}, exponent {exponent(r)}"
                   for p, r in runs.items()), theory="theorem_b3")
     return Section("collapse", f"Representational collapse on the {preset} model",
                    "theorem_b3", [
@@ -285,6 +291,64 @@ def precision(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, se
         table, figures, data, time.perf_counter() - start, [verdict])
 
 
+def accumulation(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, seed: int = 0,
+                 float_formats=None, models=None, formats=("png",), progress=_quiet) -> Section:
+    """Collapse length n* per float format × accumulation model, each collapse with its mechanism
+    (docs/precision_hardware.md says which model matches which hardware)."""
+    from squash_sim.analysis import mechanism
+    from squash_sim.experiments import accumulation_collapse as experiment
+
+    start = time.perf_counter()
+    rows = experiment.run(presets.get(preset), max_len=max_len, seed=seed,
+                          formats=float_formats or experiment.FORMATS,
+                          models=models or tuple(experiment.MODELS), progress=progress)
+    data = [results.write_csv(out / "accumulation.csv", [r.row() for r in rows]),
+            results.write_json(out / "accumulation.json", {
+                "experiment": "collapse length per format × accumulation model", "preset": preset,
+                "max_len": max_len, "seed": seed, "rows": [r.row() for r in rows]})]
+    figures = _figures(out, "accumulation", plotting.accumulation_figure(
+        rows, f"Collapse length n* per format and accumulation model ({preset}, n ≤ {max_len})"),
+        formats)
+    reach = 3 * max_len // 4
+
+    def cell(r) -> str:
+        if r.status != "ok":
+            return r.status
+        if r.n_star is None:
+            return f"> {reach}"
+        return f"{r.n_star} ({'stall' if r.mechanism == mechanism.STALLED else 'spacing'})"
+
+    models = list(dict.fromkeys(r.model for r in rows))
+    table = [{"format": fmt} | {m: cell(next(r for r in rows if r.fmt == fmt and r.model == m))
+                                for m in models} for fmt in dict.fromkeys(r.fmt for r in rows)]
+    collapsed = [r for r in rows if r.status == "ok" and r.n_star is not None]
+    stalls = [r for r in collapsed if r.mechanism == mechanism.STALLED]
+    hardware = [r for r in rows if r.model != "sequential"]
+    verdict = Verdict(
+        "Corollary B.10 [6.2], by accumulation model", "does precision collapse survive the "
+        "accumulation real kernels use (trees, fp32-promoted blocks, compensated sums)?",
+        "measured",
+        f"{len(collapsed)} of {len(rows)} policies collapse within n ≤ {reach} "
+        f"({len(stalls)} by a stalled accumulator); with hardware-like accumulation "
+        f"{sum(r.n_star is not None for r in hardware if r.status == 'ok')} of {len(hardware)}",
+        theory="corollary_b10",
+        mechanism="; ".join(f"{r.policy}: {r.mechanism}" for r in collapsed))
+    return Section("accumulation", "Precision collapse by accumulation model", "corollary_b10", [
+        f"Every format × accumulation model on the Figure 10 model ({preset}, one forward pass "
+        f"per policy, n ≤ {max_len}; a collapse counts when it lasts over the last quarter of the "
+        "sweep). Cells: n* and its mechanism — *stall*: with fp32 accumulators (storage rounding "
+        "unchanged) the outputs at n* still differ, so a running sum stopped growing; *spacing*: "
+        "they collapse anyway, the representations round together (squash_sim.analysis."
+        "mechanism). `> N`: no collapse within the sweep; non-finite: a sum overflowed the "
+        "format (never a collapse).",
+        "- Σ of ones in the softmax's accumulator (sequential): "
+        + ", ".join(f"{r.fmt} {r.sum_of_ones:g}" for r in rows if r.model == "sequential")
+        + f" for {rows[0].ones} ones — the stall behind the sequential collapses.",
+        "- Which model corresponds to which hardware, with sources, is in "
+        "docs/precision_hardware.md."], table, figures, data, time.perf_counter() - start,
+        [verdict])
+
+
 def sensitivity(out: Path, *, n: int = 32, seeds: int = 3, depths=(1, 2, 4, 8, 16),
                 formats=("png",), progress=_quiet) -> Section:
     """Theorem B.5 / Prop B.8 profiles and the depth sweep."""
@@ -418,45 +482,29 @@ def remedies(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, see
 
 def claim_reports(examples_scale: float = 1.0, examples: int | None = None,
                   counterexamples: Path | None = None, progress=_quiet) -> list[dict]:
-    """Every proofs_check claim and printed variant, run without printing: one dict per claim
-    (ClaimReport fields, plus "module" and "printed_variant").
-
-    ADAPTER: proofs_check is gaining a function that returns these reports with their verdicts;
-    when it lands, this is the one place to point at it. Until then it runs the claims the way
-    `python -m proofs_check` does (runner.run_claim per claim, then the printed variants).
-    Instances per claim: `examples` if given, else each claim's default × examples_scale (at
-    least 2), so the claim table scales with the report's size."""
+    """Every proofs_check claim and printed variant (proofs_check.runner.run_all, nothing
+    printed): one dict per row (ClaimReport fields plus "verdict", "module", "printed_variant"
+    and "counterexample_file"). Instances per claim: `examples` if given, else each claim's
+    default × examples_scale (at least 2), so the claim table scales with the report's size."""
     import dataclasses
 
-    from proofs_check.claims import CLAIMS
-    from proofs_check.runner import run_claim
+    from proofs_check.runner import run_all
 
-    def budget(module) -> int:
-        if examples:
-            return examples
-        default = getattr(module, "DEFAULT_EXAMPLES", 200)
-        return max(2, round(default * examples_scale))
+    def started(label: str, budget: int | None) -> None:
+        progress(f"claims: {label}" + (f", {budget} instances" if budget else ""))
 
-    jobs = [(module, None, name, False) for name, module in CLAIMS.items()]
-    jobs += [(module, fn, f"{name} [{variant}]", True) for name, module in CLAIMS.items()
-             for variant, fn in getattr(module, "VARIANTS", {}).items()]
+    reports = run_all(examples=examples, examples_scale=examples_scale,
+                      counterexamples=counterexamples, on_start=started)
     rows = []
-    try:
-        for index, (module, evaluate, label, variant) in enumerate(jobs, 1):
-            progress(f"claims [{index}/{len(jobs)}] {label}: {budget(module)} instances")
-            report = run_claim(module, budget(module), evaluate)
-            row = dataclasses.asdict(report) | {"claim": label, "module": module.NAME,
-                                                "printed_variant": variant}
-            if report.counterexample and counterexamples is not None:
-                safe = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in label)
-                row["counterexample_file"] = results.write_json(
-                    counterexamples / f"{safe}.json",
-                    report.counterexample | ({"variant": label} if variant else {}))
-            rows.append(row)
-    finally:
-        for module in CLAIMS.values():  # the batched claims cache their computations
-            if hasattr(module, "COMPUTE"):
-                module.COMPUTE.clear()
+    for report in reports:
+        variant = report.kind == "variant"
+        row = dataclasses.asdict(report) | {"verdict": report.verdict,
+                                            "module": report.claim.split(" [")[0],
+                                            "printed_variant": variant}
+        file = (report.counterexample or {}).get("file")
+        if file:
+            row["counterexample_file"] = Path(file)
+        rows.append(row)
     return rows
 
 
@@ -466,7 +514,7 @@ def _claim_verdict(row: dict, out: Path) -> Verdict:
     module = CLAIMS[row["module"]]
     paper = module.REFERENCE.removeprefix("[G] ").split(";")[0]
     if row["printed_variant"]:
-        variant = row["claim"].split("[", 1)[1].rstrip("]")
+        variant = row["claim"].split("[", 1)[1].rstrip("]").removeprefix("variant: ")
         paper = f"{paper.split(',')[0]} — the paper's variant {variant}"
     outcome = (row.get("counterexample") or {}).get("outcome") or {}
     finite = all_finite(outcome.get("lhs"), outcome.get("rhs"))
@@ -778,15 +826,19 @@ REPORT_SIZES = {
     "quick": dict(seeds=5, figure_n=5000, collapse_n=4096, precision_n=1024,
                   mantissa_bits=(2, 3, 4, 5, 7, 10), few_seeds=2, depths=(1, 2, 4, 8),
                   scales=(1, 2, 4), remedies_n=2048, real_n=2048, real_precisions=("fp32",),
-                  claims=0.5, sensitivity_n=32, named=None, ladder=True),
+                  claims=0.5, sensitivity_n=32, named=None, ladder=True, accumulation_n=1024,
+                  accumulation_formats=("bf16", "fp8_e5m2"), accumulation_models=None),
     "full": dict(seeds=5, figure_n=5000, collapse_n=65_536, precision_n=2048, mantissa_bits=None,
                  few_seeds=5, depths=(1, 2, 4, 8, 16, 32), scales=(1, 2, 3, 4, 8, 16),
                  remedies_n=16_384, real_n=2048, real_precisions=("fp32", "bf16"), claims=1.0,
-                 sensitivity_n=32, named=None, ladder=True),
+                 sensitivity_n=32, named=None, ladder=True, accumulation_n=2048,
+                 accumulation_formats=None, accumulation_models=None),
     "smoke": dict(seeds=2, figure_n=100, collapse_n=64, precision_n=128, mantissa_bits=(2, 3),
                   few_seeds=1, depths=(1, 2), scales=(1, 2), remedies_n=128, real_n=64,
                   real_precisions=("fp32",), claims=0.05, sensitivity_n=12,
-                  named=("bf16", "fp8_e4m3fn"), ladder=False),
+                  named=("bf16", "fp8_e4m3fn"), ladder=False, accumulation_n=64,
+                  accumulation_formats=("fp8_e5m2",),
+                  accumulation_models=("sequential", "blocked K=32 → fp32")),
 }
 
 
@@ -810,6 +862,9 @@ def report_steps(size: str = "quick", *, real: bool = False, claims_table: bool 
                                             depths=z["depths"])),
         ("counting", "counting", dict(seeds=z["few_seeds"], scales=z["scales"])),
         ("remedies", "remedies", dict(max_len=z["remedies_n"])),
+        ("accumulation", "accumulation", dict(max_len=z["accumulation_n"],
+                                              float_formats=z["accumulation_formats"],
+                                              models=z["accumulation_models"])),
     ]
     if real:
         steps += [
@@ -826,7 +881,7 @@ def report_steps(size: str = "quick", *, real: bool = False, claims_table: bool 
 # Seconds per section measured on 2 shared cores (quick); used for the first estimate only,
 # later runs use what the previous run of the section took.
 _EXPECTED_SECONDS = {"figure10": 8, "figure8": 6, "figure9": 2, "collapse": 20, "precision": 40,
-                     "sensitivity": 15, "counting": 5, "remedies": 15, "claims": 60,
+                     "sensitivity": 15, "counting": 5, "remedies": 15, "claims": 60, "accumulation": 60,
                      "real_collapse_count-ones": 120, "capitals": 200, "real_tasks": 150}
 
 

@@ -352,18 +352,22 @@ def test_short_rounder_equals_round_to(fmt):
 
 
 def test_mechanism_is_a_counterfactual(monkeypatch):
-    """The rule: a collapse that vanishes (or moves past 2·n*) when only the accumulators become
-    fp32 is the accumulator's; one that stays is the spacing's. Checked on stubbed sweeps, both ways."""
+    """The rule (analysis.mechanism.classify): a collapse that vanishes or comes later when only
+    the accumulators become fp32 is the accumulator's; one that is still there by n* is the
+    representations'. Checked on stubbed sweeps, both ways."""
+    from squash_sim.analysis import mechanism
     from squash_sim.experiments import accumulation_collapse as ac
 
-    for counterfactual, mechanism in ((None, "accumulator"), (90, "accumulator"), (60, "spacing")):
+    for counterfactual, expected in ((None, mechanism.STALLED), (41, mechanism.STALLED),
+                                     (40, mechanism.REPRESENTATION),
+                                     (12, mechanism.REPRESENTATION)):
         def fake(config, precision, max_len, seed, counterfactual=counterfactual):
-            return "ok", counterfactual if "fp32 sums" in precision.name else 40
+            return "ok", counterfactual if "with fp32" in precision.name else 40
 
         monkeypatch.setattr(ac, "_n_star", fake)
         monkeypatch.setattr(ac, "sum_of_ones", lambda precision, count: 0.0)
         (row,) = ac.run(formats=("bf16",), models=("sequential",), max_len=64)
-        assert (row.n_star, row.mechanism, row.n_star_fp32_sums) == (40, mechanism, counterfactual)
+        assert (row.n_star, row.mechanism, row.n_star_fp32_sums) == (40, expected, counterfactual)
 
 
 def test_fp8_sequential_collapse_is_the_stalled_accumulator():
@@ -375,7 +379,7 @@ def test_fp8_sequential_collapse_is_the_stalled_accumulator():
     rows = ac.run(formats=("fp8_e5m2",), models=("sequential", "blocked K=32 → fp32"), max_len=64)
     sequential, blocked = rows
     assert sequential.status == "ok" and sequential.n_star is not None and sequential.n_star < 40
-    assert sequential.mechanism == "accumulator" and sequential.n_star_fp32_sums is None
+    assert sequential.mechanism == "accumulator stalled" and sequential.n_star_fp32_sums is None
     # Blocks still stall at 8 inside, but 8 blocks of 32 give 64: the sum keeps growing with n.
     assert sequential.sum_of_ones == 8.0 and blocked.sum_of_ones == 64.0
     assert blocked.n_star is None

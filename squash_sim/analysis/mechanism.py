@@ -26,12 +26,15 @@ from collections.abc import Callable
 
 import numpy as np
 
+from squash_sim import floats
+from squash_sim.accumulate import Accumulation
 from squash_sim.precision import Precision
 from squash_sim.precision import get as get_precision
 
 REPRESENTATION = "representation difference below spacing"
 STALLED = "accumulator stalled"
 UNDETERMINED = "undetermined"
+FP32_SUMS = Accumulation("sequential", floats.FP32)  # the counterfactual's accumulator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,18 +58,21 @@ class Mechanism:
 
 def with_fp32(precision: Precision | str, *, softmax: bool = True,
               accumulation: bool = True) -> Precision | None:
-    """The same policy with the softmax sum and/or the matmul accumulation left in fp32, storage
-    rounding unchanged (None when nothing would change)."""
+    """The counterfactual: the same policy with the softmax sum and/or the dot-product and norm
+    sums accumulated sequentially in fp32, every storage rounding point unchanged (products, exps,
+    divisions and stored values still round where the policy says). None when nothing would
+    change (the policy's sums already run in float32)."""
     precision = get_precision(precision)
-    changes = {}
-    if softmax and precision.softmax is not None:
-        changes["softmax"] = None
-    if accumulation and precision.accumulation is not None:
-        changes["accumulation"] = None
+    fields = (["softmax_sum"] if softmax else []) + (["matmul_sum", "norm_sum"] if accumulation
+                                                    else [])
+    scope = {"softmax_sum": "softmax", "matmul_sum": "matmul", "norm_sum": "norm"}
+    changes = {field: FP32_SUMS for field in fields
+               if precision.sum_format(scope[field]) not in (None, floats.FP32)
+               or getattr(precision, field).mode != "sequential"}
     if not changes:
         return None
-    kept = " and ".join({"softmax": "softmax sum", "accumulation": "accumulation"}[k]
-                        for k in changes)
+    kept = " and ".join(dict.fromkeys("softmax sum" if f == "softmax_sum" else "accumulation"
+                                      for f in changes))
     return dataclasses.replace(precision, **changes, name=f"{precision} with fp32 {kept}")
 
 
@@ -92,6 +98,15 @@ def failure_of(result) -> str | None:
         if (np.asarray(status) == failure).any():
             return failure
     return None
+
+
+def classify(n_star: int, counterfactual_n_star: int | None) -> str:
+    """The rule: with fp32 accumulators (with_fp32) the outputs at n* either still collapse
+    (counterfactual n* ≤ n*: the representations round together — REPRESENTATION) or still
+    differ (the collapse disappears or comes later: an accumulator stalled — STALLED)."""
+    if counterfactual_n_star is not None and counterfactual_n_star <= n_star:
+        return REPRESENTATION
+    return STALLED
 
 
 def explain(run: Callable, precision: Precision | str, *, collapse_length: int | None = None,
@@ -120,7 +135,7 @@ def explain(run: Callable, precision: Precision | str, *, collapse_length: int |
     if failed:
         return Mechanism(str(precision), n_star, UNDETERMINED, str(counterfactual), None,
                          f"the counterfactual run is {failed}")
-    if other is not None and other <= n_star:
+    if classify(n_star, other) == REPRESENTATION:
         return Mechanism(str(precision), n_star, REPRESENTATION, str(counterfactual), other,
                          f"with fp32 accumulators it still collapses (from n = {other})")
     stalled = []

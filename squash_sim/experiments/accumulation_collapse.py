@@ -16,12 +16,11 @@ same bits:
   * accumulator  a running sum stalls (e.g. ones summed sequentially in bf16 stop at 256: every
                  further term is below half the accumulator's spacing), so sums over n and n + 1
                  keys come out the same before any storage rounding sees them.
-The counterfactual run keeps every storage rounding point in F and gives every reduction an fp32
-sequential accumulator (Precision fields matmul_sum/norm_sum/softmax_sum with format fp32). If the
-collapse then disappears from the sweep or moves past 2·n*, the accumulator caused it
-("accumulator"); if it stays (n*_cf ≤ 2·n*), storage rounding alone suffices ("spacing"). This is a
-small version written here: squash_sim/analysis/mechanism.py (another engineer's, not merged when
-this was written) may replace it. `sum_of_ones` beside it is Σ 1 over 4·max_len ones in the
+The counterfactual run (squash_sim.analysis.mechanism.with_fp32, shared with proofs_check's
+corollary_b10) keeps every storage rounding point in F and gives every reduction an fp32
+sequential accumulator. If the outputs at n* then still differ (the collapse disappears or comes
+later), an accumulator stalled; if it still collapses by n*, storage rounding alone suffices
+(mechanism.classify). `sum_of_ones` beside it is Σ 1 over 4·max_len ones in the
 softmax's accumulator: a sum far below the count is the stall, the mechanism's signature alone.
 
 A run whose outputs are not finite reports status "non-finite" and no n* (never a collapse).
@@ -35,16 +34,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from squash_sim import floats, presets
-from squash_sim.accumulate import Accumulation, accumulated_sum
+from squash_sim.accumulate import accumulated_sum
+from squash_sim.analysis import mechanism as mechanism_lib
 from squash_sim.config import ModelConfig
-from squash_sim.experiments import collapse
+from squash_sim.analysis import collapse
 from squash_sim.precision import Precision
 from squash_sim.precision import get as get_precision
 
 FORMATS = ("fp32", "bf16", "fp16", "fp8_e4m3fn", "fp8_e5m2")
 MODELS = {"sequential": "sequential", "pairwise": "pairwise", "blocked K=32 → fp32": "block32",
           "blocked K=128 → fp32": "block128", "kahan": "kahan"}
-_FP32_SUMS = Accumulation("sequential", floats.FP32)
 
 
 @dataclasses.dataclass
@@ -54,7 +53,7 @@ class AccumulationCollapse:
     policy: str  # the precision string that was run
     status: str  # "ok" | "non-finite"
     n_star: int | None  # collapse length (None: none within the sweep, or not finite)
-    mechanism: str | None  # "spacing" | "accumulator" | None (no collapse)
+    mechanism: str | None  # mechanism.STALLED | mechanism.REPRESENTATION | None (no collapse)
     n_star_fp32_sums: int | None  # the counterfactual's n* (fp32 accumulators, storage in fmt)
     ones: int  # how many ones `sum_of_ones` adds (4·max_len)
     sum_of_ones: float  # their sum in the softmax's accumulator: far below `ones` = a stall
@@ -67,12 +66,6 @@ class AccumulationCollapse:
 def policy(fmt: str, model: str) -> str:
     """The precision string of a format × accumulation model (MODELS keys)."""
     return f"{fmt}-pure+{MODELS[model]}"
-
-
-def fp32_sums(precision: Precision) -> Precision:
-    """The counterfactual: the same storage rounding, every reduction in fp32, sequentially."""
-    return dataclasses.replace(precision, matmul_sum=_FP32_SUMS, norm_sum=_FP32_SUMS,
-                               softmax_sum=_FP32_SUMS, name=f"{precision.name} (fp32 sums)")
 
 
 def sum_of_ones(precision: Precision, count: int) -> float:
@@ -109,8 +102,10 @@ def run(config: ModelConfig | None = None, *, max_len: int = 2048, seed: int = 0
         status, n_star = _n_star(config, precision, max_len, seed)
         mechanism = n_cf = None
         if n_star is not None:
-            _, n_cf = _n_star(config, fp32_sums(precision), max_len, seed)
-            mechanism = "accumulator" if n_cf is None or n_cf > 2 * n_star else "spacing"
+            counterfactual = mechanism_lib.with_fp32(precision)
+            if counterfactual is not None:
+                _, n_cf = _n_star(config, counterfactual, max_len, seed)
+            mechanism = mechanism_lib.classify(n_star, n_cf if counterfactual else n_star)
         rows.append(AccumulationCollapse(fmt, model, str(precision), status, n_star, mechanism,
                                          n_cf, 4 * max_len, sum_of_ones(precision, 4 * max_len),
                                          max_len))
