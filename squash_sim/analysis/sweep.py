@@ -20,7 +20,6 @@ from squash_sim.model import check_inputs, check_params, traceable_forward
 from squash_sim.precision import get as get_precision
 
 
-
 @dataclasses.dataclass
 class SweepResult:
     """Metrics of one intervention kind at every layer k, per seed and prompt, at each prompt's

@@ -33,11 +33,11 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from squash_sim import floats, presets
+from squash_sim import presets
 from squash_sim.accumulate import accumulated_sum
+from squash_sim.analysis import collapse
 from squash_sim.analysis import mechanism as mechanism_lib
 from squash_sim.config import ModelConfig
-from squash_sim.analysis import collapse
 from squash_sim.precision import Precision
 from squash_sim.precision import get as get_precision
 
