@@ -311,8 +311,8 @@ def load(path, *, cache: bool = True, sha256: str | None = None, name: str | Non
                           f"from the GGUF", stacklevel=2)
     reader = _reader(path, sha256)
     arch, config = _config(reader, path, name)
-    tokenizer, special = _tokenizer(reader, path)
     arrays = _dequantize(reader, arch, config, path)
+    tokenizer, special = _tokenizer(reader, path)
     if cache:
         _write_cache(folder, arrays, tokenizer, {
             "fingerprint": _fingerprint(path), "architecture": arch.name,
