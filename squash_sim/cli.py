@@ -22,6 +22,16 @@ def _progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def _real_model(text: str) -> str:
+    """--model of the real-model commands: a known name or an existing checkpoint path."""
+    from squash_sim.models import NAMES
+
+    if text in NAMES or Path(text).exists():
+        return text
+    raise argparse.ArgumentTypeError(f"expected one of {', '.join(NAMES)} or the path of a GGUF "
+                                     f"file or Hugging Face directory, got {text!r}")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -191,7 +201,7 @@ def cmd_real_collapse(args) -> int:
 
     runs.real_collapse(Path(args.out), prompt=args.prompt, precisions=args.precision,
                        max_len=args.max_len, seed=args.seed, compare_global=args.compare_global,
-                       formats=args.formats, progress=_progress).print()
+                       formats=args.formats, model=args.model, progress=_progress).print()
     return 0
 
 
@@ -204,12 +214,13 @@ def cmd_intervene(args) -> int:
     from squash_sim import results
     from squash_sim.model import init_params
 
-    if args.model == "gemma3-270m":
+    real = args.model not in presets.names()
+    if real:
         from squash_sim.experiments import capitals
-        from squash_sim.models import gemma3_270m
+        from squash_sim.models import load
 
-        _progress("loading Gemma 3 270M")
-        model = gemma3_270m()
+        _progress(f"loading {args.model}")
+        model = load(args.model)
         params, config = model.params, model.config
         capital_set = capitals.build_set(model)
         tokens, answers = capital_set.tokens, capital_set.answers
@@ -222,16 +233,19 @@ def cmd_intervene(args) -> int:
         answers = None
     kind = args.kind.replace("-", "_")
     if kind == "inject":  # needs a source run: the country switch on the capital set
-        if args.model != "gemma3-270m":
+        if not real:
             raise ValueError("intervene: --kind inject writes another prompt's state; it runs the "
-                             "country switch and needs --model gemma3-270m")
+                             "country switch and needs a real --model (e.g. gemma3-270m)")
         switch = capitals.switch(params, config, capital_set, progress=_progress)
-        print(f"{'k':>3} {'k/L':>6} {'P(original)':>12} {'P(injected)':>12}")
+        print(f"{'k':>3} {'k/L':>6} {'greedy orig.':>12} {'greedy inj.':>12} {'P(original)':>12} "
+              f"{'P(injected)':>12}")
         for row in switch.rows():
-            print(f"{row['k']:>3} {row['k/L']:>6.2f} {row['p_original']:>12.3f} "
+            print(f"{row['k']:>3} {row['k/L']:>6.2f} {row['greedy_original']:>12.3f} "
+                  f"{row['greedy_injected']:>12.3f} {row['p_original']:>12.3f} "
                   f"{row['p_injected']:>12.3f}")
-        print(f"crossover k = {switch.crossover}")
-        results.write_csv(Path(args.out) / "intervene_inject_gemma3-270m.csv", switch.rows())
+        print(f"crossover k = {switch.crossover} (greedy answers); "
+              f"{switch.crossover_probability} (probability form)")
+        results.write_csv(Path(args.out) / f"intervene_inject_{model.name}.csv", switch.rows())
         return 0
     _progress(f"intervene: {kind} at every layer, {args.seeds} seed(s), {len(tokens)} prompts")
     result = iv.sweep((params, config), tokens, kind=kind, seeds=tuple(range(args.seeds)),
@@ -245,9 +259,10 @@ def cmd_intervene(args) -> int:
               f"{row['top1_agreement']:>12.3f}"
               + (f"  {row['answer_probability']:.3f}" if answers is not None else ""))
     out = Path(args.out)
-    stem = f"intervene_{kind}_{args.model}"
+    name = model.name if real else args.model
+    stem = f"intervene_{kind}_{name}"
     results.write_csv(out / f"{stem}.csv", rows)
-    results.write_json(out / f"{stem}.json", {"kind": kind, "model": args.model,
+    results.write_json(out / f"{stem}.json", {"kind": kind, "model": name,
                                               "window": args.window, "seeds": args.seeds,
                                               "rows": rows})
     print(f"\nwrote {out / (stem + '.csv')} and {stem}.json")
@@ -378,8 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(run=cmd_report)
 
     real = commands.add_parser(
-        "real", help="experiments on a real LLM (Gemma 3 270M; needs the gemma extra)",
-        description="Experiments on Gemma 3 270M, run through squash_sim's own forward.")
+        "real", help="experiments on a real LLM (--model: Gemma 3 270M, SmolLM2-135M or a path)",
+        description="Experiments on a real LLM (Gemma 3 270M by default, SmolLM2-135M, or any "
+                    "llama / gemma3 GGUF or Hugging Face directory), run through squash_sim's "
+                    "own forward.")
     real_commands = real.add_subparsers(dest="real_command", required=True, metavar="EXPERIMENT")
     real_collapse = real_commands.add_parser(
         "collapse", help="prompt + n ones vs n + 1 ones (Figure 5 analogue)",
@@ -397,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     real_collapse.add_argument("--compare-global", action="store_true",
                                help="also run a variant whose local (window 512) layers are made "
                                     "global: the window's effect made visible")
+    real_collapse.add_argument("--model", type=_real_model, default="gemma3-270m",
+                               help="smollm2-135m, gemma3-270m (default) or a GGUF / Hugging Face path")
     _outputs(real_collapse, "out/real")
     real_collapse.set_defaults(run=cmd_real_collapse)
 
@@ -407,8 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "position. Writes CSV, JSON and a figure.")
     tasks.add_argument("--seeds", type=_positive_int, default=6,
                        help="Bernoulli(0.7) strings per length for counting (default: 6)")
+    tasks.add_argument("--model", type=_real_model, default="gemma3-270m",
+                       help="smollm2-135m, gemma3-270m (default) or a GGUF / Hugging Face path")
     _outputs(tasks, "out/real")
-    tasks.set_defaults(run=_section_command("real_tasks", seeds="seeds"))
+    tasks.set_defaults(run=_section_command("real_tasks", seeds="seeds", model="model"))
 
     capitals = real_commands.add_parser(
         "capitals", help="attend first, consolidate later: interventions on capital questions",
@@ -420,9 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="blocks of the windowed controls (default: 3)")
     capitals.add_argument("--limit", type=_positive_int, default=30,
                           help="capital questions used (default: 30)")
+    capitals.add_argument("--model", type=_real_model, default="gemma3-270m",
+                          help="smollm2-135m, gemma3-270m (default) or a GGUF / Hugging Face path")
     _outputs(capitals, "out/real")
     capitals.set_defaults(run=_section_command(
-        "capitals", seeds="seeds", window="window", limit="limit"))
+        "capitals", seeds="seeds", window="window", limit="limit", model="model"))
 
     intervene = commands.add_parser(
         "intervene", help="one hidden-state intervention swept over every layer k",
@@ -432,10 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
     intervene.add_argument("--kind", required=True,
                            choices=["random", "shuffle", "angle", "freeze", "skip-attention",
                                     "inject"],
-                           help="inject: the country switch (gemma3-270m only)")
+                           help="inject: the country switch (real models only)")
     intervene.add_argument("--model", default="tiny",
-                           choices=["tiny", "gemma3-270m"],
-                           help="tiny (random init, random prompts) or gemma3-270m (gemma extra)")
+                           type=lambda s: s if s in presets.names() else _real_model(s),
+                           help="a preset (tiny: random init, random prompts) or a real model: "
+                                "smollm2-135m, gemma3-270m or a GGUF / Hugging Face path")
     intervene.add_argument("--window", type=_positive_int, default=None,
                            help="windowed variant: blocks [k, k+w) then clean restored "
                                 "(random, freeze, skip-attention)")

@@ -174,3 +174,49 @@ def test_a_damaged_cache_is_rebuilt_with_a_message(copy, monkeypatch, tmp_path):
         again = gguf_loader.load(path)
     assert np.array_equal(again.params["layers"][3]["wk"], good)
     assert gguf_loader._read_cache(folder, path).params["layers"][3]["wk"].shape == good.shape
+
+
+# --- experiments on any loaded model ---------------------------------------------------------
+
+
+def test_switch_crossover_counts_greedy_answers_with_the_probability_form_beside_it():
+    """Greedy answers (the paper's figure) and mean probabilities can cross at different k: one
+    confident prompt outweighs two that narrowly prefer the other capital."""
+    from squash_sim.experiments.capitals import SwitchResult, comparison_rows
+
+    p_original = np.array([[0.1, 0.1, 0.1], [0.45, 0.45, 0.0], [0.6, 0.6, 0.6]])
+    p_injected = np.array([[0.8, 0.8, 0.8], [0.40, 0.40, 0.9], [0.1, 0.1, 0.1]])
+    result = SwitchResult(np.arange(3), 4, p_original, p_injected,
+                          p_original > p_injected, p_injected > p_original)
+    assert result.crossover == 1  # k = 1: two of three prompts answer the original capital
+    assert result.crossover_probability == 2  # mean P: 0.30 < 0.57 at k = 1
+    rows = comparison_rows("m", 4, {}, result)
+    assert [r["k/L"] for r in rows] == [0.25, 0.5]
+    assert "greedy" in rows[0]["metric"] and "probability" in rows[1]["metric"]
+
+
+def test_real_commands_take_any_model(model, tmp_path):
+    from squash_sim.cli import main
+
+    assert main(["real", "collapse", "--model", "smollm2-135m", "--max-len", "5", "--precision",
+                 "fp32", "--out", str(tmp_path), "--formats", "png"]) == 0
+    summary = json.loads((tmp_path / "real_collapse_count-ones_smollm2-135m.json").read_text())
+    assert summary["model"] == "smollm2-135m"
+    assert summary["summary"]["fp32"]["tokens"] == 10 + 6  # the prompt, 6 ones, no BOS
+    path, _ = smollm2_path()
+    assert main(["real", "collapse", "--model", str(path), "--max-len", "3", "--precision",
+                 "fp32", "--out", str(tmp_path), "--formats", "png"]) == 0  # a path, same file
+    with pytest.raises(SystemExit) as exit_:
+        main(["real", "collapse", "--model", "no-such-model"])
+    assert exit_.value.code == 2
+
+
+def test_capital_set_is_refiltered_per_model(model):
+    from squash_sim.experiments import capitals
+
+    capital_set = capitals.build_set(model, limit=None)
+    assert len(capital_set.countries) >= 30
+    assert model.tokenizer.token(int(capital_set.tokens[0, capital_set.country_position])) == \
+        "Ġ" + capital_set.countries[0]  # byte-level BPE: "Ġ" is the space
+    answers = np.asarray(model.forward(capital_set.tokens, logits="last").logits)[:, -1]
+    assert (answers.argmax(-1) == capital_set.answers).all()  # only pairs this model answers

@@ -305,7 +305,7 @@ def load(path, *, cache: bool = True, sha256: str | None = None, name: str | Non
     if cache and (folder / "manifest.json").is_file():
         cached = _read_cache(folder, path)
         if isinstance(cached, Checkpoint):
-            return cached
+            return cached._replace(config=dataclasses.replace(cached.config, name=name))
         if cached:  # a reason: say it, then rebuild
             warnings.warn(f"squash_sim: the cache {folder} of {path.name} {cached}; rebuilding it "
                           f"from the GGUF", stacklevel=2)
