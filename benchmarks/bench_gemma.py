@@ -128,6 +128,11 @@ def forward(name: str) -> None:
     batch = torch.tensor(ids[None].astype(np.int64))
     with torch.no_grad():
         theirs = best_of(lambda: hf(batch, logits_to_keep=1), 3)
+        reference = hf(batch, logits_to_keep=1).logits[0, -1].double().numpy()
+    mine = np.asarray(model.forward(ids, logits="last").logits[-1], np.float64)
+    print(f"same run, last-token logits at {len(ids)} tokens: max-abs difference "
+          f"{np.abs(mine - reference).max():.2e} (logit scale {np.abs(reference).max():.1f}), "
+          f"top-5 identical: {np.argsort(-mine)[:5].tolist() == np.argsort(-reference)[:5].tolist()}")
     print(f"transformers {__import__('transformers').__version__} forward, same tokens: "
           f"{theirs:.2f} s (torch threads {torch.get_num_threads()})")
     print(f"ratio squash_sim / transformers: {ours / theirs:.2f} (transformers takes "

@@ -423,7 +423,8 @@ def real_collapse(out: Path, *, prompt: str = "count-ones", precisions=("fp32",)
                 "model": label, "prompt": prompt, "max_len": max_len,
                 "seed": seed, "summary": summary})]
     figures = _figures(out, stem, plotting.real_collapse_figure(
-        runs, f"{label}: {prompt}"), formats)
+        runs, f"{label}: {prompt}",
+        max((w for w in model.config.sliding_window if w), default=None)), formats)
     shown = sorted({int(n) for n in runs[0].n if n in experiment.PAPER_N or n == max_len})
     table = []
     for n in shown:
