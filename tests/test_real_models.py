@@ -220,3 +220,17 @@ def test_capital_set_is_refiltered_per_model(model):
         "Ġ" + capital_set.countries[0]  # byte-level BPE: "Ġ" is the space
     answers = np.asarray(model.forward(capital_set.tokens, logits="last").logits)[:, -1]
     assert (answers.argmax(-1) == capital_set.answers).all()  # only pairs this model answers
+
+
+def test_side_by_side_puts_each_metric_of_both_models_in_one_row(tmp_path):
+    from squash_sim.runs import real_side_by_side
+
+    row = {"metric": "switch crossover (greedy answers)", "paper k/L": "0.53–0.69"}
+    (tmp_path / "capitals.json").write_text(json.dumps(
+        {"table": [dict(row, model="gemma3-270m", L=18, k=13, **{"k/L": 0.722})]}))
+    (tmp_path / "capitals_smollm2-135m.json").write_text(json.dumps(
+        {"table": [dict(row, model="smollm2-135m", L=30, k=None, **{"k/L": None})]}))
+    section = real_side_by_side(tmp_path)
+    assert section.table == [{"metric": "switch crossover (greedy answers) (k/L; paper: 0.53–0.69)",
+                              "gemma3-270m": "13/18 = 0.72", "smollm2-135m": "never"}]
+    assert len(section.data) == 2
