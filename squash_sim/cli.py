@@ -86,6 +86,16 @@ def _int_in(low: int, high: int, what: str = "an integer"):
     return parse
 
 
+def _real_model(text: str) -> str:
+    """--model of the real-model commands: a known name or an existing checkpoint path."""
+    from squash_sim.models import NAMES
+
+    if text in NAMES or Path(text).exists():
+        return text
+    raise argparse.ArgumentTypeError(f"expected one of {', '.join(NAMES)} or the path of a GGUF "
+                                     f"file or Hugging Face directory, got {text!r}")
+
+
 def _positive_int(text: str) -> int:
     """A count (seeds, examples, window, ...): 1..MAX_COUNT."""
     return _int_in(1, MAX_COUNT, "a positive integer")(text)
@@ -228,7 +238,7 @@ def cmd_real_collapse(args) -> int:
 
     runs.real_collapse(Path(args.out), prompt=args.prompt, precisions=args.precision,
                        max_len=args.max_len, seed=args.seed, compare_global=args.compare_global,
-                       formats=args.formats, progress=_progress).print()
+                       formats=args.formats, model=args.model, progress=_progress).print()
     return 0
 
 
@@ -369,8 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(run=cmd_report)
 
     real = commands.add_parser(
-        "real", help="experiments on a real LLM (Gemma 3 270M; needs the gemma extra)",
-        description="Experiments on Gemma 3 270M, run through squash_sim's own forward.")
+        "real", help="experiments on a real LLM (--model: Gemma 3 270M, SmolLM2-135M or a path)",
+        description="Experiments on a real LLM (Gemma 3 270M by default, SmolLM2-135M, or any "
+                    "llama / gemma3 GGUF or Hugging Face directory), run through squash_sim's "
+                    "own forward.")
     real_commands = real.add_subparsers(dest="real_command", required=True, metavar="EXPERIMENT")
     real_collapse = real_commands.add_parser(
         "collapse", help="prompt + n ones vs n + 1 ones (Figure 5 analogue)",
@@ -388,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     real_collapse.add_argument("--compare-global", action="store_true",
                                help="also run a variant whose local (window 512) layers are made "
                                     "global: the window's effect made visible")
+    real_collapse.add_argument("--model", type=_real_model, default="gemma3-270m",
+                               help="smollm2-135m, gemma3-270m (default) or a GGUF / Hugging Face path")
     _outputs(real_collapse, "out/real")
     real_collapse.set_defaults(run=cmd_real_collapse)
 
@@ -398,8 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "position. Writes CSV, JSON and a figure.")
     tasks.add_argument("--seeds", type=_positive_int, default=6,
                        help="Bernoulli(0.7) strings per length for counting (default: 6)")
+    tasks.add_argument("--model", type=_real_model, default="gemma3-270m",
+                       help="smollm2-135m, gemma3-270m (default) or a GGUF / Hugging Face path")
     _outputs(tasks, "out/real")
-    tasks.set_defaults(run=_section_command("real_tasks", seeds="seeds"))
+    tasks.set_defaults(run=_section_command("real_tasks", seeds="seeds", model="model"))
 
     capitals = real_commands.add_parser(
         "capitals", help="attend first, consolidate later: interventions on capital questions",
@@ -411,9 +427,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="blocks of the windowed controls (default: 3)")
     capitals.add_argument("--limit", type=_positive_int, default=30,
                           help="capital questions used (default: 30)")
+    capitals.add_argument("--model", type=_real_model, default="gemma3-270m",
+                          help="smollm2-135m, gemma3-270m (default) or a GGUF / Hugging Face path")
     _outputs(capitals, "out/real")
     capitals.set_defaults(run=_section_command(
-        "capitals", seeds="seeds", window="window", limit="limit"))
+        "capitals", seeds="seeds", window="window", limit="limit", model="model"))
 
     intervene = commands.add_parser(
         "intervene", help="one hidden-state intervention swept over every layer k",
@@ -423,10 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     intervene.add_argument("--kind", required=True,
                            choices=["random", "shuffle", "angle", "freeze", "skip-attention",
                                     "inject"],
-                           help="inject: the country switch (gemma3-270m only)")
+                           help="inject: the country switch (real models only)")
     intervene.add_argument("--model", default="tiny",
-                           choices=["tiny", "gemma3-270m"],
-                           help="tiny (random init, random prompts) or gemma3-270m (gemma extra)")
+                           type=lambda s: s if s in presets.names() else _real_model(s),
+                           help="a preset (tiny: random init, random prompts) or a real model: "
+                                "smollm2-135m, gemma3-270m or a GGUF / Hugging Face path")
     intervene.add_argument("--window", type=_positive_int, default=None,
                            help="windowed variant: blocks [k, k+w) then clean restored "
                                 "(random, freeze, skip-attention)")

@@ -45,9 +45,10 @@ def collapse_figure(results: dict, title: str):
     return figure
 
 
-def real_collapse_figure(results: list, title: str):
+def real_collapse_figure(results: list, title: str, window: int | None = 512):
     """Real-model collapse: ‖y_n − y*_{n+1}‖₁ against n, one curve per precision, bit-identical
-    lengths marked below the curve. results: [RealCollapseResult]"""
+    lengths marked below the curve. results: [RealCollapseResult]; window: the model's sliding
+    window, marked (None: the model has none)."""
     figure, ax = plt.subplots(figsize=(6.4, 4.2))
     for result in results:
         positive = result.l1 > 0
@@ -58,7 +59,8 @@ def real_collapse_figure(results: list, title: str):
             floor = result.l1[positive].min() if positive.any() else 1e-6
             ax.scatter(result.n[same], np.full(same.sum(), floor / 2), s=6, marker="|",
                        color=line.get_color(), label=f"{result.precision}: bit-identical")
-    ax.axvline(512, color="grey", ls=":", lw=1, label="sliding window 512")
+    if window:
+        ax.axvline(window, color="grey", ls=":", lw=1, label=f"sliding window {window}")
     _finish(ax, title, "n", "‖y_n − y*_{n+1}‖₁ (final layer, last token)", spacing_line=False)
     return figure
 

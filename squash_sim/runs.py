@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from squash_sim import floats, plotting, presets, results
-from squash_sim.analysis.onset import first_from
 from squash_sim.report import Section, Verdict, all_finite, decide
 
 EPS = floats.BF16.eps
@@ -567,18 +566,26 @@ def claims(out: Path, *, examples: int | None = None, examples_scale: float = 1.
         "theory.md)."], table, [], data, time.perf_counter() - start, verdicts)
 
 
+def _real_model(name, progress):
+    """A loaded model (models.load: a name or a path), its label and the file-name suffix of its
+    outputs ("" for Gemma 3 270M, whose file names predate the others)."""
+    from squash_sim.models import load
+
+    progress(f"loading {name} (first time: dequantizing and caching, up to ~1 min)")
+    model = load(name)
+    return model, model.name, "" if model.name == "gemma3-270m" else f"_{model.name}"
+
+
 def capitals(out: Path, *, seeds: int = 3, window: int = 3, limit: int = 30, formats=("png",),
-             progress=_quiet) -> Section:
-    """Attend first, consolidate later on Gemma 3 270M (needs the gemma extra)."""
+             model: str = "gemma3-270m", progress=_quiet) -> Section:
+    """Attend first, consolidate later on a real model (a name or checkpoint path)."""
     import jax
 
     from squash_sim.experiments import capitals as experiment
     from squash_sim.model import init_params
-    from squash_sim.models import gemma3_270m
 
     start = time.perf_counter()
-    progress("capitals: loading Gemma 3 270M and building the capital set")
-    model = gemma3_270m()
+    model, label, suffix = _real_model(model, progress)
     capital_set = experiment.build_set(model, limit=limit)
     seed_list = tuple(range(seeds))
     sweeps = experiment.sweeps(model.params, model.config, capital_set, seeds=seed_list,
@@ -591,48 +598,46 @@ def capitals(out: Path, *, seeds: int = 3, window: int = 3, limit: int = 30, for
     random_params = init_params(model.config, jax.random.key(0))
     baseline = experiment.sweeps(random_params, model.config, capital_set,
                                  kinds=("random", "freeze"), seeds=(0,), with_answers=False)
-    rows = ([{"model": "gemma3-270m", "window": None, **r} for s in sweeps.values()
+    rows = ([{"model": label, "window": None, **r} for s in sweeps.values()
              for r in s.summary()]
-            + [{"model": "gemma3-270m", "window": window, **r} for s in windowed.values()
+            + [{"model": label, "window": window, **r} for s in windowed.values()
                for r in s.summary()]
             + [{"model": "random-init", "window": None, **r} for s in baseline.values()
                for r in s.summary()])
-    data = [results.write_csv(out / "capitals.csv", rows),
-            results.write_csv(out / "capitals_switch.csv", switch.rows())]
+    data = [results.write_csv(out / f"capitals{suffix}.csv", rows),
+            results.write_csv(out / f"capitals_switch{suffix}.csv", switch.rows())]
     L = model.config.n_layers
-
-    def transition(result):  # first k from which accuracy ≥ half the clean accuracy (1.0)
-        return first_from(result.top1_agrees.mean(axis=(1, 2)) >= 0.5, result.layers)
-
-    table = [{"intervention": kind + (f", window {window}" if w else ""),
-              "accuracy ≥ 50 % from k": transition(r),
-              "k/L": None if transition(r) is None else transition(r) / L,
-              "accuracy at k = 1": float(r.top1_agrees[np.flatnonzero(r.layers == 1)[0]].mean())
-              if 1 in r.layers else None}
-             for w, group in ((False, sweeps), (True, windowed)) for kind, r in group.items()]
+    # Each metric beside the paper's number for that metric; windowed controls after.
+    table = experiment.comparison_rows(label, L, sweeps, switch)
+    table += [{"model": label, "L": L, "metric": f"{kind}, window {window}: accuracy ≥ 50 % from k",
+               "k": k, "k/L": None if k is None else round(k / L, 3), "paper k/L": "— (control)"}
+              for kind, k in experiment.transitions(windowed, L).items()]
     crossover = switch.crossover
-    table.append({"intervention": "switch (inject X over Y)", "accuracy ≥ 50 % from k": crossover,
-                  "k/L": None if crossover is None else crossover / L,
-                  "accuracy at k = 1": None})
-    data.append(results.write_json(out / "capitals.json", {
-        "experiment": "attend first, consolidate later: capitals on Gemma 3 270M",
+    data.append(results.write_json(out / f"capitals{suffix}.json", {
+        "experiment": f"attend first, consolidate later: capitals on {label}", "model": label,
         "countries": capital_set.countries, "rejected": capital_set.rejected,
         "prompt": experiment.template("<country>"), "seeds": seeds, "window": window,
         "n_layers": L, "table": table, "switch_crossover": crossover,
-        "paper_crossover_depth": experiment.PAPER_CROSSOVER}))
-    changes = {f"Gemma: {k}": sweeps[k] for k in ("random", "freeze")}
+        "switch_crossover_probability": switch.crossover_probability,
+        "paper_crossover_depth": experiment.PAPER_CROSSOVER,
+        "paper_costs_little_from_depth": experiment.PAPER_COSTS_LITTLE_FROM}))
+    changes = {f"{label}: {k}": sweeps[k] for k in ("random", "freeze")}
     changes.update({f"random init: {k}": r for k, r in baseline.items()})
-    figures = _figures(out, "capitals", plotting.capitals_figure(
+    figures = _figures(out, f"capitals{suffix}", plotting.capitals_figure(
         sweeps, windowed, switch, changes,
-        f"Gemma 3 270M, {len(capital_set.countries)} one-shot capital questions"), formats)
-    return Section("capitals", "Attend first, consolidate later: Gemma 3 270M", "interventions.md", [
+        f"{label}, {len(capital_set.countries)} one-shot capital questions"), formats)
+    return Section(f"capitals{suffix}", f"Attend first, consolidate later: {label}",
+                   "interventions.md", [
         f"{len(capital_set.countries)} one-shot capital questions the clean model answers "
         f"(squash_sim/data/capitals.csv; {len(capital_set.rejected)} rejected, reasons in the "
         f"JSON). Interventions on every position but the last, at the input of block k "
         f"(k = 0..{L}); mean over {seeds} seeds for random.",
-        f"- Switch crossover (first k from which the original capital wins again): "
-        f"k = {crossover} of {L} (k/L = {'—' if crossover is None else f'{crossover / L:.2f}'}); "
-        f"the paper's 7B models: {PAPER_BAND_TEXT}.",
+        f"- Switch crossover (greedy answers, as the paper's figure counts them: first k from "
+        f"which more prompts answer the original capital than the injected one): k = {crossover} "
+        f"of {L} (k/L = {'—' if crossover is None else f'{crossover / L:.2f}'}); the paper's 7B "
+        f"models: {PAPER_BAND_TEXT}. Probability form: k = {switch.crossover_probability}.",
+        "- Random/freeze/skip are compared with the paper's own claim for them: manipulating "
+        "the final 30–50 % of layers costs little (accuracy holds from k/L ≈ 0.5–0.7).",
         "- Windowed controls corrupt/freeze only blocks [k, k+w) and then restore clean states: "
         "where they recover, the drop is about fewer clean layers above k, not a phase change."],
         table, figures, data, time.perf_counter() - start)
@@ -643,17 +648,18 @@ PAPER_BAND_TEXT = "block ≈ 17–22 of 32 (k/L ≈ 0.53–0.69)"
 
 def real_collapse(out: Path, *, prompt: str = "count-ones", precisions=("fp32",),
                   max_len: int = 2048, seed: int = 0, compare_global: bool = False,
-                  formats=("png",), progress=_quiet) -> Section:
-    """The Figure 5 analogue on Gemma 3 270M: ‖y_n − y*_(n+1)‖₁ of the final-layer last token per
-    precision policy; with compare_global, the same fp32 sweep with the local layers made global."""
+                  formats=("png",), model: str = "gemma3-270m", progress=_quiet) -> Section:
+    """The Figure 5 analogue on a real model: ‖y_n − y*_(n+1)‖₁ of the final-layer last token per
+    precision policy; with compare_global (Gemma 3 270M, the one model with sliding windows), the
+    same fp32 sweep with the local layers made global."""
     import dataclasses
 
     from squash_sim.experiments import real_collapse as experiment
     from squash_sim.models import gemma3_270m
 
     start = time.perf_counter()
-    progress("loading Gemma 3 270M (first time: assembling and dequantizing, ~1 min)")
-    model = gemma3_270m()
+    model, label, suffix = _real_model(model, progress)
+    compare_global = compare_global and label == "gemma3-270m"
     runs = []
     for precision in precisions:
         runs.append(experiment.run(model, prompt, precision, max_len=max_len, seed=seed,
@@ -664,7 +670,7 @@ def real_collapse(out: Path, *, prompt: str = "count-ones", precisions=("fp32",)
         result = experiment.run(gemma3_270m(local_layers_global=True), prompt, "fp32",
                                 max_len=max_len, seed=seed, progress=progress)
         runs.append(dataclasses.replace(result, precision="fp32, no sliding window"))
-    stem = f"real_collapse_{prompt}"
+    stem = f"real_collapse_{prompt}{suffix}"
     summary = {r.precision: {"bit_identical_lengths": int(r.bit_identical.sum()),
                              "first_bit_identical_n": (int(r.n[r.bit_identical][0])
                                                        if r.bit_identical.any() else None),
@@ -673,10 +679,11 @@ def real_collapse(out: Path, *, prompt: str = "count-ones", precisions=("fp32",)
     data = [results.write_csv(out / f"{stem}.csv", [row for r in runs for row in r.rows()]),
             results.write_json(out / f"{stem}.json", {
                 "experiment": "real-model collapse (Figure 5 analogue)",
-                "model": "gemma3-270m Q4_K_M", "prompt": prompt, "max_len": max_len,
+                "model": label, "prompt": prompt, "max_len": max_len,
                 "seed": seed, "summary": summary})]
     figures = _figures(out, stem, plotting.real_collapse_figure(
-        runs, f"Gemma 3 270M: {prompt}"), formats)
+        runs, f"{label}: {prompt}",
+        max((w for w in model.config.sliding_window if w), default=None)), formats)
     shown = sorted({int(n) for n in runs[0].n if n in experiment.PAPER_N or n == max_len})
     table = []
     for n in shown:
@@ -689,7 +696,10 @@ def real_collapse(out: Path, *, prompt: str = "count-ones", precisions=("fp32",)
     lines = [f"Prompt {experiment.PROMPTS[prompt]!r} + n {'digits' if prompt == 'digits' else 'ones'}"
              f" against n + 1, n = 1..{max_len} ({runs[0].tokens} tokens at most); ‖·‖₁ of the "
              "final-layer last-token outputs after the final norm; '==' marks bit-identical "
-             "outputs. The local layers' window (512 tokens) drops BOS once the prompt is longer."]
+             "outputs."
+             + (" The local layers' window (512 tokens) drops BOS once the prompt is longer."
+                if any(model.config.sliding_window) else
+                " Every layer attends globally (no sliding window).")]
     for r in runs:
         first = summary[r.precision]["first_bit_identical_n"]
         lines.append(f"- {r.precision}: {int(r.bit_identical.sum())} of {len(r.n)} lengths "
@@ -701,19 +711,17 @@ def real_collapse(out: Path, *, prompt: str = "count-ones", precisions=("fp32",)
         lines.append(f"- Window effect: median ‖Δ‖₁ over n ≥ 600 is {np.median(runs[0].l1[late]):.3g}"
                      f" with the window and {np.median(runs[-1].l1[late]):.3g} with the local "
                      "layers global.")
-    return Section(stem, f"Gemma 3 270M: representational collapse ({prompt})", "theorem_b3",
+    return Section(stem, f"{label}: representational collapse ({prompt})", "theorem_b3",
                    lines, table, figures, data, time.perf_counter() - start)
 
 
 def real_tasks(out: Path, *, copy_n=None, count_n=None, seeds: int = 6, formats=("png",),
-               progress=_quiet) -> Section:
-    """Copy first/last digit, few-shot counting and the sensitivity profile on Gemma 3 270M."""
+               model: str = "gemma3-270m", progress=_quiet) -> Section:
+    """Copy first/last digit, few-shot counting and the sensitivity profile on a real model."""
     from squash_sim.experiments import real_tasks as experiment
-    from squash_sim.models import gemma3_270m
 
     start = time.perf_counter()
-    progress("tasks: loading Gemma 3 270M")
-    model = gemma3_270m()
+    model, label, suffix = _real_model(model, progress)
     copy_rows = experiment.copy_task(model, copy_n or experiment.COPY_N, progress=progress)
     count_rows = experiment.count_task(model, count_n or experiment.COUNT_N, seeds=seeds,
                                        progress=progress)
@@ -721,8 +729,8 @@ def real_tasks(out: Path, *, copy_n=None, count_n=None, seeds: int = 6, formats=
     progress("tasks: sensitivity profile (16 random VJPs)")
     profile = experiment.sensitivity_profile(model, text)
     share = profile / profile.sum()
-    data = [results.write_csv(out / "real_tasks.csv", copy_rows.rows + count_rows.rows),
-            results.write_csv(out / "real_sensitivity.csv",
+    data = [results.write_csv(out / f"real_tasks{suffix}.csv", copy_rows.rows + count_rows.rows),
+            results.write_csv(out / f"real_sensitivity{suffix}.csv",
                               [{"position": i, "sensitivity": float(p), "share": float(s)}
                                for i, (p, s) in enumerate(zip(profile, share, strict=True))])]
     counted = [r for r in count_rows.rows if r["answer"] is not None]
@@ -733,25 +741,78 @@ def real_tasks(out: Path, *, copy_n=None, count_n=None, seeds: int = 6, formats=
              + [{"task": f"count ({k})", **{f"n={n}": a for n, a in
                                             count_rows.accuracy(kind=k).items()}}
                 for k in ("ones", "bernoulli 0.7")])
-    data.append(results.write_json(out / "real_tasks.json", {
-        "experiment": "copy / count / sensitivity on Gemma 3 270M (theory.md §4)",
+    data.append(results.write_json(out / f"real_tasks{suffix}.json", {
+        "experiment": f"copy / count / sensitivity on {label} (theory.md §4)", "model": label,
         "copy_prompt": experiment.copy_prompt("first", "<digits>"),
         "count_prompt": experiment.count_prompt("<digits>"), "table": table,
         "answers_multiple_of_10": round_answers,
         "sensitivity_share": {"bos": float(share[0]), "middle": float(share[share.size // 2]),
                               "last": float(share[-1])}}))
-    figures = _figures(out, "real_tasks", plotting.real_tasks_figure(
+    figures = _figures(out, f"real_tasks{suffix}", plotting.real_tasks_figure(
         copy_rows, count_rows, profile, f"profile prompt: {text[:46]}… ({profile.size} tokens)",
-        "Gemma 3 270M: copying, counting, sensitivity"), formats)
-    return Section("real_tasks", "Gemma 3 270M: copying, counting, sensitivity", "theory.md §4", [
+        f"{label}: copying, counting, sensitivity"), formats)
+    return Section(f"real_tasks{suffix}", f"{label}: copying, counting, sensitivity",
+                   "theory.md §4", [
         "Few-shot prompts (three worked examples: the model is a base model), greedy answers. "
         "Copy: the odd digit at the asked end of n digits, both digit assignments (chance 50 %).",
         f"- Counting answers that are multiples of 10: {round_answers:.0%} of parsed answers."
         if round_answers is not None else "- No counting answer parsed.",
         f"- Sensitivity of the last output to each input (Frobenius norm, Hutchinson estimate): "
-        f"BOS takes {share[0]:.1%}, the middle position {share[share.size // 2]:.2%}, the last "
+        f"the first position takes {share[0]:.1%}, the middle position "
+        f"{share[share.size // 2]:.2%}, the last "
         f"{share[-1]:.1%}: the U-shape of the theory on a trained model."],
         table, figures, data, time.perf_counter() - start)
+
+
+REAL_MODELS = ("gemma3-270m", "smollm2-135m")
+
+
+def real_side_by_side(out: Path, *, models=REAL_MODELS, prompt: str = "count-ones",
+                      formats=("png",), progress=_quiet) -> Section:
+    """The real models' findings side by side, one row per metric, read back from the JSON the
+    real_collapse / real_tasks / capitals sections wrote into `out` (run those first, per model;
+    a missing file leaves its cells empty)."""
+    import json
+
+    start = time.perf_counter()
+
+    def read(stem, name):
+        path = out / f"{stem}{'' if name == 'gemma3-270m' else f'_{name}'}.json"
+        return (json.loads(path.read_text()), path) if path.is_file() else ({}, None)
+
+    rows: dict = {}
+    data = []
+
+    def put(metric, name, value):
+        rows.setdefault(metric, {"metric": metric})[name] = value
+
+    for name in models:
+        collapse, p1 = read(f"real_collapse_{prompt}", name)
+        tasks, p2 = read("real_tasks", name)
+        caps, p3 = read("capitals", name)
+        data += [p for p in (p1, p2, p3) if p is not None]
+        for precision, s in collapse.get("summary", {}).items():
+            put(f"{prompt}: ‖Δ‖₁ at n = {collapse['max_len']}, {precision}", name,
+                s["l1_at_max_len"])
+            put(f"{prompt}: bit-identical lengths (first n), {precision}", name,
+                f"{s['bit_identical_lengths']} ({s['first_bit_identical_n'] or '—'})")
+        for row in tasks.get("table", []):
+            cells = {k: v for k, v in row.items() if k.startswith("n=")}
+            put(f"{row['task']}: accuracy", name,
+                ", ".join(f"{k} {v:.0%}" for k, v in cells.items()))
+        if tasks.get("sensitivity_share"):
+            share = tasks["sensitivity_share"]
+            put("sensitivity share: first / middle / last position", name,
+                f"{share['bos']:.1%} / {share['middle']:.2%} / {share['last']:.1%}")
+        for row in caps.get("table", []):
+            k, depth = row["k"], row["k/L"]
+            put(f"{row['metric']} (k/L; paper: {row['paper k/L']})", name,
+                "never" if k is None else f"{k}/{row['L']} = {depth:.2f}")
+    return Section("real_side_by_side", "Real models side by side", "interventions.md, theorem_b3",
+                   [f"Each row one metric, each column one model ({', '.join(models)}); the "
+                    "paper's number for that same metric in the row's name. Sources: the JSON "
+                    "files listed below."], list(rows.values()), [], data,
+                   time.perf_counter() - start)
 
 
 # -- intervene ----------------------------------------------------------------------------------
@@ -769,17 +830,16 @@ def intervene(out: Path, *, kind: str, model: str = "tiny", seeds: int = 3, seed
 
     start = time.perf_counter()
     kind = kind.replace("-", "_")
-    if kind == "inject" and model != "gemma3-270m":
+    real = model not in presets.names()  # a real model: a name of squash_sim.models or a path
+    if kind == "inject" and not real:
         raise ValueError("intervene: --kind inject writes another prompt's state; it runs the "
-                         "country switch and needs --model gemma3-270m")
-    if model == "gemma3-270m":
+                         "country switch and needs a real --model (e.g. gemma3-270m)")
+    if real:
         from squash_sim.experiments import capitals
-        from squash_sim.models import gemma3_270m
 
-        progress("loading Gemma 3 270M")
-        loaded = gemma3_270m()
+        loaded, model, _ = _real_model(model, progress)
         params, config = loaded.params, loaded.config
-        capital_set = capitals.build_set(loaded)
+        capital_set = capitals.build_set(loaded)  # the pairs this model answers when clean
         tokens, answers = capital_set.tokens, capital_set.answers
     else:
         config = presets.get(model)
@@ -795,7 +855,8 @@ def intervene(out: Path, *, kind: str, model: str = "tiny", seeds: int = 3, seed
         figure = plotting.switch_figure(switch, f"Country switch on {model}")
         text = [f"Inject the state of country X over country Y at every position but the last, "
                 f"at the input of block k; crossover (the original capital wins again) at "
-                f"k = {switch.crossover} of {config.n_layers}."]
+                f"k = {switch.crossover} of {config.n_layers} counting greedy answers "
+                f"({switch.crossover_probability} in the probability form)."]
     else:
         progress(f"intervene: {kind} at every layer, {seeds} seed(s), {len(tokens)} prompts")
         result = iv.sweep((params, config), tokens, kind=kind, seeds=tuple(range(seeds)),
@@ -866,13 +927,17 @@ def report_steps(size: str = "quick", *, real: bool = False, claims_table: bool 
                                               float_formats=z["accumulation_formats"],
                                               models=z["accumulation_models"])),
     ]
-    if real:
-        steps += [
-            ("real_collapse_count-ones", "real_collapse",
-             dict(precisions=z["real_precisions"], max_len=z["real_n"], compare_global=True)),
-            ("capitals", "capitals", dict(seeds=2 if size != "full" else 5)),
-            ("real_tasks", "real_tasks", {}),
-        ]
+    if real:  # every real model; their findings side by side after the loop (report())
+        for name in REAL_MODELS:
+            suffix = "" if name == "gemma3-270m" else f"_{name}"
+            steps += [
+                (f"real_collapse_count-ones{suffix}", "real_collapse",
+                 dict(precisions=z["real_precisions"], max_len=z["real_n"], model=name,
+                      compare_global=name == "gemma3-270m")),  # the one with sliding windows
+                (f"capitals{suffix}", "capitals", dict(seeds=2 if size != "full" else 5,
+                                                       model=name)),
+                (f"real_tasks{suffix}", "real_tasks", dict(model=name)),
+            ]
     if claims_table:
         steps.append(("claims", "claims", dict(examples=examples, examples_scale=z["claims"])))
     return steps
@@ -926,6 +991,8 @@ def report(out: Path, *, size: str = "quick", real: bool = False, claims_table: 
             bar.done(key)
             section.print()
             sections.append(section)
+    if real:  # read back from the files the real sections just committed into out
+        sections.append(real_side_by_side(out, formats=formats, progress=progress))
     for section in sections:  # a section with no decision of its own still gets its row
         if not section.verdicts:
             section.verdicts = [Verdict(section.reference, section.title, "measured",

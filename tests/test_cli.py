@@ -55,8 +55,8 @@ def test_installed_console_script_runs_the_main_job(tmp_path):
     assert done.returncode == 0, done.stderr
     page = (tmp_path / "report.html").read_text()
     figures = sorted(p.stem for p in tmp_path.glob("*.png"))
-    assert figures == ["accumulation", "collapse", "collapse_attention", "counting", "figure10", "figure8",
-                       "figure9", "precision", "remedies", "sensitivity"]
+    assert figures == ["accumulation", "collapse", "collapse_attention", "counting", "figure10",
+                       "figure8", "figure9", "precision", "remedies", "sensitivity"]
     assert page.count("data:image/png;base64,") == len(figures)  # self-contained
     assert "src='http" not in page and 'src="http' not in page
     for stem in figures:  # the data behind every figure is beside it

