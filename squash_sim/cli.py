@@ -257,7 +257,7 @@ def cmd_check(args) -> int:
     except ImportError:  # proofs_check ships beside squash_sim in the same distribution
         print("squash-sim check: proofs_check is not installed", file=sys.stderr)
         return 2
-    return check_main(args.check_args)
+    return check_main(args.check_args, prog="squash-sim check")
 
 
 def _fmt(value) -> str:
