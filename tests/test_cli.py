@@ -64,7 +64,7 @@ def test_installed_console_script_runs_the_main_job(tmp_path):
         json.load(open(tmp_path / f"{stem}.json"))
     markdown = (tmp_path / "report.md").read_text()
     assert "Figure 9" in markdown and "](figure9.png)" in markdown
-    assert "step 8/8" in done.stderr  # progress on stderr
+    assert "step 9/9" in done.stderr  # progress on stderr
     assert not list(tmp_path.glob(".*.tmp"))
 
 
