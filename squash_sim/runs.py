@@ -264,13 +264,28 @@ def precision(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, se
     # estimate n_ε must lie in the first eighth of the sweep, else "assumption not met".
     pure = [x for x in lengths if x.family == "named" and x.label.endswith("-pure")]
     undecidable = [x for x in pure if x.n_eps is None or x.n_eps > max_len / 8]
+    # Each collapse with its mechanism (analysis.mechanism): the same sweep with fp32 accumulators
+    # (storage-only policies have none to restore: their outputs round together).
+    from squash_sim.analysis import collapse as collapse_lib
+    from squash_sim.analysis import mechanism
+
+    def sweep(policy):
+        return collapse_lib.run(presets.get(preset), policy, max_len=max_len, seed=seed)
+
+    mechanisms = {x.label: mechanism.explain(sweep, x.precision,
+                                             collapse_length=x.n_star).label()
+                  for x in lengths if x.family == "named" and x.n_star is not None}
+    for row in table:
+        row["mechanism"] = mechanisms.get(row["policy"], "")
     verdict = Verdict(
         "Corollary B.10 [6.2]", "in finite precision, n and n + 1 ones give bit-identical outputs "
         "from a finite n* on (every operation rounded: -pure)",
         decide(violations=sum(x.n_star is None for x in pure if x not in undecidable),
                assumption_failures=len(undecidable), instances=len(pure)),
-        ", ".join(f"{x.label} n* = {x.n_star if x.n_star is not None else f'> {max_len}'}"
-                  f" (n_ε {x.n_eps})" for x in pure), theory="corollary_b10")
+        ", ".join((f"{x.label} n* = {x.n_star}" if x.n_star is not None else
+                   f"{x.label} n* > {max_len}") + f" (n_ε {x.n_eps})" for x in pure),
+        theory="corollary_b10",
+        mechanism="; ".join(f"{label}: {text}" for label, text in mechanisms.items()))
     return Section("precision", "Precision collapse lengths", "corollary_b10", [
         f"n* = first n from which prompt + n ones and + n + 1 ones give bit-identical outputs "
         f"(one forward pass per policy, {preset}, n ≤ {max_len}). Estimates from the float32 "
