@@ -267,10 +267,15 @@ def accumulation_figure(rows: list, title: str):
                 ax.scatter(x, r.n_star, marker="o", color=color,
                            facecolors=color if r.mechanism == "accumulator stalled" else "none")
         ax.scatter([], [], marker="o", color=color, label=model)
-    ax.axhline(top, color="grey", lw=0.8, ls=":")
+    ax.axhline(top, color="grey", lw=0.8, ls=":", label="reach: 3/4 of the sweep")
+    ax.scatter([], [], marker="o", color="black", label="● accumulator stalled")
+    ax.scatter([], [], marker="o", facecolors="none", color="black",
+               label="○ representations round together")
+    ax.scatter([], [], marker="^", color="black", label="▲ no collapse within reach")
+    ax.scatter([], [], marker="x", color="black", label="× non-finite (not collapse)")
     ax.set_yscale("log")
     ax.set_xticks(range(len(formats)), formats)
-    ax.set_ylabel("collapse length n*  (▲ none ≤ sweep, × non-finite)")
+    ax.set_ylabel("collapse length n*")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
