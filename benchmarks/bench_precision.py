@@ -17,20 +17,14 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-
-def best_of(fn, repeats: int) -> float:
-    """Fastest wall time of fn() over `repeats` runs (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_core import best_of  # noqa: E402  (one timing helper for every benchmark)
 
 
 def numpy_ordered_matmul(a, b, dtype):
