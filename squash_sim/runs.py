@@ -546,6 +546,8 @@ def _claim_verdict(row: dict, out: Path) -> Verdict:
         key = f"{row['instances']} instances"
     if row["violations"]:
         key += f"; {row['violations']} violating"
+    if row.get("summary"):  # a printed variant: which constant fails, which one holds
+        key += f" — {row['summary']}"
     path = row.get("counterexample_file")
     return Verdict(paper, module.STATEMENT, word, key, theory=module.NAME,
                    counterexample=Path(path).relative_to(out).as_posix() if path else None)
