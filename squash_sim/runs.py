@@ -825,7 +825,7 @@ def real_side_by_side(out: Path, *, models=REAL_MODELS, prompt: str = "count-one
             k, depth = row["k"], row["k/L"]
             put(f"{row['metric']} (k/L; paper: {row['paper k/L']})", name,
                 "never" if k is None else f"{k}/{row['L']} = {depth:.2f}")
-    return Section("real_side_by_side", "Real models side by side", "interventions.md, theorem_b3",
+    return Section("real_side_by_side", "Real models side by side", "interventions, theorem_b3",
                    [f"Each row one metric, each column one model ({', '.join(models)}); the "
                     "paper's number for that same metric in the row's name. Sources: the JSON "
                     "files listed below."], list(rows.values()), [], data,
