@@ -644,7 +644,7 @@ def capitals(out: Path, *, seeds: int = 3, window: int = 3, limit: int = 30, for
         sweeps, windowed, switch, changes,
         f"{label}, {len(capital_set.countries)} one-shot capital questions"), formats)
     return Section(f"capitals{suffix}", f"Attend first, consolidate later: {label}",
-                   "interventions.md", [
+                   "interventions", [
         f"{len(capital_set.countries)} one-shot capital questions the clean model answers "
         f"(squash_sim/data/capitals.csv; {len(capital_set.rejected)} rejected, reasons in the "
         f"JSON). Interventions on every position but the last, at the input of block k "
