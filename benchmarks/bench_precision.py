@@ -4,7 +4,11 @@ same run, on the same machine:
   1. a sequential-accumulation matmul in a simulated format (squash_sim.accumulate, jitted) over
      the loop a user would otherwise write: NumPy + ml_dtypes, one rounded product and one rounded
      addition per k, in the same order. The bits are checked identical before timing;
-  2. forward passes of the "tiny" preset at n = 4,096 under bf16-pure with pairwise and blocked
+  2. the rounding's share of that matmul: the same scan with fp32 as the format (round_to is then
+     the identity) against bf16. Every accumulation model rounds the same products and performs at
+     least as many rounded additions, so this share bounds how much faster any reordering can be
+     on this machine;
+  3. forward passes of the "tiny" preset at n = 4,096 under bf16-pure with pairwise and blocked
      accumulation, over the same forward with sequential accumulation (bf16-pure).
 
     python benchmarks/bench_precision.py            # everything
@@ -58,6 +62,34 @@ def matmul_vs_numpy(m: int, k: int, n: int, repeats: int) -> dict:
             "squash_sim_s": t_ours, "numpy_ml_dtypes_s": t_numpy, "speedup": t_numpy / t_ours}
 
 
+def rounding_share(m: int, k: int, n: int, repeats: int) -> dict:
+    """How much of the sequential bf16 matmul is the rounding itself (module docstring, item 2):
+    the same scan in fp32, where round_to is the identity (same loop, loads, multiplies and adds,
+    no rounding), timed in the same run. Every accumulation model rounds each of the m·K·n
+    products once and performs m·(K−1)·n rounded additions (Kahan: four per term), so with the
+    rounding taking t_bf16 − t_fp32, no reordering can beat t_bf16 / (t_bf16 − t_fp32)."""
+    import jax
+    import jax.numpy as jnp
+    import ml_dtypes
+
+    from squash_sim import floats
+    from squash_sim.accumulate import accumulated_einsum
+
+    rng = np.random.default_rng(1)
+    a = jnp.asarray(rng.standard_normal((m, k)).astype(ml_dtypes.bfloat16).astype(np.float32))
+    b = jnp.asarray(rng.standard_normal((k, n)).astype(ml_dtypes.bfloat16).astype(np.float32))
+    timed = {}
+    for fmt in (floats.BF16, floats.FP32):
+        run = jax.jit(lambda a, b, fmt=fmt: accumulated_einsum("mk,kn->mn", a, b, fmt))
+        timed[str(fmt)] = best_of(lambda run=run: run(a, b).block_until_ready(), repeats)
+    rounding = max(timed["bf16"] - timed["fp32"], 1e-12)
+    terms = m * k * n
+    return {"shape": [m, k, n], "bf16_s": timed["bf16"], "fp32_same_loop_s": timed["fp32"],
+            "bf16_ns_per_term": timed["bf16"] / terms * 1e9,
+            "rounding_share": rounding / timed["bf16"],
+            "max_speedup_of_any_order": timed["bf16"] / rounding}
+
+
 def forwards(n: int, policies, repeats: int) -> dict:
     import jax
 
@@ -100,8 +132,11 @@ def main():
     print(f"1. sequential bf16 matmul {shape} vs NumPy + ml_dtypes loop", flush=True)
     results["matmul"] = matmul_vs_numpy(*shape, repeats=3 if quick else 5)
     print(f"   {json.dumps(results['matmul'])}", flush=True)
+    print(f"2. the rounding's share of the same matmul {shape}", flush=True)
+    results["rounding_share"] = rounding_share(*shape, repeats=3 if quick else 5)
+    print(f"   {json.dumps(results['rounding_share'])}", flush=True)
     n = 512 if quick else 4096
-    print(f"2. tiny forward at n = {n}", flush=True)
+    print(f"3. tiny forward at n = {n}", flush=True)
     results["forward"] = forwards(n, ["bf16-pure", "bf16-pure+pairwise", "bf16-pure+block32",
                                       "bf16-pure+block128"], repeats=1 if not quick else 2)
     print(json.dumps(results, indent=1))

@@ -179,6 +179,18 @@ def _formats(text: str) -> list[str]:
     return names
 
 
+def _float_formats(text: str) -> tuple[str, ...]:
+    """--float-formats: a comma list of the accumulation table's formats."""
+    from squash_sim.experiments.accumulation_collapse import FORMATS
+
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    bad = [n for n in names if n not in FORMATS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown float format(s) {bad or text!r}; use a comma "
+                                         f"list of {', '.join(FORMATS)}")
+    return names
+
+
 def _mantissas(text: str) -> list[int]:
     try:
         bits = [int(t) for t in text.split(",") if t.strip()]
@@ -265,7 +277,7 @@ def _fmt(value) -> str:
 
 
 def _common(parser, out: str, *, preset: str | None = None, positional: bool = False,
-            max_len: int | None = None, seeds: int | None = None) -> None:
+            max_len: int | None = None, seeds: int | None = None, precision: bool = True) -> None:
     """The options every experiment command shares (those that apply to it)."""
     if preset:
         parser.add_argument("--preset", default=preset, choices=presets.names(),
@@ -274,9 +286,10 @@ def _common(parser, out: str, *, preset: str | None = None, positional: bool = F
         parser.add_argument("--positional", type=_positionals, default=None,
                             help=f"positional encoding(s): comma list of {', '.join(POSITIONALS)}, "
                                  "or 'all' (default: the preset's / the figure's)")
-    parser.add_argument("--precision", type=_precision, default=get_precision("fp32"),
-                        help="precision policy: fp32, fp64, bf16, bf16-pure, fp16, "
-                             "fp8_e4m3fn-pure, e5m7, ... (default: fp32)")
+    if precision:
+        parser.add_argument("--precision", type=_precision, default=get_precision("fp32"),
+                            help="precision policy: fp32, fp64, bf16, bf16-pure, fp16, "
+                                 "fp8_e4m3fn-pure, e5m7, ... (default: fp32)")
     if max_len:
         parser.add_argument("--max-len", type=_length, default=max_len,
                             help=f"largest n swept, up to {MAX_LEN} (default: {max_len})")
@@ -332,6 +345,24 @@ def build_parser() -> argparse.ArgumentParser:
     precision.set_defaults(run=_section_command(
         "precision", preset="preset", max_len="max_len", seed="seed",
         mantissa_bits="mantissa_bits"))
+
+    accumulation = commands.add_parser(
+        "accumulation", help="collapse length per format × accumulation model (issue 17)",
+        description="n* and its mechanism (stalled accumulator or representations rounding "
+                    "together) for every float format × accumulation model (sequential, "
+                    "pairwise, blocks of 32/128 promoted to fp32, Kahan), on a preset or, with "
+                    "--model, on a real LLM with the count-ones prompt.")
+    _common(accumulation, "out/accumulation", preset="paper-fig10", max_len=2048,
+            precision=False)  # the command runs every format × model itself
+    accumulation.add_argument("--model", type=_real_model, default=None,
+                              help="a real LLM instead of the preset (gemma3-270m, smollm2-135m "
+                                   "or a checkpoint path); each policy compiles for minutes")
+    accumulation.add_argument("--float-formats", type=_float_formats, default=None,
+                              help="comma list of formats (default: fp32,bf16,fp16,fp8_e4m3fn,"
+                                   "fp8_e5m2)")
+    accumulation.set_defaults(run=_section_command(
+        "accumulation", preset="preset", model="model", max_len="max_len", seed="seed",
+        float_formats="float_formats"))
 
     sensitivity = commands.add_parser(
         "sensitivity", help="over-squashing profiles ‖∂y_n/∂v_i‖ with the bound (Theorem B.5)",

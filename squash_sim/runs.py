@@ -305,23 +305,28 @@ def precision(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, se
         table, figures, data, time.perf_counter() - start, [verdict])
 
 
-def accumulation(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, seed: int = 0,
-                 float_formats=None, models=None, formats=("png",), progress=_quiet) -> Section:
+def accumulation(out: Path, *, preset: str = "paper-fig10", model: str | None = None,
+                 max_len: int = 2048, seed: int = 0, float_formats=None, models=None,
+                 formats=("png",), progress=_quiet) -> Section:
     """Collapse length n* per float format × accumulation model, each collapse with its mechanism
-    (docs/precision_hardware.md says which model matches which hardware)."""
+    (docs/precision_hardware.md says which model matches which hardware). model: a real LLM
+    (models.load name or path) swept on the count-ones prompt instead of the preset."""
     from squash_sim.analysis import mechanism
     from squash_sim.experiments import accumulation_collapse as experiment
 
     start = time.perf_counter()
-    rows = experiment.run(presets.get(preset), max_len=max_len, seed=seed,
-                          formats=float_formats or experiment.FORMATS,
+    llm, label, _ = _real_model(model, progress) if model else (None, preset, "")
+    stem = f"accumulation{'_' + llm.name if llm is not None else ''}"
+    rows = experiment.run(None if llm is not None else presets.get(preset), llm=llm,
+                          max_len=max_len, seed=seed, formats=float_formats or experiment.FORMATS,
                           models=models or tuple(experiment.MODELS), progress=progress)
-    data = [results.write_csv(out / "accumulation.csv", [r.row() for r in rows]),
-            results.write_json(out / "accumulation.json", {
-                "experiment": "collapse length per format × accumulation model", "preset": preset,
+    data = [results.write_csv(out / f"{stem}.csv", [r.row() for r in rows]),
+            results.write_json(out / f"{stem}.json", {
+                "experiment": "collapse length per format × accumulation model", "model": label,
+                "prompt": "count-ones" if llm is not None else None,
                 "max_len": max_len, "seed": seed, "rows": [r.row() for r in rows]})]
-    figures = _figures(out, "accumulation", plotting.accumulation_figure(
-        rows, f"Collapse length n* per format and accumulation model ({preset}, n ≤ {max_len})"),
+    figures = _figures(out, stem, plotting.accumulation_figure(
+        rows, f"Collapse length n* per format and accumulation model ({label}, n ≤ {max_len})"),
         formats)
     reach = 3 * max_len // 4
 
@@ -339,7 +344,8 @@ def accumulation(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048,
     stalls = [r for r in collapsed if r.mechanism == mechanism.STALLED]
     hardware = [r for r in rows if r.model != "sequential"]
     verdict = Verdict(
-        "Corollary B.10 [6.2], by accumulation model", "does precision collapse survive the "
+        "Corollary B.10 [6.2], by accumulation model" + (f" ({label})" if llm is not None else ""),
+        "does precision collapse survive the "
         "accumulation real kernels use (trees, fp32-promoted blocks, compensated sums)?",
         "measured",
         f"{len(collapsed)} of {len(rows)} policies collapse within n ≤ {reach} "
@@ -347,14 +353,18 @@ def accumulation(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048,
         f"{sum(r.n_star is not None for r in hardware if r.status == 'ok')} of {len(hardware)}",
         theory="corollary_b10",
         mechanism="; ".join(f"{r.policy}: {r.mechanism}" for r in collapsed))
-    return Section("accumulation", "Precision collapse by accumulation model", "corollary_b10", [
-        f"Every format × accumulation model on the Figure 10 model ({preset}, one forward pass "
-        f"per policy, n ≤ {max_len}; a collapse counts when it lasts over the last quarter of the "
-        "sweep). Cells: n* and its mechanism — *stall*: with fp32 accumulators (storage rounding "
-        "unchanged) the outputs at n* still differ, so a running sum stopped growing; *spacing*: "
-        "they collapse anyway, the representations round together (squash_sim.analysis."
-        "mechanism). `> N`: no collapse within the sweep; non-finite: a sum overflowed the "
-        "format (never a collapse).",
+    where = (f"{label} on the count-ones prompt (\"How many ones are in the following "
+             f"sequence? \" + n ones against n + 1; one forward pass per policy, n ≤ {max_len}"
+             if llm is not None else
+             f"the Figure 10 model ({preset}, one forward pass per policy, n ≤ {max_len}")
+    return Section(stem, "Precision collapse by accumulation model"
+                   + (f": {label}" if llm is not None else ""), "corollary_b10", [
+        f"Every format × accumulation model on {where}; a collapse counts when it lasts over the "
+        "last quarter of the sweep). Cells: n* and its mechanism — *stall*: with fp32 "
+        "accumulators (storage rounding unchanged) the outputs at n* still differ, so a running "
+        "sum stopped growing; *spacing*: they collapse anyway, the representations round "
+        "together (squash_sim.analysis.mechanism). `> N`: no collapse within the sweep; "
+        "non-finite: a sum overflowed the format (never a collapse).",
         "- Σ of ones in the softmax's accumulator (sequential): "
         + ", ".join(f"{r.fmt} {r.sum_of_ones:g}" for r in rows if r.model == "sequential")
         + f" for {rows[0].ones} ones — the stall behind the sequential collapses.",
@@ -905,18 +915,21 @@ REPORT_SIZES = {
                   mantissa_bits=(2, 3, 4, 5, 7, 10), few_seeds=2, depths=(1, 2, 4, 8),
                   scales=(1, 2, 4), remedies_n=2048, real_n=2048, real_precisions=("fp32",),
                   claims=0.5, sensitivity_n=32, named=None, ladder=True, accumulation_n=1024,
-                  accumulation_formats=("bf16", "fp8_e5m2"), accumulation_models=None),
+                  accumulation_formats=("bf16", "fp8_e5m2"), accumulation_models=None,
+                  real_accumulation_n=1024, real_accumulation_formats=("bf16",)),
     "full": dict(seeds=5, figure_n=5000, collapse_n=65_536, precision_n=2048, mantissa_bits=None,
                  few_seeds=5, depths=(1, 2, 4, 8, 16, 32), scales=(1, 2, 3, 4, 8, 16),
                  remedies_n=16_384, real_n=2048, real_precisions=("fp32", "bf16"), claims=1.0,
                  sensitivity_n=32, named=None, ladder=True, accumulation_n=2048,
-                 accumulation_formats=None, accumulation_models=None),
+                 accumulation_formats=None, accumulation_models=None,
+                 real_accumulation_n=2048, real_accumulation_formats=None),
     "smoke": dict(seeds=2, figure_n=100, collapse_n=64, precision_n=128, mantissa_bits=(2, 3),
                   few_seeds=1, depths=(1, 2), scales=(1, 2), remedies_n=128, real_n=64,
                   real_precisions=("fp32",), claims=0.05, sensitivity_n=12,
                   named=("bf16", "fp8_e4m3fn"), ladder=False, accumulation_n=64,
                   accumulation_formats=("fp8_e5m2",),
-                  accumulation_models=("sequential", "blocked K=32 → fp32")),
+                  accumulation_models=("sequential", "blocked K=32 → fp32"),
+                  real_accumulation_n=64, real_accumulation_formats=("bf16",)),
 }
 
 
@@ -955,6 +968,12 @@ def report_steps(size: str = "quick", *, real: bool = False, claims_table: bool 
                                                        model=name)),
                 (f"real_tasks{suffix}", "real_tasks", dict(model=name)),
             ]
+        # The accumulation table on the model with sliding windows (each policy compiles an
+        # 18-layer program for ≈ 1.5–3 min on 2 cores: one format at the quick size).
+        steps.append(("accumulation_gemma3-270m", "accumulation",
+                      dict(model="gemma3-270m", max_len=z["real_accumulation_n"],
+                           float_formats=z["real_accumulation_formats"],
+                           models=z["accumulation_models"])))
     if claims_table:
         steps.append(("claims", "claims", dict(examples=examples, examples_scale=z["claims"])))
     return steps
@@ -964,7 +983,8 @@ def report_steps(size: str = "quick", *, real: bool = False, claims_table: bool 
 # later runs use what the previous run of the section took.
 _EXPECTED_SECONDS = {"figure10": 8, "figure8": 6, "figure9": 2, "collapse": 20, "precision": 40,
                      "sensitivity": 15, "counting": 5, "remedies": 15, "claims": 60, "accumulation": 60,
-                     "real_collapse_count-ones": 120, "capitals": 200, "real_tasks": 150}
+                     "real_collapse_count-ones": 120, "capitals": 200, "real_tasks": 150,
+                     "accumulation_gemma3-270m": 900}
 
 
 def report(out: Path, *, size: str = "quick", real: bool = False, claims_table: bool = True,

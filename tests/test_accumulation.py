@@ -361,7 +361,7 @@ def test_mechanism_is_a_counterfactual(monkeypatch):
     for counterfactual, expected in ((None, mechanism.STALLED), (41, mechanism.STALLED),
                                      (40, mechanism.REPRESENTATION),
                                      (12, mechanism.REPRESENTATION)):
-        def fake(config, precision, max_len, seed, counterfactual=counterfactual):
+        def fake(config, precision, max_len, seed, llm=None, counterfactual=counterfactual):
             return "ok", counterfactual if "with fp32" in precision.name else 40
 
         monkeypatch.setattr(ac, "_n_star", fake)
@@ -383,6 +383,50 @@ def test_fp8_sequential_collapse_is_the_stalled_accumulator():
     # Blocks still stall at 8 inside, but 8 blocks of 32 give 64: the sum keeps growing with n.
     assert sequential.sum_of_ones == 8.0 and blocked.sum_of_ones == 64.0
     assert blocked.n_star is None
+
+
+def _char_llm(config):
+    """A LoadedModel with one token per character of the count-ones prompt (random weights)."""
+    from squash_sim.models import LoadedModel
+    from squash_sim.tokenizer import Tokenizer
+
+    prompt = "How many ones are in the following sequence? "
+    chars = sorted(set(prompt.replace(" ", "▁") + "1"))
+    tokenizer = Tokenizer.from_vocabulary(["<unk>", "<bos>", "<eos>"] + chars,
+                                          [2, 3, 3] + [1] * len(chars), bos_id=1, eos_id=2,
+                                          unk_id=0)
+    return LoadedModel(config, init_params(config, jax.random.key(0)), tokenizer), prompt
+
+
+def test_the_table_runs_on_a_loaded_llm_with_the_count_ones_prompt():
+    """The Gemma row's code path (llm=): n* is checked against the outputs of one forward pass
+    over "prompt + 1…1" compared here pair by pair (y_n against y_{n+1}, written out below), on a
+    NoPE one-layer token model where fp8 e5m2 with sequential sums stalls (Σ 1 stops at 8) and a
+    pairwise tree does not."""
+    from squash_sim.config import ModelConfig
+    from squash_sim.experiments import accumulation_collapse as ac
+
+    config = ModelConfig(vocab_size=32, d_model=64, n_layers=1, n_heads=1, positional="none",
+                         norm="none", mlp="none", name="nope-llm")
+    llm, prompt = _char_llm(config)
+    max_len = 64
+    rows = ac.run(llm=llm, max_len=max_len, formats=("fp8_e5m2",),
+                  models=("sequential", "pairwise"))
+    ids = llm.encode(prompt + "1" * (max_len + 1))  # BOS, the prompt, then one token per "1"
+    first_one = len(llm.encode(prompt))
+    for row in rows:
+        final = np.asarray(llm.forward(ids, row.policy, logits="none").final)
+        ones = final[first_one:]  # (max_len + 1, d): y_1, y_2, …
+        same = [bool(np.array_equal(ones[i], ones[i + 1])) for i in range(max_len)]
+        expected = next((n for n in range(1, max_len + 1) if all(same[n - 1:])), None)
+        if expected is not None and expected > 3 * max_len // 4:
+            expected = None
+        assert row.status == "ok" and row.n_star == expected, row
+    sequential, pairwise = rows
+    assert sequential.n_star is not None and sequential.mechanism == "accumulator stalled"
+    assert pairwise.n_star is None and pairwise.sum_of_ones == 4 * max_len
+    with pytest.raises(ValueError, match="config or llm"):
+        ac.run(presets.get("tiny"), llm=llm)
 
 
 def test_kahan_compensates_where_sequential_loses_everything():

@@ -86,3 +86,20 @@ def test_experiment_commands_and_their_errors(tmp_path, capsys):
                  "--out", str(tmp_path / "no")]) == 2
     assert "positional must be among" in capsys.readouterr().err
     assert not (tmp_path / "no").exists()  # a rejected run writes nothing
+
+
+def test_accumulation_command_and_its_errors(tmp_path, capsys):
+    """`squash-sim accumulation`: the format × accumulation-model table as CSV/JSON/figure; a bad
+    format or model name is one line and exit 2 before any work."""
+    assert main(["accumulation", "--max-len", "64", "--float-formats", "fp8_e5m2",
+                 "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "accumulation.csv")))
+    assert [r["model"] for r in rows][:2] == ["sequential", "pairwise"]
+    assert rows[0]["mechanism"] == "accumulator stalled" and rows[1]["n_star"] == ""
+    assert (tmp_path / "accumulation.png").exists()
+    for bad, message in ((["--float-formats", "fp8,bf16"], "unknown float format"),
+                         (["--model", "no-such-model"], "expected one of")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["accumulation", *bad, "--out", str(tmp_path / "no")])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()

@@ -25,7 +25,7 @@ softmax's accumulator: a sum far below the count is the stall, the mechanism's s
 
 A run whose outputs are not finite reports status "non-finite" and no n* (never a collapse).
 
-On a real LLM (`model=`, a squash_sim.models.LoadedModel such as Gemma 3 270M) the sweep is
+On a real LLM (`llm=`, a squash_sim.models.LoadedModel such as Gemma 3 270M) the sweep is
 experiments.real_collapse's count-ones prompt ("How many ones are in the following sequence? "
 followed by n ones against n + 1), one forward pass per policy; n*, the quarter rule and the
 counterfactual are the same.
@@ -80,11 +80,11 @@ def sum_of_ones(precision: Precision, count: int) -> float:
     return float(accumulated_sum(ones, 0, precision.sum_format("softmax"), precision.softmax_sum))
 
 
-def _n_star(config, precision, max_len, seed, model=None):
+def _n_star(config, precision, max_len, seed, llm=None):
     """(status, n*) with precision_collapse's rule (bit-identical over at least the last quarter)."""
     try:
-        if model is not None:
-            return "ok", _quarter_rule(_real_n_star(model, precision, max_len), max_len)
+        if llm is not None:
+            return "ok", _quarter_rule(_real_n_star(llm, precision, max_len), max_len)
         result = collapse.run(config, precision, max_len=max_len, seed=seed, keep_outputs=True)
     except FloatingPointError:
         return "non-finite", None
@@ -93,14 +93,14 @@ def _n_star(config, precision, max_len, seed, model=None):
     return "ok", _quarter_rule(result.collapse_length, max_len)
 
 
-def _real_n_star(model, precision, max_len):
+def _real_n_star(llm, precision, max_len):
     """n* of the count-ones sweep on a loaded LLM (first n from which every pair is bit-identical
     with finite outputs; real_collapse counts a non-finite pair as not identical, and the forward's
     guard raises FloatingPointError first)."""
     from squash_sim.analysis.onset import first_from
     from squash_sim.experiments import real_collapse
 
-    result = real_collapse.run(model, "count-ones", precision, max_len=max_len)
+    result = real_collapse.run(llm, "count-ones", precision, max_len=max_len)
     return first_from(result.bit_identical, result.n)
 
 
@@ -110,25 +110,25 @@ def _quarter_rule(n_star, max_len):
     return n_star
 
 
-def run(config: ModelConfig | None = None, *, model=None, max_len: int = 2048, seed: int = 0,
+def run(config: ModelConfig | None = None, *, llm=None, max_len: int = 2048, seed: int = 0,
         formats=FORMATS, models=tuple(MODELS), progress=None) -> list[AccumulationCollapse]:
     """n*, its mechanism and the counterfactual for every format × accumulation model, on `config`
-    (default: the Figure 10 model) or on a loaded LLM `model` (module docstring)."""
-    if model is not None and config is not None:
-        raise ValueError("accumulation_collapse.run: pass config or model, not both")
-    config = None if model is not None else (config or presets.get("paper-fig10"))
+    (default: the Figure 10 model) or on a loaded LLM `llm` (module docstring)."""
+    if llm is not None and config is not None:
+        raise ValueError("accumulation_collapse.run: pass config or llm, not both")
+    config = None if llm is not None else (config or presets.get("paper-fig10"))
     rows = []
     jobs = [(f, m) for f in formats for m in models]
     for index, (fmt, model) in enumerate(jobs, 1):
         if progress:
             progress(f"accumulation [{index}/{len(jobs)}] {policy(fmt, model)}")
         precision = get_precision(policy(fmt, model))
-        status, n_star = _n_star(config, precision, max_len, seed, model)
+        status, n_star = _n_star(config, precision, max_len, seed, llm)
         mechanism = n_cf = None
         if n_star is not None:
             counterfactual = mechanism_lib.with_fp32(precision)
             if counterfactual is not None:
-                _, n_cf = _n_star(config, counterfactual, max_len, seed, model)
+                _, n_cf = _n_star(config, counterfactual, max_len, seed, llm)
             mechanism = mechanism_lib.classify(n_star, n_cf if counterfactual else n_star)
         rows.append(AccumulationCollapse(fmt, model, str(precision), status, n_star, mechanism,
                                          n_cf, 4 * max_len, sum_of_ones(precision, 4 * max_len),
@@ -188,7 +188,7 @@ if __name__ == "__main__":
         from squash_sim.models import load
 
         loaded = load(real)
-    found = run(model=loaded, max_len=sweep, formats=chosen,
+    found = run(llm=loaded, max_len=sweep, formats=chosen,
                 progress=lambda m: print(f"{m} ({time.perf_counter() - start:.0f} s)", flush=True))
     print(*write(found, stem), sep="\n")
     plotting.accumulation_figure(found, f"Collapse length by accumulation model "
