@@ -257,8 +257,10 @@ def accumulation_figure(rows: list, title: str):
     for j, model in enumerate(models):
         color = f"C{j}"
         for i, fmt in enumerate(formats):
-            r = next(x for x in rows if x.fmt == fmt and x.model == model)
+            r = next((x for x in rows if x.fmt == fmt and x.model == model), None)
             x = i + (j - (len(models) - 1) / 2) * 0.12
+            if r is None:  # not run: nothing drawn
+                continue
             if r.status != "ok":
                 ax.scatter(x, top * 1.6, marker="x", color=color)
             elif r.n_star is None:

@@ -436,3 +436,28 @@ def test_kahan_compensates_where_sequential_loses_everything():
     xs = jnp.asarray([1.0] + [2.0 ** -25] * 64, jnp.float32)
     assert float(_sum(xs, axis=0, fmt=floats.FP32, how=MODES["sequential"])) == 1.0
     assert float(_sum(xs, axis=0, fmt=floats.FP32, how=MODES["kahan"])) == 1.0 + 2.0 ** -19
+
+
+def test_report_section_on_a_real_model_names_its_files_and_prompt(monkeypatch, tmp_path):
+    """runs.accumulation(model=...) — the report's Gemma row — writes accumulation_<model>.* and
+    says which model and prompt; report --real schedules it (a stand-in LLM replaces the
+    checkpoint here)."""
+    from squash_sim import runs
+    from squash_sim.config import ModelConfig
+
+    config = ModelConfig(vocab_size=32, d_model=64, n_layers=1, n_heads=1, positional="none",
+                         norm="none", mlp="none", name="nope-llm")
+    llm, _ = _char_llm(config)
+    monkeypatch.setattr(runs, "_real_model", lambda name, progress: (llm, llm.name, "_nope-llm"))
+    section = runs.accumulation(tmp_path, model="nope-llm", max_len=32,
+                                float_formats=("fp8_e5m2",), models=("sequential",))
+    assert section.key == "accumulation_nope-llm"
+    assert {p.name for p in tmp_path.iterdir()} >= {"accumulation_nope-llm.csv",
+                                                     "accumulation_nope-llm.json",
+                                                     "accumulation_nope-llm.png"}
+    data = json.loads((tmp_path / "accumulation_nope-llm.json").read_text())
+    assert data["model"] == "nope-llm" and data["prompt"] == "count-ones"
+    assert "count-ones prompt" in section.summary[0] and "(nope-llm)" in section.verdicts[0].paper
+    steps = {key: kwargs for key, _, kwargs in runs.report_steps("smoke", real=True)}
+    assert steps["accumulation_gemma3-270m"]["model"] == "gemma3-270m"
+    assert "accumulation_gemma3-270m" not in {k for k, _, _ in runs.report_steps("smoke")}

@@ -160,8 +160,10 @@ def table(rows: list[AccumulationCollapse]) -> str:
     for fmt in dict.fromkeys(r.fmt for r in rows):
         cells = []
         for model in models:
-            r = next(x for x in rows if x.fmt == fmt and x.model == model)
-            if r.status != "ok":
+            r = next((x for x in rows if x.fmt == fmt and x.model == model), None)
+            if r is None:
+                cells.append("not run")
+            elif r.status != "ok":
                 cells.append(r.status)
             elif r.n_star is None:
                 cells.append(f"> {3 * r.max_len // 4}")
@@ -173,6 +175,7 @@ def table(rows: list[AccumulationCollapse]) -> str:
 
 if __name__ == "__main__":
     # python -m squash_sim.experiments.accumulation_collapse [stem] [max_len] [model] [formats]
+    # [models]  (comma lists; the CLI's `squash-sim accumulation` is the documented way)
     import sys
     import time
 
@@ -182,13 +185,14 @@ if __name__ == "__main__":
     sweep = int(sys.argv[2]) if len(sys.argv) > 2 else 2048
     real = sys.argv[3] if len(sys.argv) > 3 else None
     chosen = tuple(sys.argv[4].split(",")) if len(sys.argv) > 4 else FORMATS
+    chosen_models = tuple(sys.argv[5].split(",")) if len(sys.argv) > 5 else tuple(MODELS)
     start = time.perf_counter()
     loaded = None
     if real:
         from squash_sim.models import load
 
         loaded = load(real)
-    found = run(llm=loaded, max_len=sweep, formats=chosen,
+    found = run(llm=loaded, max_len=sweep, formats=chosen, models=chosen_models,
                 progress=lambda m: print(f"{m} ({time.perf_counter() - start:.0f} s)", flush=True))
     print(*write(found, stem), sep="\n")
     plotting.accumulation_figure(found, f"Collapse length by accumulation model "
