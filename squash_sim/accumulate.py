@@ -50,6 +50,12 @@ from squash_sim.floats import FloatFormat
 MODES = ("sequential", "pairwise", "blocked", "kahan")
 _F32_RANGE = dict(exponent_bits=8, bias=127, nan="ieee", subnormals=True, saturate=False)
 CHUNK_ELEMENTS = 1 << 22  # pairwise/blocked materialise at most about this many terms at once
+PAIRWISE_LIMIT_BYTES = 4 << 30  # the most chunk sums a pairwise reduction may hold at once
+
+
+class TooLarge(ValueError):
+    """A reduction whose working set this implementation cannot hold (raised at trace time,
+    before any work)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,6 +187,14 @@ def _pairwise(operands, terms, count, shape, dtype, fmt):
     per_term = max(1, math.prod(shape))
     chunk = min(padded, 1 << (max(1, CHUNK_ELEMENTS // per_term).bit_length() - 1))
     n_chunks = padded // chunk
+    held = (n_chunks if n_chunks > 1 else chunk) * per_term * np.dtype(dtype).itemsize
+    if held > PAIRWISE_LIMIT_BYTES:
+        # Outputs of more than CHUNK_ELEMENTS elements leave one term per chunk, and the tree of
+        # chunk sums then holds all K of them: chunking along an output axis is not implemented.
+        raise TooLarge(f"pairwise accumulation of {count} terms into an output of {per_term:,} "
+                       f"elements would hold {held / 2**30:.1f} GiB of partial sums (limit "
+                       f"{PAIRWISE_LIMIT_BYTES / 2**30:.0f} GiB); use sequential, blocked or kahan "
+                       f"for a contraction this large")
     operands = _pad_to(operands, padded)
     if n_chunks == 1:
         return _tree(terms(*operands), count, fmt)

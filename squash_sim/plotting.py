@@ -259,7 +259,7 @@ def accumulation_figure(rows: list, title: str):
         for i, fmt in enumerate(formats):
             r = next((x for x in rows if x.fmt == fmt and x.model == model), None)
             x = i + (j - (len(models) - 1) / 2) * 0.12
-            if r is None:  # not run: nothing drawn
+            if r is None or r.status == "too large":  # not run: nothing drawn
                 continue
             if r.status != "ok":
                 ax.scatter(x, top * 1.6, marker="x", color=color)

@@ -461,3 +461,16 @@ def test_report_section_on_a_real_model_names_its_files_and_prompt(monkeypatch, 
     steps = {key: kwargs for key, _, kwargs in runs.report_steps("smoke", real=True)}
     assert steps["accumulation_gemma3-270m"]["model"] == "gemma3-270m"
     assert "accumulation_gemma3-270m" not in {k for k, _, _ in runs.report_steps("smoke")}
+
+
+def test_a_pairwise_reduction_too_large_to_hold_is_refused_before_any_work():
+    """Outputs of more than accumulate.CHUNK_ELEMENTS elements make the pairwise tree hold all K
+    chunk sums: 2048×4096 @ 4096×2048 would need 64 GiB. Refused at trace time (eval_shape: no
+    array is allocated) with the sizes named; sequential takes the same shapes."""
+    a = jax.ShapeDtypeStruct((2048, 4096), jnp.float32)
+    b = jax.ShapeDtypeStruct((4096, 2048), jnp.float32)
+    with pytest.raises(accumulate.TooLarge, match=r"4096 terms .* 64\.0 GiB"):
+        jax.eval_shape(lambda a, b: accumulated_einsum("mk,kn->mn", a, b, floats.BF16,
+                                                       Accumulation("pairwise")), a, b)
+    out = jax.eval_shape(lambda a, b: accumulated_einsum("mk,kn->mn", a, b, floats.BF16), a, b)
+    assert out.shape == (2048, 2048)

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from squash_sim import presets
-from squash_sim.accumulate import accumulated_sum
+from squash_sim.accumulate import TooLarge, accumulated_sum
 from squash_sim.analysis import collapse
 from squash_sim.analysis import mechanism as mechanism_lib
 from squash_sim.config import ModelConfig
@@ -56,7 +56,7 @@ class AccumulationCollapse:
     fmt: str
     model: str  # a key of MODELS
     policy: str  # the precision string that was run
-    status: str  # "ok" | "non-finite"
+    status: str  # "ok" | "non-finite" | "too large" (accumulate.TooLarge: not run, no verdict)
     n_star: int | None  # collapse length (None: none within the sweep, or not finite)
     mechanism: str | None  # mechanism.STALLED | mechanism.REPRESENTATION | None (no collapse)
     n_star_fp32_sums: int | None  # the counterfactual's n* (fp32 accumulators, storage in fmt)
@@ -88,6 +88,8 @@ def _n_star(config, precision, max_len, seed, llm=None):
         result = collapse.run(config, precision, max_len=max_len, seed=seed, keep_outputs=True)
     except FloatingPointError:
         return "non-finite", None
+    except TooLarge:
+        return "too large", None  # pairwise on a model this size (accumulate.TooLarge)
     if result.outputs is not None and not np.all(np.isfinite(result.outputs)):
         return "non-finite", None
     return "ok", _quarter_rule(result.collapse_length, max_len)
@@ -133,6 +135,8 @@ def run(config: ModelConfig | None = None, *, llm=None, max_len: int = 2048, see
         rows.append(AccumulationCollapse(fmt, model, str(precision), status, n_star, mechanism,
                                          n_cf, 4 * max_len, sum_of_ones(precision, 4 * max_len),
                                          max_len))
+        if progress:
+            progress(f"  {policy(fmt, model)}: {status}, n* {n_star}, {mechanism}")
     return rows
 
 
