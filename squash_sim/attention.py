@@ -179,7 +179,7 @@ def banded(q, k, v, positions, *, window: int, alibi_slopes, num: Numerics, bloc
     i·B hold them all (the first is never visible; it keeps the slice a round size). One masked
     softmax per row over that slice (num.softmax, as dense): no running max or sum to correct.
     Padded queries (positions ≥ n) see only padded keys past n, which the causal mask hides from
-    every real query.
+    every real query. Reverse-differentiable (lax.map, dynamic slices).
 
     Rows are (batch, kv head) × (query position, query head in group): with one kv head, as in
     Gemma 3 270M, the layout changes below move only size-1 axes and cost nothing.

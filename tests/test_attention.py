@@ -75,12 +75,19 @@ def test_banded_matches_the_float64_reference_and_rejects_its_mutants(window, al
         assert relative_error(got, mutant) > 1e-2
 
 
-def test_banded_equals_dense_within_float32_rounding():
-    q, k, v = _qkv(1)
+def test_banded_equals_dense_within_float32_rounding_and_so_do_its_gradients():
+    q, k, v = (jnp.asarray(x) for x in _qkv(1))
     positions = jnp.arange(N)
-    dense, _ = attn.dense(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), positions, positions,
-                          causal=True, window=5, alibi_slopes=None, num=FP32)
-    assert relative_error(_banded(q, k, v, 5), dense) < 1e-6
+
+    def dense(q):
+        return attn.dense(q, k, v, positions, positions, causal=True, window=5, alibi_slopes=None,
+                          num=FP32)[0]
+
+    assert relative_error(_banded(q, k, v, 5), dense(q)) < 1e-6
+    weights = jnp.asarray(np.random.default_rng(0).standard_normal(q.shape), jnp.float32)
+    grad_banded = jax.grad(lambda q: (_banded(q, k, v, 5) * weights).sum())(q)
+    grad_dense = jax.grad(lambda q: (dense(q) * weights).sum())(q)
+    assert relative_error(grad_banded, grad_dense) < 1e-5
 
 
 def test_attention_takes_the_banded_path_for_long_windowed_causal_layers():
