@@ -86,23 +86,20 @@ def parts(model, n: int) -> tuple[float, float, float]:
     return matmuls, now, before
 
 
-def forward_and_before(model, ids, rounds: int = 3) -> tuple[float, float]:
-    """Best wall seconds of the fp32 forward (last-token logits) as it is, and as it was before
-    issue 17 (online softmax on the local layers too, blocks as wide as the window), timed
-    alternately in this process so that both see the same load. The old program is compiled with
-    attention.banded swapped for online softmax while it traces (its own block size keeps it a
-    separate entry in jit's cache); it is a benchmark device, not an option of the library."""
+def before_issue_17(model, ids):
+    """The fp32 forward as it was before issue 17 (online softmax on the local layers too, in
+    blocks as wide as the window), or None where nothing changed for this model. Compiled here
+    with attention.banded swapped for online softmax while it traces (its own block size keeps it
+    a separate entry in jit's cache): a benchmark device, not an option of the library."""
     from squash_sim import attention as attn
 
-    def now():
-        model.forward(ids, logits="last").logits.block_until_ready()
+    window = max((w for w in model.config.sliding_window if w), default=None)
+    if window is None or window == model.attention_block:
+        return None
 
     def before():
         model.forward(ids, logits="last", attention_block=window).logits.block_until_ready()
 
-    window = max((w for w in model.config.sliding_window if w), default=None)
-    if window is None or window == model.attention_block:
-        return best_of(now, 3), best_of(now, 3)  # nothing changed for this model
     banded = attn.banded
     attn.banded = lambda q, k, v, positions, **options: attn.online_softmax(
         q, k, v, positions, causal=True, **options)
@@ -110,11 +107,17 @@ def forward_and_before(model, ids, rounds: int = 3) -> tuple[float, float]:
         before()  # traced and compiled with the old path
     finally:
         attn.banded = banded
-    now_s, before_s = [], []
+    return before
+
+
+def alternating(runs: dict, rounds: int = 3) -> dict:
+    """Best wall seconds of each run, timed in turn round after round so that all of them see
+    the same load (the VM's two cores are shared; its speed swings by 2× between runs)."""
+    times = {name: [] for name in runs}
     for _ in range(rounds):
-        now_s.append(best_of(now, 1))
-        before_s.append(best_of(before, 1))
-    return min(now_s), min(before_s)
+        for name, run in runs.items():
+            times[name].append(best_of(run, 1))
+    return {name: min(seconds) for name, seconds in times.items()}
 
 
 def main() -> None:
@@ -138,11 +141,33 @@ def forward(name: str) -> None:
     print(f"cached load (config, params, tokenizer): {seconds:.2f} s (target ≤ {target} s)")
     model = load(name)
     ids = model.encode("How many ones are in the following sequence? " + "1" * 4000)[:2048]
-    ours, old = forward_and_before(model, ids)
-    print(f"squash_sim forward, 2,048 tokens, fp32: {ours:.2f} s; as before issue 17, same run, "
-          f"alternating: {old:.2f} s")
+    runs = {"squash_sim": lambda: model.forward(ids, logits="last").logits.block_until_ready()}
+    before = before_issue_17(model, ids)
+    if before is not None:
+        runs["before issue 17"] = before
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM
+    except ImportError:
+        print("transformers not installed: no reference timing")
+        hf = None
+    else:
+        hf = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                  dtype=torch.float32).eval()
+        batch = torch.tensor(ids[None].astype(np.int64))
+
+        def transformers_forward():
+            with torch.no_grad():
+                return hf(batch, logits_to_keep=1)
+
+        runs["transformers"] = transformers_forward
+    seconds = alternating(runs)
+    ours, old = seconds["squash_sim"], seconds.get("before issue 17")
+    print(f"squash_sim forward, 2,048 tokens, fp32: {ours:.2f} s" + (
+        "" if old is None else f"; before issue 17: {old:.2f} s") +
+        f" (best of 3, timed in turn with {', '.join(list(runs)[1:]) or 'nothing'})")
     # The floor set by arithmetic: non-embedding matmuls 2·P·n plus the attention actually
-    # computed (local layers: window 512; global: causal half), at this machine's matmul rate.
+    # visible (local layers: the window; global: causal half), at this machine's matmul rate.
     from bench_core import matmul_flops
 
     c, n = model.config, len(ids)
@@ -153,34 +178,25 @@ def forward(name: str) -> None:
     flops = 2 * per_layer * c.n_layers * n + attention
     rate = matmul_flops()
     print(f"arithmetic floor: {flops / 1e9:.0f} GFLOP at a {rate / 1e9:.0f} GFLOP/s matmul = "
-          f"{flops / rate:.2f} s; forward at {flops / ours / rate:.0%} of it (target ≥ 60 %; "
-          f"before issue 17: {flops / old / rate:.0%})")
-    matmuls, attention_s, before = parts(model, n)
+          f"{flops / rate:.2f} s; forward at {flops / ours / rate:.0%} of it (target ≥ 60 %)" + (
+              "" if old is None else f"; before issue 17 at {flops / old / rate:.0%}"))
+    matmuls, attention_s, attention_before = parts(model, n)
     print(f"  of which, run alone at the model's shapes: projections + MLP matmuls {matmuls:.2f} s, "
           f"attention {attention_s:.2f} s; everything else {ours - matmuls - attention_s:.2f} s")
     print(f"  attention as before issue 17 (online softmax on every layer, blocks of the window), "
-          f"same run: {before:.2f} s ({before / attention_s:.2f}× the banded path's)")
-    try:
-        import torch
-        from transformers import AutoModelForCausalLM
-    except ImportError:
-        print("transformers not installed: no reference timing")
+          f"same run: {attention_before:.2f} s ({attention_before / attention_s:.2f}× today's)")
+    if hf is None:
         return
-    hf = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
-                                              dtype=torch.float32).eval()
-    batch = torch.tensor(ids[None].astype(np.int64))
-    with torch.no_grad():
-        theirs = best_of(lambda: hf(batch, logits_to_keep=1), 3)
-        reference = hf(batch, logits_to_keep=1).logits[0, -1].double().numpy()
+    reference = transformers_forward().logits[0, -1].double().numpy()
     mine = np.asarray(model.forward(ids, logits="last").logits[-1], np.float64)
     print(f"same run, last-token logits at {len(ids)} tokens: max-abs difference "
           f"{np.abs(mine - reference).max():.2e} (logit scale {np.abs(reference).max():.1f}), "
           f"top-5 identical: {np.argsort(-mine)[:5].tolist() == np.argsort(-reference)[:5].tolist()}")
-    print(f"transformers {__import__('transformers').__version__} forward, same tokens: "
-          f"{theirs:.2f} s (torch threads {torch.get_num_threads()})")
-    print(f"ratio squash_sim / transformers: {ours / theirs:.2f} (transformers takes "
-          f"{theirs / ours:.2f}× squash_sim's time; target ≥ 1.3×; before issue 17: "
-          f"{theirs / old:.2f}×)")
+    theirs = seconds["transformers"]
+    print(f"transformers {__import__('transformers').__version__} forward, same tokens, timed in "
+          f"turn with squash_sim's: {theirs:.2f} s (torch threads {torch.get_num_threads()})")
+    print(f"transformers takes {theirs / ours:.2f}× squash_sim's time (target ≥ 1.3×)" + (
+        "" if old is None else f"; {theirs / old:.2f}× before issue 17"))
 
 
 if __name__ == "__main__":
