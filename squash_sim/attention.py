@@ -16,9 +16,11 @@ Four evaluation paths give the same function:
                      dense within float32 rounding (the sums are reassociated);
   * banded           causal sliding-window attention one block of queries at a time, over only the
                      contiguous slice of keys that block can see (window + block keys): one
-                     masked softmax per row, no running corrections; memory O(n·(window + block));
-                     used instead of online softmax for windowed layers (window + block ≤ n) in
-                     native float32. Equal to dense within float32 rounding.
+                     masked softmax per row, no running corrections; memory
+                     O(n + block·(block + window)); used instead of online softmax for causal
+                     windowed layers when window + block ≤ n, in native float32 (the blocks then
+                     score 1 + block/window times the visible keys). Equal to dense within
+                     float32 rounding.
 """
 
 from __future__ import annotations
