@@ -4,7 +4,7 @@ Dimension letters (used in every einsum here and in model.py):
     b batch · n query position · m key position · k key/value head · g query head within a group
     h head dimension.   Queries q: (b, n, k, g, h); keys and values: (b, m, k, h).
 
-Three evaluation paths give the same function:
+Four evaluation paths give the same function:
   * dense            the full (n, m) score matrix; used for short sequences and whenever the
                      attention weights are asked for;
   * query-blocked    dense arithmetic one block of queries at a time (memory O(block·n)); used for
@@ -13,7 +13,14 @@ Three evaluation paths give the same function:
   * online softmax   flash-attention style: a running max, sum and weighted sum per query, over
                      only the (query block, key block) pairs that the causal mask and sliding window
                      leave visible; memory O(n); used for long sequences in native float32. Equal to
-                     dense within float32 rounding (the sums are reassociated).
+                     dense within float32 rounding (the sums are reassociated);
+  * banded           causal sliding-window attention one block of queries at a time, over only the
+                     contiguous slice of keys that block can see (window + block keys): one
+                     masked softmax per row, no running corrections; memory
+                     O(n + block·(block + window)); used instead of online softmax for causal
+                     windowed layers when window + block ≤ n, in native float32 (the blocks then
+                     score 1 + block/window times the visible keys). Equal to dense within
+                     float32 rounding.
 """
 
 from __future__ import annotations
@@ -165,6 +172,54 @@ def online_softmax(q, k, v, positions, *, causal, window, alibi_slopes, num: Num
     return num.act(out[:, :n])
 
 
+def banded(q, k, v, positions, *, window: int, alibi_slopes, num: Numerics, block: int = BLOCK):
+    """Causal sliding-window attention over only the keys each block of queries can see.
+    → (b, n, k, g, h)
+
+    Query block i holds positions i·B … i·B + B − 1; under the window W they see keys
+    i·B − W + 1 … i·B + B − 1. With the keys padded at the front by W, the B + W keys starting at
+    i·B hold them all (the first is never visible; it keeps the slice a round size). One masked
+    softmax per row over that slice (num.softmax, as dense): no running max or sum to correct.
+    Padded queries (positions ≥ n) see only padded keys past n, which the causal mask hides from
+    every real query. Reverse-differentiable (lax.map, dynamic slices).
+
+    Rows are (batch, kv head) × (query position, query head in group): with one kv head, as in
+    Gemma 3 270M, the layout changes below move only size-1 axes and cost nothing.
+    """
+    b, n, n_kv, group, d_head = q.shape
+    n_blocks = math.ceil(n / block)
+    padded = n_blocks * block
+    span = block + window  # keys per query block
+    q = jnp.pad(q, ((0, 0), (0, padded - n), (0, 0), (0, 0), (0, 0)))
+    q = jnp.einsum("bnkgh->bkngh", q).reshape(b * n_kv, padded, group, d_head)  # (r, n', g, h)
+    k, v = (jnp.einsum("bmkh->bkmh", jnp.pad(x, ((0, 0), (window, padded - n), (0, 0), (0, 0))))
+            .reshape(b * n_kv, window + padded, d_head) for x in (k, v))  # (r, W + n', h)
+    offsets = jnp.arange(block)
+
+    def query_block(i):
+        start = i * block
+        q_i = lax.dynamic_slice_in_dim(q, start, block, axis=1)  # (r, B, g, h)
+        k_i = lax.dynamic_slice_in_dim(k, start, span, axis=1)  # (r, B + W, h)
+        v_i = lax.dynamic_slice_in_dim(v, start, span, axis=1)
+        query_positions = start + offsets
+        key_positions = start - window + jnp.arange(span)
+        scores = num.einsum("rngh,rmh->rngm", q_i, k_i)  # (r, B, g, B + W)
+        if alibi_slopes is not None:
+            bias = positional.alibi_bias(query_positions, key_positions, alibi_slopes, True,
+                                         scores.dtype)  # (heads, B, B + W) = (k·g, B, B + W)
+            bias = jnp.einsum("kgnm->kngm", bias.reshape(n_kv, group, block, span))
+            scores = scores + jnp.tile(bias, (b, 1, 1, 1))  # (r, B, g, B + W)
+        scores = num.logits(scores)
+        ok = visible(query_positions, key_positions, True, window) & (key_positions >= 0)
+        weights = num.softmax(scores, ok[:, None, :])  # mask (B, 1, B + W): every head alike
+        return num.einsum("rngm,rmh->rngh", weights, v_i)  # (r, B, g, h)
+
+    out = lax.map(query_block, jnp.arange(n_blocks))  # (nb, r, B, g, h)
+    out = jnp.moveaxis(out, 0, 1).reshape(b, n_kv, padded, group, d_head)
+    out = jnp.einsum("bkngh->bnkgh", out)  # (b, n', k, g, h)
+    return num.act(out[:, :n])
+
+
 def attention(q, k, v, *, causal: bool, window: int | None, alibi_slopes, num: Numerics,
               return_weights: bool, dense_max_len: int = DENSE_MAX_LEN, block: int = BLOCK):
     """Attention over positions 0..n−1, choosing the path by length (see the module docstring).
@@ -178,6 +233,9 @@ def attention(q, k, v, *, causal: bool, window: int | None, alibi_slopes, num: N
     if num.p.ordered_matmuls or num.p.ordered_softmax:
         return query_blocked(q, k, v, positions, causal=causal, window=window,
                              alibi_slopes=alibi_slopes, num=num, block=block), None
+    if causal and window is not None and window + block <= n:
+        return banded(q, k, v, positions, window=window, alibi_slopes=alibi_slopes, num=num,
+                      block=block), None
     return online_softmax(q, k, v, positions, causal=causal, window=window,
                           alibi_slopes=alibi_slopes, num=num, block=block), None
 

@@ -48,15 +48,24 @@ class LoadedModel:
     def name(self) -> str:
         return self.config.name or "model"
 
+    @property
+    def attention_block(self) -> int:
+        """The attention block the forward uses past dense_max_len (forward's own default, 1,024,
+        suits long sweeps of small models, not these shapes). With sliding windows a quarter of the
+        widest (Gemma 3 270M: 128): a local layer then takes the banded path (attention.py), whose
+        block of B queries scores the B + window keys it can see, 1.25× the visible ones (2× with
+        window-wide blocks), and the global layers' online softmax is as fast in blocks of 128 as
+        of 512. Without windows 256. At 2,048 tokens, same run: Gemma's attention 1.03 s against
+        1.31 s with online softmax in blocks of 512; SmolLM2's forward 3.3 s against 6.2 s in
+        blocks of 1,024 (docs/benchmarks.md, issue 17)."""
+        window = max((w for w in self.config.sliding_window if w), default=None)
+        return max(window // 4, 1) if window else 256
+
     def forward(self, inputs, precision="fp32", *, logits: str = "last", **options) -> Trace:
         """Text or token ids (n,) / (b, n) → Trace. logits="last" by default: Gemma's
         (n, 262,144) float32 logits at n = 2,048 would take 2 GiB."""
         ids = self.encode(inputs) if isinstance(inputs, str) else inputs
-        # Attention blocks as wide as the sliding window: a local layer's query block then meets
-        # two key blocks, the rest are skipped whole (2,048 tokens: 4.4 s → 3.4 s, measured).
-        window = max((w for w in self.config.sliding_window if w), default=None)
-        if window:
-            options.setdefault("attention_block", window)
+        options.setdefault("attention_block", self.attention_block)
         return forward(self.params, ids, self.config, precision, logits=logits, **options)
 
 
