@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 import matplotlib.ticker
 
@@ -259,9 +261,11 @@ def accumulation_figure(rows: list, title: str):
         for i, fmt in enumerate(formats):
             r = next((x for x in rows if x.fmt == fmt and x.model == model), None)
             x = i + (j - (len(models) - 1) / 2) * 0.12
-            if r is None or r.status == "too large":  # not run: nothing drawn
+            if r is None:  # not run: nothing drawn
                 continue
-            if r.status != "ok":
+            if r.status == "too large":  # refused before any work (accumulate.TooLarge)
+                ax.scatter(x, top * 1.6, marker="s", facecolors="none", color=color)
+            elif r.status != "ok":
                 ax.scatter(x, top * 1.6, marker="x", color=color)
             elif r.n_star is None:
                 ax.scatter(x, top * 1.3, marker="^", color=color)
@@ -275,10 +279,14 @@ def accumulation_figure(rows: list, title: str):
                label="○ representations round together")
     ax.scatter([], [], marker="^", color="black", label="▲ no collapse within reach")
     ax.scatter([], [], marker="x", color="black", label="× non-finite (not collapse)")
+    if any(r.status == "too large" for r in rows):
+        ax.scatter([], [], marker="s", facecolors="none", color="black",
+                   label="□ not run: too large for the implementation")
     ax.set_yscale("log")
+    ax.set_ylim(1, top * 2.2)  # n* = 1 at the bottom: a high marker is a late collapse, not zoom
     ax.set_xticks(range(len(formats)), formats)
     ax.set_ylabel("collapse length n*")
-    ax.set_title(title, fontsize=10)
+    ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     return figure
