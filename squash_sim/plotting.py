@@ -278,7 +278,7 @@ def accumulation_figure(rows: list, title: str):
     ax.scatter([], [], marker="o", facecolors="none", color="black",
                label="○ representations round together")
     ax.scatter([], [], marker="^", color="black", label="▲ no collapse within reach")
-    ax.scatter([], [], marker="x", color="black", label="× non-finite (not collapse)")
+    ax.scatter([], [], marker="x", color="black", label="× non-finite / overflow (not collapse)")
     if any(r.status == "too large" for r in rows):
         ax.scatter([], [], marker="s", facecolors="none", color="black",
                    label="□ not run: too large for the implementation")

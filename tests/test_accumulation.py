@@ -8,6 +8,7 @@ accumulate docstring (pairwise recursively, not by padding), never by calling sq
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import pathlib
@@ -474,3 +475,22 @@ def test_a_pairwise_reduction_too_large_to_hold_is_refused_before_any_work():
                                                        Accumulation("pairwise")), a, b)
     out = jax.eval_shape(lambda a, b: accumulated_einsum("mk,kn->mn", a, b, floats.BF16), a, b)
     assert out.shape == (2048, 2048)
+
+
+def test_a_real_model_sweep_that_saturates_reports_overflow_not_collapse():
+    """A saturating fp8 (e5m2, ±inf → ±max) on a model whose embeddings exceed its max (57,344):
+    every stored stream value pins at ±max, so y_n and y*_{n+1} become bit-identical — a collapse
+    made of saturated values. The sweep must say "overflow" with no n*; the same model with
+    embeddings in range still sweeps ("ok")."""
+    from squash_sim.config import ModelConfig
+    from squash_sim.experiments import accumulation_collapse as ac
+    from squash_sim.floats import FloatFormat
+
+    config = ModelConfig(vocab_size=32, d_model=64, n_layers=1, n_heads=1, positional="none",
+                         norm="none", mlp="none", name="nope-llm")
+    llm, _ = _char_llm(config)
+    saturating = Precision.pure(FloatFormat(5, 2, saturate=True))
+    big = dataclasses.replace(llm, params={**llm.params,
+                                           "embedding": llm.params["embedding"] * 1e6})
+    assert ac._real_n_star(big, saturating, 24) == ("overflow", None)
+    assert ac._real_n_star(llm, saturating, 24)[0] == "ok"

@@ -56,7 +56,8 @@ class AccumulationCollapse:
     fmt: str
     model: str  # a key of MODELS
     policy: str  # the precision string that was run
-    status: str  # "ok" | "non-finite" | "too large" (accumulate.TooLarge: not run, no verdict)
+    status: str  # "ok" | "non-finite" | "overflow" (saturated, real models) | "too large"
+    #              (accumulate.TooLarge: not run) — every status but "ok" carries no n*
     n_star: int | None  # collapse length (None: none within the sweep, or not finite)
     mechanism: str | None  # mechanism.STALLED | mechanism.REPRESENTATION | None (no collapse)
     n_star_fp32_sums: int | None  # the counterfactual's n* (fp32 accumulators, storage in fmt)
@@ -84,7 +85,8 @@ def _n_star(config, precision, max_len, seed, llm=None):
     """(status, n*) with precision_collapse's rule (bit-identical over at least the last quarter)."""
     try:
         if llm is not None:
-            return "ok", _quarter_rule(_real_n_star(llm, precision, max_len), max_len)
+            status, n_star = _real_n_star(llm, precision, max_len)
+            return status, _quarter_rule(n_star, max_len)
         result = collapse.run(config, precision, max_len=max_len, seed=seed, keep_outputs=True)
     except FloatingPointError:
         return "non-finite", None
@@ -96,14 +98,17 @@ def _n_star(config, precision, max_len, seed, llm=None):
 
 
 def _real_n_star(llm, precision, max_len):
-    """n* of the count-ones sweep on a loaded LLM (first n from which every pair is bit-identical
-    with finite outputs; real_collapse counts a non-finite pair as not identical, and the forward's
-    guard raises FloatingPointError first)."""
+    """n* of the count-ones sweep on a loaded LLM: the first n from which every pair is
+    bit-identical and sound (nothing overflowed, saturated or went non-finite on its path, from
+    the forward's numerics diagnostic). → (status, n*): "overflow" when the end of the sweep is
+    unsound (no n*, never a collapse)."""
     from squash_sim.analysis.onset import first_from
     from squash_sim.experiments import real_collapse
 
     result = real_collapse.run(llm, "count-ones", precision, max_len=max_len)
-    return first_from(result.bit_identical, result.n)
+    if not result.sound[-1]:  # the end of the sweep overflowed or saturated: no verdict
+        return "overflow", None
+    return "ok", first_from(result.bit_identical & result.sound, result.n)
 
 
 def _quarter_rule(n_star, max_len):

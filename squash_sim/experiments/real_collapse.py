@@ -50,6 +50,8 @@ class RealCollapseResult:
     bit_identical: np.ndarray  # (m,) bool
     tokens: int  # length of the longest sequence run
     seconds: float
+    sound: np.ndarray | None = None  # (m,) bool: nothing overflowed, saturated or went non-finite
+    #                                  on the pair's path (one-pass prompts; None: not measured)
 
     def rows(self) -> list[dict]:
         return [{"prompt": self.kind, "precision": self.precision, "n": int(n), "l1": float(a),
@@ -98,8 +100,12 @@ def run(model, kind: str, precision="fp32", *, max_len: int = 2048, seed: int = 
         positions.append(len(ids) - 1)
     if progress:
         progress(f"{kind}: one forward pass over {len(full)} tokens, {precision}")
-    final = np.asarray(model.forward(full, precision, logits="none").final)  # (tokens, d)
+    # numerics=True: a pair read from values that overflowed or saturated is flagged, never
+    # counted as a collapse (the diagnostic costs ≈ 1.0–1.2× a plain forward).
+    trace = model.forward(full, precision, logits="none", numerics=True)
+    final = np.asarray(trace.final)  # (tokens, d)
     positions = np.array(positions)
     l1, linf, same = _distances(final[positions[:-1]], final[positions[1:]])
+    sound = trace.health.status_upto(model.config.causal)[..., positions[1:]].reshape(-1) == "ok"
     return RealCollapseResult(kind, str(precision), np.arange(1, max_len + 1), l1, linf, same,
-                              len(full), time.perf_counter() - start)
+                              len(full), time.perf_counter() - start, sound)
