@@ -22,10 +22,10 @@ terms in index order (already rounded to F: for a dot product x_i = F(a_i·b_i))
                  end of a row, and skipping them keeps the one-pass prefix property (row j of a
                  length-N forward = the last row of a length-j forward). The result is s.
 
-Arithmetic. Each operation is done in float32 and then rounded to F (round_to, integer bit
-arithmetic). For formats with ≤ 11 significant bits that is the correctly rounded result; wider
-formats (e8m13, tf32 is fine) see float32 rounding first (the simulation's definition: the tests'
-references do the same). XLA:CPU treats float32 subnormal operands as zero and flushes float32
+Arithmetic. Each operation is done in float32 and then rounded to F (floats.round_to, exact). For
+formats with ≤ 11 significant bits that is the correctly rounded result; wider formats (e8m13; tf32
+is fine) see float32 rounding first (the simulation's definition: the tests' references do the
+same). XLA:CPU treats float32 subnormal operands as zero and flushes float32
 subnormal results to (signed) zero; so does every reference in the tests, so bf16/e8m13/fp32
 subnormal partial sums flush inside a reduction (fp16 and fp8 subnormals are normal float32).
 
@@ -36,19 +36,16 @@ the terms: no XLA reassociation can reach them (each partial sum goes through ro
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
 from squash_sim import floats
-from squash_sim.floats import FloatFormat
+from squash_sim.floats import FloatFormat, round_to
 
 MODES = ("sequential", "pairwise", "blocked", "kahan")
-_F32_RANGE = dict(exponent_bits=8, bias=127, nan="ieee", subnormals=True, saturate=False)
 CHUNK_ELEMENTS = 1 << 22  # pairwise/blocked materialise at most about this many terms at once
 PAIRWISE_LIMIT_BYTES = 4 << 30  # the most chunk sums a pairwise reduction may hold at once
 
@@ -106,28 +103,6 @@ class Accumulation:
 
 
 SEQUENTIAL = Accumulation()
-
-
-def round_to(x, fmt: FloatFormat):
-    """floats.round_to, bit for bit, with a short path for float32 values and formats with float32's
-    exponent range (bf16, tf32, e8m13): there round-to-nearest-even is one integer addition on the
-    bit pattern (a carry into the exponent is the next binade, past the top it is inf; subnormals
-    share float32's quantum). ~6 integer operations instead of ~40: reductions are made of these."""
-    if (getattr(x, "dtype", None) != jnp.float32 or fmt.mantissa_bits >= 23
-            or any(getattr(fmt, k) != v for k, v in _F32_RANGE.items())):
-        return floats.round_to(x, fmt)
-    return _round_f32_range(x, fmt.mantissa_bits)
-
-
-@functools.partial(jax.jit, static_argnums=1)  # traced once per shape, also when run eagerly
-def _round_f32_range(x, mantissa_bits: int):
-    drop = 23 - mantissa_bits
-    bits = lax.bitcast_convert_type(x, jnp.uint32)
-    lsb = (bits >> np.uint32(drop)) & np.uint32(1)
-    rounded = (bits + np.uint32((1 << (drop - 1)) - 1) + lsb) & np.uint32(~((1 << drop) - 1)
-                                                                         & 0xFFFFFFFF)
-    is_nan = (bits & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
-    return lax.bitcast_convert_type(jnp.where(is_nan, bits, rounded), jnp.float32)
 
 
 # ---- the reductions -------------------------------------------------------------------------

@@ -218,3 +218,81 @@ def test_float64_container_under_x64():
     want = np.array([exact_round(float(v), e=8, m=7, bias=127, nan="ieee", subnormals=True,
                                  saturate=False) for v in values])
     np.testing.assert_array_equal(got, want)
+
+
+# ---- the short paths: _round_carry and _round_magic give _round_bits' bits ------------------------
+
+
+def tie_neighbourhoods() -> np.ndarray:
+    """float32 bit patterns around every rounding boundary any format can have: for every exponent
+    field (subnormals, inf and NaN included), every quantum 2^d of the mantissa (d = 0..24) and a
+    few multiples k of it, the patterns k·2^d + {−1, 0, 1} and the ties k·2^d + 2^(d−1) + {−1, 0, 1};
+    both signs. (benchmarks/bench_rounder.py checks all 2^32 patterns.)"""
+    d = np.arange(25, dtype=np.int64)[:, None, None]
+    k = np.array([0, 1, 2, 3, 5, 2**7 - 1, 2**10 + 1, 2**23 - 1], np.int64)[None, :, None]
+    offsets = np.array([-1, 0, 1], np.int64)[None, None, :]
+    base = (k << d)
+    half = np.where(d > 0, 1 << np.maximum(d - 1, 0), 0)
+    mantissas = np.concatenate([(base + offsets).ravel(), (base + half + offsets).ravel()])
+    mantissas = np.unique(mantissas[(mantissas >= 0) & (mantissas < 2**23)])
+    fields = np.arange(256, dtype=np.int64)[:, None] << 23
+    bits = (fields | mantissas[None, :]).ravel()
+    return np.concatenate([bits, bits | 0x80000000]).astype(np.uint32)
+
+
+NEIGHBOURHOODS = tie_neighbourhoods()
+SHORT_PATHS = {  # format → the path floats.rounder must pick for float32
+    "bf16": (floats.BF16, "_round_carry"), "tf32": (floats.TF32, "_round_carry"),
+    "e8m13": (FloatFormat(8, 13), "_round_carry"), "e8m1": (FloatFormat(8, 1), "_round_carry"),
+    **{name: (fmt, "_round_magic") for name, (fmt, _) in ORACLES.items()
+       if name not in ("bf16", "fp32")},
+    "e5m20 (widest magic)": (FloatFormat(5, 20), "_round_magic"),
+    "e4m3-ftz-sat": (FloatFormat(4, 3, subnormals=False, saturate=True), "_round_magic"),
+    "e7m9b100": (FloatFormat(7, 9, bias=100), "_round_magic"),
+    "e5m21 (too wide: reference)": (FloatFormat(5, 21), "_round_bits"),
+    "e8m7 sat (reference)": (FloatFormat(8, 7, saturate=True), "_round_bits"),
+    "e9m7 (reference)": (FloatFormat(9, 7), "_round_bits"),
+}
+
+
+def path_name(fmt) -> str:
+    chosen = floats.rounder(floats._F32, fmt)
+    return getattr(chosen, "func", chosen).__name__
+
+
+@pytest.mark.parametrize("name", list(SHORT_PATHS))
+def test_short_paths_give_the_reference_rounders_bits(name):
+    """Each format takes the path listed, and that path equals the integer reference _round_bits
+    bit for bit on every tie neighbourhood of every binade, jitted and eagerly."""
+    fmt, expected_path = SHORT_PATHS[name]
+    assert path_name(fmt) == expected_path
+    x = jnp.asarray(NEIGHBOURHOODS.view(np.float32))
+    want = np.asarray(floats._round_bits(x, fmt))
+    got = np.asarray(round_to(x, fmt))
+    bad = np.flatnonzero(got.view(np.uint32) != want.view(np.uint32))  # NaN payloads included
+    assert bad.size == 0, (name, NEIGHBOURHOODS[bad[:5]], got[bad[:5]], want[bad[:5]])
+    with jax.disable_jit():
+        eager = np.asarray(round_to(x[:4096], fmt))
+    assert np.array_equal(eager.view(np.uint32), got[:4096].view(np.uint32))
+
+
+def magic_mutant(x, fmt, *, constant_exponent=23, clamp_low=True):
+    """_round_magic with one plausible slip: C a binade off, or no clamp below emin."""
+    ax = jnp.abs(x)
+    binade = lax.bitcast_convert_type(
+        lax.bitcast_convert_type(x, jnp.uint32) & np.uint32(0x7F800000), jnp.float32)
+    low = np.float32(2.0**fmt.emin) if clamp_low else np.float32(0)
+    binade = jnp.clip(binade, low, np.float32(2.0 ** (fmt.emax + 1)))
+    magic = binade * np.float32(1.5 * 2.0 ** (constant_exponent - fmt.mantissa_bits))
+    r = (ax + magic) - magic
+    return jnp.copysign(jnp.where(r > fmt.max, np.float32(np.inf), r), x)
+
+
+@pytest.mark.parametrize("slip", [dict(constant_exponent=22), dict(constant_exponent=24),
+                                  dict(clamp_low=False)])
+def test_mutant_magic_rounders_are_caught(slip):
+    """The neighbourhood comparison above rejects a magic constant one binade off either way and
+    a rounder that forgets the fixed quantum of fp16's subnormals."""
+    x = jnp.asarray(NEIGHBOURHOODS.view(np.float32))
+    want = np.asarray(floats._round_bits(x, floats.FP16))
+    assert mismatches(np.asarray(magic_mutant(x, floats.FP16, **slip)), want).size > 0
