@@ -157,19 +157,26 @@ def _pad_to(operands, length: int):
                  for o in operands)
 
 
-def _pairwise(operands, terms, count, shape, dtype, fmt):
+def _pairwise_chunks(count: int, per_term: int, itemsize: int) -> tuple[int, int, int]:
+    """(padded K, terms per chunk, bytes of partial sums held at once) for a pairwise reduction of
+    `count` terms into an output of `per_term` elements."""
     padded = 1 << max(0, (count - 1).bit_length())
-    per_term = max(1, math.prod(shape))
     chunk = min(padded, 1 << (max(1, CHUNK_ELEMENTS // per_term).bit_length() - 1))
     n_chunks = padded // chunk
-    held = (n_chunks if n_chunks > 1 else chunk) * per_term * np.dtype(dtype).itemsize
+    return padded, chunk, (n_chunks if n_chunks > 1 else chunk) * per_term * itemsize
+
+
+def _pairwise(operands, terms, count, shape, dtype, fmt):
+    per_term = max(1, math.prod(shape))
+    padded, chunk, held = _pairwise_chunks(count, per_term, np.dtype(dtype).itemsize)
+    n_chunks = padded // chunk
     if held > PAIRWISE_LIMIT_BYTES:
         # Outputs of more than CHUNK_ELEMENTS elements leave one term per chunk, and the tree of
-        # chunk sums then holds all K of them: chunking along an output axis is not implemented.
+        # chunk sums then holds all K of them; _pairwise_split slices such outputs when it can.
         raise TooLarge(f"pairwise accumulation of {count} terms into an output of {per_term:,} "
                        f"elements would hold {held / 2**30:.1f} GiB of partial sums (limit "
-                       f"{PAIRWISE_LIMIT_BYTES / 2**30:.0f} GiB); use sequential, blocked or kahan "
-                       f"for a contraction this large")
+                       f"{PAIRWISE_LIMIT_BYTES / 2**30:.0f} GiB) and no output axis can be split "
+                       f"further; use sequential, blocked or kahan for a contraction this large")
     operands = _pad_to(operands, padded)
     if n_chunks == 1:
         return _tree(terms(*operands), count, fmt)
@@ -183,6 +190,42 @@ def _pairwise(operands, terms, count, shape, dtype, fmt):
 
     sums = lax.map(subtree, (jnp.arange(n_chunks), *chunks))  # (n_chunks, *out)
     return _tree(sums, -(-count // chunk), fmt)
+
+
+def _pairwise_split(operands, terms, count, shape, dtype, fmt, free_axes):
+    """_pairwise, on slices of the output when its partial sums would not fit at once.
+
+    free_axes: (operand index, operand axis, output axis) triples along which slicing one operand
+    slices the output. The longest is cut into the fewest equal pieces that fit (zero-padded at
+    the end; single slices, if even those do not fit, are split again along the next free axis),
+    summed one after another (lax.map): every output element gets the same tree."""
+    itemsize = np.dtype(dtype).itemsize
+    per_term = max(1, math.prod(shape))
+    if _pairwise_chunks(count, per_term, itemsize)[2] <= PAIRWISE_LIMIT_BYTES or not free_axes:
+        return _pairwise(operands, terms, count, shape, dtype, fmt)
+    chosen = max(free_axes, key=lambda free: shape[free[2]])
+    index, axis, out_axis = chosen
+    length = shape[out_axis]
+    for pieces in range(2, length + 1):
+        step = -(-length // pieces)
+        if _pairwise_chunks(count, per_term // length * step, itemsize)[2] <= PAIRWISE_LIMIT_BYTES:
+            break
+    step = -(-length // pieces)
+    others = tuple(free for free in free_axes if free != chosen)
+    cut = operands[index]
+    cut = jnp.pad(cut, [(0, 0)] * axis + [(0, pieces * step - length)]
+                  + [(0, 0)] * (cut.ndim - axis - 1))
+    cut = cut.reshape(*cut.shape[:axis], pieces, step, *cut.shape[axis + 1:])
+    cut = jnp.moveaxis(cut, axis, 0)  # (pieces, K, …, step, …)
+    piece_shape = (*shape[:out_axis], step, *shape[out_axis + 1:])
+
+    def one_piece(piece):
+        sliced = operands[:index] + (piece,) + operands[index + 1:]
+        return _pairwise_split(sliced, terms, count, piece_shape, dtype, fmt, others)
+
+    out = jnp.moveaxis(lax.map(one_piece, cut), 0, out_axis)  # (…, pieces, step, …)
+    out = out.reshape(*shape[:out_axis], pieces * step, *shape[out_axis + 1:])
+    return lax.slice_in_dim(out, 0, length, axis=out_axis)
 
 
 def _blocked(operands, terms, count, shape, dtype, fmt, block: int, promote):
@@ -209,8 +252,9 @@ def _blocked(operands, terms, count, shape, dtype, fmt, block: int, promote):
     return total
 
 
-def reduce(operands, terms, shape, dtype, fmt: FloatFormat, how: Accumulation):
-    """Σ over the operands' leading axis of terms(...) in fmt (or how.format) by the model `how`."""
+def reduce(operands, terms, shape, dtype, fmt: FloatFormat, how: Accumulation, free_axes=()):
+    """Σ over the operands' leading axis of terms(...) in fmt (or how.format) by the model `how`.
+    free_axes: where pairwise may slice the output (_pairwise_split)."""
     fmt = how.format or fmt
     count = operands[0].shape[0]
     if count == 0:
@@ -220,7 +264,7 @@ def reduce(operands, terms, shape, dtype, fmt: FloatFormat, how: Accumulation):
     if how.mode == "kahan":
         return _kahan(operands, terms, shape, dtype, fmt)
     if how.mode == "pairwise":
-        return _pairwise(operands, terms, count, shape, dtype, fmt)
+        return _pairwise_split(operands, terms, count, shape, dtype, fmt, free_axes)
     return _blocked(operands, terms, count, shape, dtype, fmt, how.block, how.promote)
 
 
@@ -228,7 +272,8 @@ def accumulated_sum(x, axis: int, fmt: FloatFormat, how: Accumulation = SEQUENTI
                     keepdims: bool = False):
     """Σ over `axis` of x by the model `how`, partial sums in fmt (or how.format)."""
     xs = jnp.moveaxis(x, axis, 0)  # (K, *rest): added as given (the caller stores them rounded)
-    total = reduce((xs,), lambda terms: terms, xs.shape[1:], x.dtype, fmt, how)
+    free_axes = tuple((0, 1 + i, i) for i in range(xs.ndim - 1))
+    total = reduce((xs,), lambda terms: terms, xs.shape[1:], x.dtype, fmt, how, free_axes)
     return jnp.expand_dims(total, axis) if keepdims else total
 
 
@@ -256,4 +301,8 @@ def accumulated_einsum(spec: str, a, b, fmt: FloatFormat, how: Accumulation = SE
         return round_to(jnp.einsum(term_spec, a_i, b_i), fmt)
 
     shape = jnp.einsum(f"{rest_a},{rest_b}->{out}", a_k[0], b_k[0]).shape
-    return reduce((a_k, b_k), terms, shape, jnp.result_type(a, b), fmt, how)
+    # Output axes owned by one operand: slicing that operand slices the output (pairwise's split).
+    free_axes = tuple((0, 1 + rest_a.index(c), out.index(c)) if c in rest_a
+                      else (1, 1 + rest_b.index(c), out.index(c))
+                      for c in out if (c in rest_a) != (c in rest_b))
+    return reduce((a_k, b_k), terms, shape, jnp.result_type(a, b), fmt, how, free_axes)

@@ -448,17 +448,58 @@ def test_report_section_on_a_real_model_names_its_files_and_prompt(monkeypatch, 
     assert "accumulation_gemma3-270m" not in {k for k, _, _ in runs.report_steps("smoke")}
 
 
-def test_a_pairwise_reduction_too_large_to_hold_is_refused_before_any_work():
+def test_a_pairwise_reduction_too_large_to_hold_is_split_or_refused_before_any_work():
     """Outputs of more than accumulate.CHUNK_ELEMENTS elements make the pairwise tree hold all K
-    chunk sums: 2048×4096 @ 4096×2048 would need 64 GiB. Refused at trace time (eval_shape: no
-    array is allocated) with the sizes named; sequential takes the same shapes."""
+    chunk sums: 2048×4096 @ 4096×2048 at once would need 64 GiB. Its output is sliced along a
+    free axis instead (traced through eval_shape: no array is allocated). A reduction with no free
+    output axis ("bk,bk->b": b is in both operands) is refused at trace time, sizes named."""
     a = jax.ShapeDtypeStruct((2048, 4096), jnp.float32)
     b = jax.ShapeDtypeStruct((4096, 2048), jnp.float32)
-    with pytest.raises(accumulate.TooLarge, match=r"4096 terms .* 64\.0 GiB"):
-        jax.eval_shape(lambda a, b: accumulated_einsum("mk,kn->mn", a, b, floats.BF16,
-                                                       Accumulation("pairwise")), a, b)
-    out = jax.eval_shape(lambda a, b: accumulated_einsum("mk,kn->mn", a, b, floats.BF16), a, b)
+    pairwise = Accumulation("pairwise")
+    assert accumulate._pairwise_chunks(4096, 2048 * 2048, 4)[2] == 64 << 30
+    out = jax.eval_shape(lambda a, b: accumulated_einsum("mk,kn->mn", a, b, floats.BF16,
+                                                         pairwise), a, b)
     assert out.shape == (2048, 2048)
+    rows = jax.ShapeDtypeStruct((1 << 23, 4096), jnp.float32)
+    with pytest.raises(accumulate.TooLarge, match=r"4096 terms .* 128\.0 GiB .* no output axis"):
+        jax.eval_shape(lambda a, b: accumulated_einsum("bk,bk->b", a, b, floats.BF16, pairwise),
+                       rows, rows)
+
+
+@pytest.mark.parametrize("spec, shape_a, shape_b", [("ko,k->o", (K, 7), (K,)),
+                                                    ("hk,kq->hq", (3, K), (K, 5))])
+def test_pairwise_split_along_an_output_axis_is_the_same_tree(monkeypatch, spec, shape_a, shape_b):
+    """With the partial-sum limit forcing a split (and a length the pieces do not divide), every
+    output element is still the recursive reference's tree ("hk,kq->hq" splits q into single
+    columns and then h); so is a split accumulated_sum. A limit below one output element is
+    refused, so the split really was needed."""
+    monkeypatch.setattr(accumulate, "CHUNK_ELEMENTS", 2)  # one term per chunk
+    monkeypatch.setattr(accumulate, "PAIRWISE_LIMIT_BYTES", 32 * 2 * 4)  # 32 terms × 2 outputs
+    rng = np.random.default_rng(7)
+
+    def draw(shape):
+        return np.asarray([to_fmt(x, floats.BF16) for x in rng.standard_normal(
+            int(np.prod(shape))) * 100], np.float32).reshape(shape)
+
+    a, b = draw(shape_a), draw(shape_b)
+    how = MODES["pairwise"]
+    got = np.asarray(accumulated_einsum(spec, jnp.asarray(a), jnp.asarray(b), floats.BF16, how))
+    assert got.shape == np.einsum(spec, a, b).shape
+    for index in np.ndindex(got.shape):
+        if spec == "ko,k->o":
+            column, weights = a[:, index[0]], b
+        else:
+            column, weights = a[index[0], :], b[:, index[1]]
+        terms = [mul(float(x), float(y), floats.BF16) for x, y in zip(column, weights,
+                                                                       strict=True)]
+        assert same_bits(got[index], ref_pairwise(terms, floats.BF16)), index
+    summed = np.asarray(accumulate.accumulated_sum(jnp.asarray(a), 0, floats.BF16, how))
+    if spec == "ko,k->o":
+        for o in range(a.shape[1]):
+            assert same_bits(summed[o], ref_pairwise([float(x) for x in a[:, o]], floats.BF16))
+    monkeypatch.setattr(accumulate, "PAIRWISE_LIMIT_BYTES", 16 * 4 - 1)  # 16 chunk sums of 1
+    with pytest.raises(accumulate.TooLarge):
+        accumulated_einsum(spec, jnp.asarray(a), jnp.asarray(b), floats.BF16, how)
 
 
 def test_a_real_model_sweep_that_saturates_reports_overflow_not_collapse():
