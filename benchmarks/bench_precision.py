@@ -3,7 +3,8 @@ same run, on the same machine:
 
   1. a sequential-accumulation matmul in a simulated format (squash_sim.accumulate, jitted) over
      the loop a user would otherwise write: NumPy + ml_dtypes, one rounded product and one rounded
-     addition per k, in the same order. The bits are checked identical before timing;
+     addition per k, in the same order. The bits are checked identical before timing. bf16 (the
+     integer-addition rounder), then fp16 and fp8 (the float-arithmetic rounder);
   2. the rounding's share of that matmul: the same scan with fp32 as the format (round_to is then
      the identity) against bf16. Every accumulation model rounds the same products and performs at
      least as many rounded additions, so this share bounds how much faster any reordering can be
@@ -40,7 +41,7 @@ def numpy_ordered_matmul(a, b, dtype):
     return acc
 
 
-def matmul_vs_numpy(m: int, k: int, n: int, repeats: int) -> dict:
+def matmul_vs_numpy(m: int, k: int, n: int, repeats: int, fmt_name: str = "bf16") -> dict:
     import jax
     import jax.numpy as jnp
     import ml_dtypes
@@ -48,17 +49,20 @@ def matmul_vs_numpy(m: int, k: int, n: int, repeats: int) -> dict:
     from squash_sim import floats
     from squash_sim.accumulate import accumulated_einsum
 
+    dtype = {"bf16": ml_dtypes.bfloat16, "fp16": np.float16,
+             "fp8_e4m3fn": ml_dtypes.float8_e4m3fn, "fp8_e5m2": ml_dtypes.float8_e5m2}[fmt_name]
+    fmt = floats.get(fmt_name)
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((m, k)).astype(ml_dtypes.bfloat16).astype(np.float32)
-    b = rng.standard_normal((k, n)).astype(ml_dtypes.bfloat16).astype(np.float32)
-    simulated = jax.jit(lambda a, b: accumulated_einsum("mk,kn->mn", a, b, floats.BF16))
+    a = rng.standard_normal((m, k)).astype(dtype).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(dtype).astype(np.float32)
+    simulated = jax.jit(lambda a, b: accumulated_einsum("mk,kn->mn", a, b, fmt))
     a_j, b_j = jnp.asarray(a), jnp.asarray(b)
     ours = np.asarray(simulated(a_j, b_j))
-    theirs = numpy_ordered_matmul(a, b, ml_dtypes.bfloat16)
+    theirs = numpy_ordered_matmul(a, b, dtype)
     identical = bool(np.array_equal(ours.view(np.uint32), theirs.view(np.uint32)))
     t_ours = best_of(lambda: simulated(a_j, b_j).block_until_ready(), repeats)
-    t_numpy = best_of(lambda: numpy_ordered_matmul(a, b, ml_dtypes.bfloat16), max(1, repeats // 2))
-    return {"shape": [m, k, n], "format": "bf16", "bits_identical": identical,
+    t_numpy = best_of(lambda: numpy_ordered_matmul(a, b, dtype), max(1, repeats // 2))
+    return {"shape": [m, k, n], "format": fmt_name, "bits_identical": identical,
             "squash_sim_s": t_ours, "numpy_ml_dtypes_s": t_numpy, "speedup": t_numpy / t_ours}
 
 
@@ -129,9 +133,14 @@ def main():
                            "cpus": os.cpu_count(), "jax": jax.__version__,
                            "device": str(jax.devices()[0])}}
     shape = (32, 256, 32) if quick else (128, 1024, 128)
-    print(f"1. sequential bf16 matmul {shape} vs NumPy + ml_dtypes loop", flush=True)
+    print(f"1. sequential matmul {shape} vs NumPy + ml_dtypes loop, per format", flush=True)
     results["matmul"] = matmul_vs_numpy(*shape, repeats=3 if quick else 5)
     print(f"   {json.dumps(results['matmul'])}", flush=True)
+    results["matmul_other_formats"] = []
+    for name in ("fp16", "fp8_e4m3fn", "fp8_e5m2"):  # the rounder's float-arithmetic path
+        results["matmul_other_formats"].append(
+            matmul_vs_numpy(*shape, repeats=3 if quick else 5, fmt_name=name))
+        print(f"   {json.dumps(results['matmul_other_formats'][-1])}", flush=True)
     print(f"2. the rounding's share of the same matmul {shape}", flush=True)
     results["rounding_share"] = rounding_share(*shape, repeats=3 if quick else 5)
     print(f"   {json.dumps(results['rounding_share'])}", flush=True)

@@ -10,6 +10,9 @@ terms in index order (already rounded to F: for a dot product x_i = F(a_i·b_i))
                  Equivalently: pad to the next power of two P, add neighbours level by level
                  ((x0+x1), (x2+x3), …), and let a node whose right subtree is all padding pass its
                  left child through unchanged. Depth ⌈log₂ K⌉; Higham's error bound ~ log₂K·u.
+                 The tree is built in chunks of terms, and an output too large for its
+                 partial sums is summed in slices along an output axis: the same tree
+                 for every output element either way.
     blocked      partial sums of `block` consecutive terms (the last block may be shorter), each
                  summed sequentially in the accumulator format, then promoted (exactly, when
                  `promote` is wider) and added sequentially, block 0 first, in `promote`:
