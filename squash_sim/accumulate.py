@@ -50,7 +50,11 @@ from squash_sim.floats import FloatFormat, round_to
 
 MODES = ("sequential", "pairwise", "blocked", "kahan")
 CHUNK_ELEMENTS = 1 << 22  # pairwise/blocked materialise at most about this many terms at once
-PAIRWISE_LIMIT_BYTES = 4 << 30  # the most chunk sums a pairwise reduction may hold at once
+# The most chunk sums one pairwise reduction may hold at once; larger outputs are split. XLA
+# keeps some of every layer's buffers alive (measured: a Gemma-sized forward at 1,061 tokens
+# asked for 83 GB with a 4 GiB limit; a 4-layer d = 640 model needs 8.5 GiB at 4 GiB and
+# 0.49 GiB at 256 MiB), so the limit is well below the machine's memory.
+PAIRWISE_LIMIT_BYTES = 256 << 20
 
 
 class TooLarge(ValueError):
@@ -178,7 +182,7 @@ def _pairwise(operands, terms, count, shape, dtype, fmt):
         # chunk sums then holds all K of them; _pairwise_split slices such outputs when it can.
         raise TooLarge(f"pairwise accumulation of {count} terms into an output of {per_term:,} "
                        f"elements would hold {held / 2**30:.1f} GiB of partial sums (limit "
-                       f"{PAIRWISE_LIMIT_BYTES / 2**30:.0f} GiB) and no output axis can be split "
+                       f"{PAIRWISE_LIMIT_BYTES / 2**20:,.0f} MiB) and no output axis can be split "
                        f"further; use sequential, blocked or kahan for a contraction this large")
     operands = _pad_to(operands, padded)
     if n_chunks == 1:
