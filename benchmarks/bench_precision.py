@@ -60,6 +60,8 @@ def matmul_vs_numpy(m: int, k: int, n: int, repeats: int, fmt_name: str = "bf16"
     ours = np.asarray(simulated(a_j, b_j))
     theirs = numpy_ordered_matmul(a, b, dtype)
     identical = bool(np.array_equal(ours.view(np.uint32), theirs.view(np.uint32)))
+    if not identical:
+        sys.exit(f"ordered {fmt_name} matmul: squash_sim and the NumPy loop differ in bits")
     t_ours = best_of(lambda: simulated(a_j, b_j).block_until_ready(), repeats)
     t_numpy = best_of(lambda: numpy_ordered_matmul(a, b, dtype), max(1, repeats // 2))
     return {"shape": [m, k, n], "format": fmt_name, "bits_identical": identical,

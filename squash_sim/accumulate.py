@@ -206,10 +206,13 @@ def _pairwise_split(operands, terms, count, shape, dtype, fmt, free_axes):
     slices the output. The longest is cut into the fewest equal pieces that fit (zero-padded at
     the end; single slices, if even those do not fit, are split again along the next free axis),
     summed one after another (lax.map): every output element gets the same tree."""
+    if math.prod(shape) == 0:
+        return jnp.zeros(shape, dtype)  # an empty output: nothing to add
     itemsize = np.dtype(dtype).itemsize
-    per_term = max(1, math.prod(shape))
+    per_term = math.prod(shape)
+    free_axes = tuple(free for free in free_axes if shape[free[2]] > 1)  # what can still be cut
     if _pairwise_chunks(count, per_term, itemsize)[2] <= PAIRWISE_LIMIT_BYTES or not free_axes:
-        return _pairwise(operands, terms, count, shape, dtype, fmt)
+        return _pairwise(operands, terms, count, shape, dtype, fmt)  # (TooLarge if it must)
     chosen = max(free_axes, key=lambda free: shape[free[2]])
     index, axis, out_axis = chosen
     length = shape[out_axis]

@@ -502,6 +502,21 @@ def test_pairwise_split_along_an_output_axis_is_the_same_tree(monkeypatch, spec,
         accumulated_einsum(spec, jnp.asarray(a), jnp.asarray(b), floats.BF16, how)
 
 
+@pytest.mark.parametrize("spec, shape_a, shape_b", [("md,dn->mn", (1, K), (K, 3)),
+                                                    ("md,dn->mn", (0, K), (K, 5))])
+def test_pairwise_split_edge_cases(monkeypatch, spec, shape_a, shape_b):
+    """A reviewer's finds: a free axis of length 1 left after the others were cut must end in
+    TooLarge (not an UnboundLocalError), and an empty output is empty (no division by zero)."""
+    monkeypatch.setattr(accumulate, "CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(accumulate, "PAIRWISE_LIMIT_BYTES", 64)
+    a, b = jnp.ones(shape_a), jnp.ones(shape_b)
+    if 0 in shape_a:
+        assert accumulated_einsum(spec, a, b, floats.BF16, MODES["pairwise"]).shape == (0, 5)
+    else:
+        with pytest.raises(accumulate.TooLarge):
+            accumulated_einsum(spec, a, b, floats.BF16, MODES["pairwise"])
+
+
 def test_a_real_model_sweep_that_saturates_reports_overflow_not_collapse():
     """A saturating fp8 (e5m2, ±inf → ±max) on a model whose embeddings exceed its max (57,344):
     every stored stream value pins at ±max, so y_n and y*_{n+1} become bit-identical — a collapse

@@ -241,15 +241,38 @@ def tie_neighbourhoods() -> np.ndarray:
 
 
 NEIGHBOURHOODS = tie_neighbourhoods()
+
+
+def format_ties(fmt) -> np.ndarray:
+    """float32 bit patterns at fmt's own rounding boundaries, ±1 float32 ulp: in every binade from
+    the subnormals to emax + 1, every tie (k + ½)·2^q when fmt has ≤ 6 mantissa bits, else the
+    first, last and 64 random ones; plus max, the overflow tie above it and 2·max; both signs."""
+    rng = np.random.default_rng(fmt.mantissa_bits)
+    m = fmt.mantissa_bits
+    one_binade = np.arange(2**m) if m <= 6 else np.concatenate(  # significands j − 2^m
+        [np.arange(8), 2**m - 1 - np.arange(8), rng.integers(0, 2**m, 64)])
+    values = [np.ldexp(one_binade + 0.5, fmt.emin - m)]  # subnormal ties: quantum 2^(emin − m)
+    for e in range(fmt.emin, fmt.emax + 2):  # binade e: ties (j + ½)·2^(e − m), 2^m ≤ j < 2^(m+1)
+        values.append(np.ldexp(2**m + one_binade + 0.5, e - m))
+    quantum_top = 2.0 ** (fmt.emax - m)
+    values.append(np.array([fmt.max, fmt.max + quantum_top / 2, 2 * fmt.max]))
+    with np.errstate(over="ignore"):  # 2·max of the widest-range formats is inf in float32
+        x = np.concatenate(values).astype(np.float32)
+    x = np.concatenate([x, np.nextafter(x, np.float32(0)), np.nextafter(x, np.float32(np.inf))])
+    return np.concatenate([x, -x]).view(np.uint32)
 SHORT_PATHS = {  # format → the path floats.rounder must pick for float32
     "bf16": (floats.BF16, "_round_carry"), "tf32": (floats.TF32, "_round_carry"),
     "e8m13": (FloatFormat(8, 13), "_round_carry"), "e8m1": (FloatFormat(8, 1), "_round_carry"),
     **{name: (fmt, "_round_magic") for name, (fmt, _) in ORACLES.items()
        if name not in ("bf16", "fp32")},
-    "e5m20 (widest magic)": (FloatFormat(5, 20), "_round_magic"),
+    "e5m21 (widest magic)": (FloatFormat(5, 21), "_round_magic"),
     "e4m3-ftz-sat": (FloatFormat(4, 3, subnormals=False, saturate=True), "_round_magic"),
     "e7m9b100": (FloatFormat(7, 9, bias=100), "_round_magic"),
-    "e5m21 (too wide: reference)": (FloatFormat(5, 21), "_round_bits"),
+    "e4m3 bias -92 (highest magic range)": (FloatFormat(4, 3, bias=-92), "_round_magic"),
+    "e4m3 bias 123 (lowest magic range)": (FloatFormat(4, 3, bias=123), "_round_magic"),
+    "e4m3 bias -93 (reference)": (FloatFormat(4, 3, bias=-93), "_round_bits"),
+    "e4m3 bias 124 (reference)": (FloatFormat(4, 3, bias=124), "_round_bits"),
+    "e5m22 (too wide: reference)": (FloatFormat(5, 22), "_round_bits"),
     "e8m7 sat (reference)": (FloatFormat(8, 7, saturate=True), "_round_bits"),
     "e9m7 (reference)": (FloatFormat(9, 7), "_round_bits"),
 }
@@ -263,17 +286,37 @@ def path_name(fmt) -> str:
 @pytest.mark.parametrize("name", list(SHORT_PATHS))
 def test_short_paths_give_the_reference_rounders_bits(name):
     """Each format takes the path listed, and that path equals the integer reference _round_bits
-    bit for bit on every tie neighbourhood of every binade, jitted and eagerly."""
+    bit for bit on every tie neighbourhood of every float32 binade and on the format's own ties
+    (all of them for ≤ 6 mantissa bits, the overflow tie included), jitted and eagerly."""
     fmt, expected_path = SHORT_PATHS[name]
     assert path_name(fmt) == expected_path
-    x = jnp.asarray(NEIGHBOURHOODS.view(np.float32))
+    bits = np.concatenate([NEIGHBOURHOODS, format_ties(fmt)])
+    x = jnp.asarray(bits.view(np.float32))
     want = np.asarray(floats._round_bits(x, fmt))
     got = np.asarray(round_to(x, fmt))
     bad = np.flatnonzero(got.view(np.uint32) != want.view(np.uint32))  # NaN payloads included
-    assert bad.size == 0, (name, NEIGHBOURHOODS[bad[:5]], got[bad[:5]], want[bad[:5]])
+    assert bad.size == 0, (name, bits[bad[:5]], got[bad[:5]], want[bad[:5]])
+    sample = slice(None, None, bits.size // 4096)  # strided: every binade, not just the first
     with jax.disable_jit():
-        eager = np.asarray(round_to(x[:4096], fmt))
-    assert np.array_equal(eager.view(np.uint32), got[:4096].view(np.uint32))
+        eager = np.asarray(round_to(x[sample], fmt))
+    assert np.array_equal(eager.view(np.uint32), got[sample].view(np.uint32))
+    assert np.count_nonzero(np.abs(got[sample]) > 0) > 100  # the eager sample is not all zeros
+
+
+def test_overflow_ties_are_in_the_checked_set():
+    """The overflow ties a reviewer found missing: 464 (e4m3fn: 448, not NaN) and 65,520 (fp16:
+    inf) are among the patterns compared above, and the paths get them right."""
+    for fmt, tie, want in [(floats.FP8_E4M3FN, 464.0, 448.0), (floats.FP16, 65520.0, np.inf)]:
+        assert np.float32(tie).view(np.uint32) in format_ties(fmt)
+        assert float(round_to(np.float32(tie), fmt)) == want
+
+
+def test_a_saturating_format_as_wide_as_the_container_still_saturates():
+    """fp32 with saturate=True holds every float32 value except ±inf, which saturate to ±max: the
+    identity shortcut must not take it (a reviewer's find)."""
+    fmt = FloatFormat(8, 23, saturate=True)
+    got = np.asarray(round_to(np.array([np.inf, -np.inf, 1.5], np.float32), fmt))
+    assert got.tolist() == [fmt.max, -fmt.max, 1.5]
 
 
 def magic_mutant(x, fmt, *, constant_exponent=23, clamp_low=True):
