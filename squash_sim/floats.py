@@ -18,14 +18,14 @@ shorter paths give the same bits where their arguments hold (checked on every bi
 tests and on all 2³² float32 inputs by benchmarks/bench_rounder.py); reductions are made of
 roundings, so their cost is most of a simulated forward:
   * `_round_carry`, formats with float32's exponent range (bf16, tf32, e8m13): one integer addition
-    on the bit pattern (~6 integer operations instead of ~40);
+    on the bit pattern (~6 integer operations instead of ~40; about 3× faster);
   * `_round_magic`, formats whose every value is a float32 normal and whose smallest subnormal is
     far above float32's subnormals (fp16, every fp8/fp6/fp4): (|x| + C) − C with C = 1.5·2^(q+23),
     q the exponent of the quantum at |x|. The sum lands in C's binade, whose spacing is 2^q, so the
     float addition itself rounds |x| to the format, ties to even; the subtraction is exact.
     Flushed float32 subnormals are correct here (they round to 0 anyway), and C's product is exact,
     so a fused multiply-add cannot change a bit. Float operations run 8 lanes wide on AVX, where
-    XLA's integer operations run 4: 1.9× faster than `_round_bits` (docs/benchmarks.md).
+    XLA's integer operations run 4: 2–6× faster than `_round_bits` (docs/benchmarks.md).
 All of them are bit-identical to ml_dtypes casts (tested exhaustively on every 16-bit source) and
 give the same bits under jit and eagerly.
 
