@@ -282,6 +282,9 @@ def accumulation_figure(rows: list, title: str):
     if any(r.status == "too large" for r in rows):
         ax.scatter([], [], marker="s", facecolors="none", color="black",
                    label="□ not run: too large for the implementation")
+    done = {(r.fmt, r.model) for r in rows}
+    if len(done) < len(formats) * len(models):
+        ax.plot([], [], " ", label="(a gap: that cell was not run)")
     ax.set_yscale("log")
     ax.set_ylim(1, top * 2.2)  # n* = 1 at the bottom: a high marker is a late collapse, not zoom
     ax.set_xticks(range(len(formats)), formats)
