@@ -51,6 +51,8 @@ def _catch_interrupts():
     previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield
+        if _INTERRUPTED:  # dropped where nothing asked again (the run went on): stop now
+            raise KeyboardInterrupt
     finally:
         signal.signal(signal.SIGINT, previous_handler)
         sys.unraisablehook = previous_hook
@@ -240,7 +242,8 @@ def cmd_report(args) -> int:
     start = time.perf_counter()
     md, page, _ = runs.report(Path(args.out), size=args.size, real=args.real,
                               claims_table=not args.no_claims, examples=args.examples,
-                              fresh=args.fresh, formats=args.formats, progress=_progress)
+                              fresh=args.fresh, formats=args.formats, progress=_progress,
+                              interrupted=lambda: bool(_INTERRUPTED))
     print(f"\nwrote {md} and {page} (self-contained) in {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -137,8 +137,8 @@ class SectionStore:
         return section
 
     @contextlib.contextmanager
-    def progress(self, todo: list[tuple[str, float]]):
-        bar = _Progress(todo)
+    def progress(self, todo: list[tuple[str, float]], interrupted=lambda: False):
+        bar = _Progress(todo, interrupted)
         try:
             yield bar
         finally:
@@ -154,9 +154,10 @@ class _Progress:
     """A tqdm bar over the estimated seconds of the sections to compute. tqdm because it writes
     plain lines when stderr is not a terminal (CI logs, pipes) and costs one small dependency."""
 
-    def __init__(self, todo: list[tuple[str, float]]):
+    def __init__(self, todo: list[tuple[str, float]], interrupted=lambda: False):
         from tqdm import tqdm
 
+        self.interrupted = interrupted  # a Ctrl-C that landed where Python dropped it (cli.py)
         self.estimates = dict(todo)
         self.actual: dict[str, float] = {}
         self.current: str | None = None
@@ -183,7 +184,10 @@ class _Progress:
                                      f" elapsed, ≈ {_clock(self.remaining())} left", refresh=True)
 
     def note(self, message: str) -> None:
-        """A progress line from inside a section (experiments call this)."""
+        """A progress line from inside a section (experiments call this); where a dropped Ctrl-C
+        is raised again."""
+        if self.interrupted():
+            raise KeyboardInterrupt
         self.bar.write(f"[{_clock(time.perf_counter() - self.begin)}] {message}", file=sys.stderr)
         self._refresh()
 

@@ -997,8 +997,9 @@ _EXPECTED_SECONDS = {"figure10": 8, "figure8": 6, "figure9": 2, "collapse": 20, 
 
 def report(out: Path, *, size: str = "quick", real: bool = False, claims_table: bool = True,
            examples: int | None = None, fresh: bool = False, formats=("png",),
-           progress=_quiet) -> tuple[Path, Path, list[Section]]:
-    """The main job: every section, then report.md and report.html.
+           progress=_quiet, interrupted=lambda: False) -> tuple[Path, Path, list[Section]]:
+    """The main job: every section, then report.md and report.html. `interrupted`: whether a
+    Ctrl-C was dropped somewhere (the CLI's flag); the next progress line then stops the run.
 
     Resumable: each section is stored (out/.sections/KEY.json) with the inputs that produced it
     (arguments with defaults, size, figure formats, package version and a fingerprint of the
@@ -1023,7 +1024,7 @@ def report(out: Path, *, size: str = "quick", real: bool = False, claims_table: 
             for key, _, _, _, cached in plans if cached is None]
     start = time.perf_counter()
     sections = []
-    with store.progress(todo) as bar:
+    with store.progress(todo, interrupted) as bar:
         for index, (key, name, kwargs, inputs, cached) in enumerate(plans, 1):
             if cached is not None:
                 bar.note(f"report: step {index}/{len(plans)} {key}: reused (inputs unchanged)")
