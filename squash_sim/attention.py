@@ -17,10 +17,12 @@ Four evaluation paths give the same function:
   * banded           causal sliding-window attention one block of queries at a time, over only the
                      contiguous slice of keys that block can see (window + block keys): one
                      masked softmax per row, no running corrections; memory
-                     O(n + block·(block + window)); used instead of online softmax for causal
-                     windowed layers when window + block ≤ n, in native float32 (the blocks then
-                     score 1 + block/window times the visible keys). Equal to dense within
-                     float32 rounding.
+                     O(n + block·(block + window)); used for causal windowed layers when
+                     window + block ≤ n: instead of online softmax in native float32 (the blocks
+                     then score 1 + block/window times the visible keys; equal to dense within
+                     float32 rounding), and instead of query-blocked under an ordered policy whose
+                     sums over keys ignore where the band starts (`band_keeps_bits`: then the
+                     same bits as dense, for (window + block)/n of the terms).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from squash_sim import positional
-from squash_sim.precision import Numerics
+from squash_sim.precision import Numerics, Precision
 
 DENSE_MAX_LEN = 1024  # longer sequences take a blocked path unless the weights are returned
 BLOCK = 1024
@@ -220,6 +222,25 @@ def banded(q, k, v, positions, *, window: int, alibi_slopes, num: Numerics, bloc
     return num.act(out[:, :n])
 
 
+def band_keeps_bits(p: Precision, block: int, window: int) -> bool:
+    """Whether the banded path gives a policy with ordered reductions the dense path's bits.
+
+    The band drops keys the window or the causal mask hides, which add exact zeros before and
+    after a row's visible keys, and shifts each row's keys by i·B − W. Both sums over keys (the
+    softmax denominator, weights · values) must then be ordered (XLA's own sums may reorder with
+    the length) and indifferent to that: sequential and Kahan are (0 + x = x; Kahan skips zeros),
+    blocked sums are when their block K divides B and W (the same keys share a partial sum), a
+    pairwise tree is not (its shape follows the indices)."""
+    def keeps(how, ordered: bool) -> bool:
+        if not ordered:
+            return False
+        if how.mode == "blocked":
+            return block % how.block == 0 and window % how.block == 0
+        return how.mode in ("sequential", "kahan")
+
+    return keeps(p.matmul_sum, p.ordered_matmuls) and keeps(p.softmax_sum, p.ordered_softmax)
+
+
 def attention(q, k, v, *, causal: bool, window: int | None, alibi_slopes, num: Numerics,
               return_weights: bool, dense_max_len: int = DENSE_MAX_LEN, block: int = BLOCK):
     """Attention over positions 0..n−1, choosing the path by length (see the module docstring).
@@ -230,10 +251,14 @@ def attention(q, k, v, *, causal: bool, window: int | None, alibi_slopes, num: N
     if return_weights or n <= dense_max_len:
         return dense(q, k, v, positions, positions, causal=causal, window=window,
                      alibi_slopes=alibi_slopes, num=num)
+    band = causal and window is not None and window + block <= n
     if num.p.ordered_matmuls or num.p.ordered_softmax:
+        if band and band_keeps_bits(num.p, block, window):
+            return banded(q, k, v, positions, window=window, alibi_slopes=alibi_slopes, num=num,
+                          block=block), None
         return query_blocked(q, k, v, positions, causal=causal, window=window,
                              alibi_slopes=alibi_slopes, num=num, block=block), None
-    if causal and window is not None and window + block <= n:
+    if band:
         return banded(q, k, v, positions, window=window, alibi_slopes=alibi_slopes, num=num,
                       block=block), None
     return online_softmax(q, k, v, positions, causal=causal, window=window,

@@ -109,3 +109,47 @@ def test_banded_jit_and_eager_give_identical_bits():
     with jax.disable_jit():
         eager = _banded(q, k, v, 5, SLOPES)
     np.testing.assert_array_equal(np.asarray(eager), np.asarray(jitted))
+
+
+# ---- ordered policies: the band only where it keeps the dense bits ---------------------------
+# Window 12, blocks of 8 queries over 23 positions: blocked sums of 4 keys line up with where the
+# band starts (4 divides 8 and 12), sums of 3 do not, and a pairwise tree's shape follows indices.
+
+
+def _ordered(policy: str, q, k, v, *, dense_max_len: int, window: int | None = 12,
+             block: int = 8):
+    num = Numerics(get_precision(policy))
+    run = jax.jit(lambda q, k, v: attn.attention(
+        q, k, v, causal=True, window=window, alibi_slopes=None, num=num, return_weights=False,
+        dense_max_len=dense_max_len, block=block)[0])
+    return np.asarray(run(q, k, v)).view(np.uint32)
+
+
+def _band_and_dense(policy: str, monkeypatch):
+    """(dense bits, bits past dense_max_len, whether the band ran)."""
+    q, k, v = (jnp.asarray(x) for x in _qkv(4))
+    calls = []
+    band = attn.banded
+    monkeypatch.setattr(attn, "banded", lambda *a, **kw: calls.append(1) or band(*a, **kw))
+    return (_ordered(policy, q, k, v, dense_max_len=N), _ordered(policy, q, k, v, dense_max_len=8),
+            bool(calls))
+
+
+@pytest.mark.parametrize("policy, takes_band", [
+    ("bf16-pure", True), ("bf16-pure+kahan", True), ("bf16-pure+block4", True),
+    ("bf16-pure+block3", False), ("bf16-pure+pairwise", False)])
+def test_ordered_policies_take_the_band_only_where_it_keeps_the_dense_bits(policy, takes_band,
+                                                                           monkeypatch):
+    dense, long, took = _band_and_dense(policy, monkeypatch)
+    assert took == takes_band
+    np.testing.assert_array_equal(dense, long)
+
+
+@pytest.mark.parametrize("policy", ["bf16-pure+block3", "bf16-pure+pairwise"])
+def test_the_band_would_change_the_bits_of_the_sums_it_is_refused(policy, monkeypatch):
+    """The mutant: band_keeps_bits always true. Blocks of 3 keys then start elsewhere in the band
+    than in the dense row, and the pairwise tree takes another shape: the bits differ."""
+    monkeypatch.setattr(attn, "band_keeps_bits", lambda *args: True)
+    dense, long, took = _band_and_dense(policy, monkeypatch)
+    assert took and not np.array_equal(dense, long)
+

@@ -175,6 +175,7 @@ def test_query_blocked_path_gives_the_dense_bits_with_ordered_reductions():
     params = init_params(config, jax.random.key(4))
     x = _inputs(config, 13, seed=6)
     dense = forward(params, x, config, "bf16-pure")
+    # Layer 0 (window 3) takes the banded path, layer 1 (global) the query-blocked one.
     blocked = forward(params, x, config, "bf16-pure", dense_max_len=4, attention_block=4)
     np.testing.assert_array_equal(np.asarray(dense.hidden), np.asarray(blocked.hidden))
 
