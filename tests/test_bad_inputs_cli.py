@@ -208,6 +208,12 @@ def _console(*args, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
+def _as_at_a_terminal():
+    """Ctrl-C as a user's shell delivers it: a pytest-xdist worker ignores SIGINT, and a child
+    inherits that (the CLI then rightly leaves it ignored, as for a `cmd &` job)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_console_rejects_nan_theta_in_one_line(tmp_path):
     done = _console("intervene", "--kind", "angle", "--theta", "nan", "--out", str(tmp_path))
     _, err = done.communicate(timeout=120)
@@ -218,7 +224,8 @@ def test_sigint_keeps_whole_files_and_says_so(tmp_path):
     """Ctrl-C during the report: exit 130, one line naming what was kept, no traceback; every
     file left behind is whole (CSV and JSON parse) and no temporary file remains."""
     out = tmp_path / "report"
-    run = _console("report", "--size", "smoke", "--no-claims", "--out", str(out))
+    run = _console("report", "--size", "smoke", "--no-claims", "--out", str(out),
+                   preexec_fn=_as_at_a_terminal)
     deadline = time.monotonic() + 240
     while not (out / "figure10.json").exists() and run.poll() is None:
         assert time.monotonic() < deadline, "the report wrote nothing in 240 s"
