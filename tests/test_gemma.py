@@ -209,7 +209,7 @@ def test_capital_set_and_intervention_identities_on_gemma(model):
     clean = model.forward(tokens, logits="none")
     # freeze: the faithful and key/value-override forms agree at the last position (sandwich
     # norms, q/k norms, GQA, sliding windows all on the kv path)
-    for k in (1, 9, 17):
+    for k in (1, 17):  # the first and the last block that attention follows
         faithful = model.forward(tokens, logits="none", intervention=iv.freeze(k)).final[:, -1]
         kv = model.forward(tokens, logits="none", intervention=iv.freeze(k, form="kv")).final[:, -1]
         assert np.array_equal(faithful, kv)
@@ -245,10 +245,10 @@ def test_padded_buffer_greedy_equals_plain_decoding(model):
     from squash_sim.experiments import real_tasks
 
     prompt = real_tasks.count_prompt("1 1 0 1 1")
-    buffered = real_tasks.greedy(model, [prompt], steps=3)[0]
+    buffered = real_tasks.greedy(model, [prompt], steps=2)[0]
     ids = list(model.encode(prompt))
     plain = []
-    for _ in range(3):
+    for _ in range(2):
         token = int(np.argmax(np.asarray(model.forward(np.array(ids, np.int32)).logits)[-1]))
         plain.append(token)
         ids.append(token)

@@ -286,7 +286,7 @@ def _run_on_devices(count: int, tmp_path) -> list[dict]:
     env = {**os.environ,
            "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}"}
     result = subprocess.run([sys.executable, "-m", "proofs_check", "theorem_b3", "theorem_b5",
-                             "--examples", "24", "--json", str(out),
+                             "--examples", "10", "--json", str(out),
                              "--counterexamples", str(tmp_path / "counterexamples")],
                             capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
