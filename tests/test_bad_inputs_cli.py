@@ -209,8 +209,9 @@ def _console(*args, **kw):
 
 
 def _as_at_a_terminal():
-    """Ctrl-C as a user's shell delivers it: a pytest-xdist worker ignores SIGINT, and a child
-    inherits that (the CLI then rightly leaves it ignored, as for a `cmd &` job)."""
+    """Ctrl-C as a user's terminal delivers it. A pytest started as a background job (`pytest &`
+    from a script) runs with SIGINT ignored, its children inherit that, and the CLI then rightly
+    leaves it ignored, as for any `cmd &` job: the test would see a report that cannot stop."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
@@ -271,3 +272,26 @@ if __name__ == "__main__":
           f"{result['unclear']:3}  silent {result['silent']:3}")
     for line in result["not clear"] if "-v" in sys.argv else ():
         print("    " + line)
+
+
+def test_a_dropped_ctrl_c_still_stops_the_run():
+    """A KeyboardInterrupt that a library swallowed (e.g. inside JAX's garbage-collection
+    callback) leaves only the CLI's flag: the report's next progress line raises it again, and a
+    command that finishes anyway still ends as interrupted."""
+    from squash_sim import cli
+    from squash_sim.resume import _Progress
+
+    bar = _Progress([("figure10", 1.0)], interrupted=lambda: True)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            bar.note("report: step 2/9 figure8")
+    finally:
+        bar.close()
+    # As at a terminal (a background pytest runs with SIGINT ignored; the CLI then installs none).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), cli._catch_interrupts():
+            cli._INTERRUPTED.append(True)  # what the SIGINT handler leaves behind
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert not cli._INTERRUPTED  # cleared for the next command in the same process
