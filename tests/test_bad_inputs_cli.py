@@ -208,11 +208,17 @@ def _console(*args, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def _as_at_a_terminal():
-    """Ctrl-C as a user's terminal delivers it. A pytest started as a background job (`pytest &`
-    from a script) runs with SIGINT ignored, its children inherit that, and the CLI then rightly
-    leaves it ignored, as for any `cmd &` job: the test would see a report that cannot stop."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def _console_at_a_terminal(*args):
+    """The console with Ctrl-C as a user's terminal delivers it. A pytest started as a background
+    job (`pytest &` from a script) runs with SIGINT ignored, its children inherit that, and the CLI
+    then rightly leaves it ignored, as for any `cmd &` job: the test would see a report that cannot
+    stop. So the child restores Python's handler before the CLI starts (no preexec_fn: forking a
+    threaded JAX process to run Python is unsafe)."""
+    start = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "sys.argv = ['squash-sim', *sys.argv[1:]]; "
+             "runpy.run_module('squash_sim.cli', run_name='__main__')")
+    return subprocess.Popen([sys.executable, "-c", start, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def test_console_rejects_nan_theta_in_one_line(tmp_path):
@@ -225,8 +231,7 @@ def test_sigint_keeps_whole_files_and_says_so(tmp_path):
     """Ctrl-C during the report: exit 130, one line naming what was kept, no traceback; every
     file left behind is whole (CSV and JSON parse) and no temporary file remains."""
     out = tmp_path / "report"
-    run = _console("report", "--size", "smoke", "--no-claims", "--out", str(out),
-                   preexec_fn=_as_at_a_terminal)
+    run = _console_at_a_terminal("report", "--size", "smoke", "--no-claims", "--out", str(out))
     deadline = time.monotonic() + 240
     while not (out / "figure10.json").exists() and run.poll() is None:
         assert time.monotonic() < deadline, "the report wrote nothing in 240 s"
