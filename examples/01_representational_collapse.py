@@ -14,7 +14,7 @@
 #
 # This notebook measures it in three steps: the paper's Figure 10 (one attention layer), the
 # attention weights that cause it, and a whole model swept in **one forward pass**.
-# (Theory: docs/theory.md#theorem_b3. Run as a script with `python`, or as a notebook.)
+# (Theory: squash_sim/theory.md#theorem_b3. Run as a script with `python`, or as a notebook.)
 
 # %%
 import os
@@ -36,7 +36,7 @@ FIGURES = "out/examples/01"  # where a script run writes the figures
 # q, k, v are drawn i.i.d. N(0, 1/d) per token (d = 64, one head); the (n+1)-sequence repeats
 # token n. `attention_collapse.run` returns the L1 distance of the two last outputs per seed and
 # n. The paper's read-offs are ≈ 0.95 at n = 5, ≈ 0.065 at 100 and ≈ 0.007 at 1000 — N(0, 1/d),
-# not the N(0, 1) its text says (see the errata in docs/theory.md).
+# not the N(0, 1) its text says (see the errata in squash_sim/theory.md).
 
 # %%
 ns = attention_collapse.log_grid(MAX_N)

@@ -5,7 +5,7 @@
 # eventually round to the **same bits**, and then no readout can tell the counts apart: a model
 # cannot count past that point. The **collapse length** n* is the first n from which the two are
 # bit-identical. It depends on the format *and on where rounding happens*.
-# (Theory: docs/theory.md#corollary_b10 and #precision.)
+# (Theory: squash_sim/theory.md#corollary_b10 and #precision.)
 
 # %%
 import os

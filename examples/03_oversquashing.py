@@ -9,7 +9,7 @@
 # The matrix entry sums over *monotone paths* i ≤ k₁ ≤ … ≤ n through the layers. Early tokens
 # have combinatorially more paths; the last token has the residual connection; the middle gets
 # squashed. We compute the exact Jacobian (d vmapped backward passes, float64) and put the bound
-# beside it. (Theory: docs/theory.md#theorem_b5 and #prop_b8.)
+# beside it. (Theory: squash_sim/theory.md#theorem_b5 and #prop_b8.)
 
 # %%
 import os

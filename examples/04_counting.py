@@ -4,7 +4,7 @@
 # Without a causal mask and without positional encoding, attention is a weighted average over a
 # *set*: duplicating every token leaves every average unchanged. So "01" and "0011" give the same
 # states at every layer — the model sees the ratio n₁/n₀, never the counts.
-# (Theory: docs/theory.md#prop_b9.)
+# (Theory: squash_sim/theory.md#prop_b9.)
 
 # %%
 from squash_sim import plotting

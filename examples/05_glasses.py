@@ -4,7 +4,7 @@
 # The paper suggests separators (commas every few digits), local attention, higher precision, and
 # positional information that does not decay (Prop B.4). Each is run here beside the plain case
 # on the same model and pair, and *measured*: on an untrained model some remedies do what the
-# paper hopes and some do the opposite. (Theory: docs/theory.md#prop_b4.)
+# paper hopes and some do the opposite. (Theory: squash_sim/theory.md#prop_b4.)
 
 # %%
 import os

@@ -3,13 +3,16 @@
     python -m proofs_check                          every claim at its default budget
     python -m proofs_check theorem_b5 --examples 2000 --json out.json
     python -m proofs_check --replay counterexample.json
-    python -m proofs_check --mutant theorem_b5 "bound scaled by 1/100"   (must report violations)
+    python -m proofs_check --mutant theorem_b5 "bound scaled by 1/100"   (must be refuted)
 
-Exit status: 0 no violation; 1 a claim whose assumptions were met is violated (a replay: the
-replayed statement is violated, or the stored outcome is not reproduced); 2 bad arguments or a bad
-replay file (one line on stderr, nothing run). A counterexample is shrunk by Hypothesis and
-written as JSON ({"claim", "instance", "outcome"}, plus "variant" or "mutant" when it refutes one
-of those), and --replay re-evaluates that same statement and compares the outcome bit for bit.
+Exit status: 0 no violation (--mutant: the mutant was refuted, as a deliberately wrong statement
+must be); 1 a claim whose assumptions were met is violated (--mutant: the mutant was NOT refuted;
+--replay: the replayed statement is violated, or the stored outcome is not reproduced); 2 bad
+arguments or a bad replay file (one line on stderr, nothing run).
+
+A counterexample is shrunk by Hypothesis and written as JSON ({"claim", "instance", "outcome"},
+plus "variant" or "mutant" when it refutes one of those), and --replay re-evaluates that same
+statement and compares the outcome bit for bit.
 
 From Python: `run_all()` returns the rows (ClaimReport, with `verdict`) without printing.
 """
@@ -473,7 +476,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m proofs_check") ->
     parser.add_argument("--replay", default=None, metavar="FILE",
                         help="re-evaluate a counterexample JSON file and compare its outcome")
     parser.add_argument("--mutant", nargs=2, metavar=("CLAIM", "MUTANT"), default=None,
-                        help="run a deliberately wrong statement instead (it must be refuted)")
+                        help="run a deliberately wrong statement instead; exit 0 when it is "
+                             "refuted, 1 when it is not")
     try:
         args = parser.parse_args(argv)
         _xla_flags.enable_compilation_cache()  # an entry point: off with SQUASH_SIM_COMPILE_CACHE=0
@@ -534,11 +538,15 @@ def main(argv: list[str] | None = None, prog: str = "python -m proofs_check") ->
     violated = any(r.violations for r in checked)
     total = sum(r.seconds for r in reports)
     devices = jax.devices()
+    if args.mutant:  # a mutant is a wrong statement: the check works when it is refuted
+        verdict = ("mutant refuted (violations found, as they must be)" if violated else
+                   "mutant NOT refuted: this budget does not catch the deliberately wrong statement")
+    else:
+        verdict = "VIOLATIONS FOUND" if violated else "no violations"
     print(f"\nt = lhs/rhs (tightness); {sum(r.instances for r in reports)} instances, "
           f"{sum(r.compilations for r in reports)} XLA compilations, {total:.1f} s, batched claims "
-          f"sharded over {len(devices)} {devices[0].platform} device(s). "
-          + ("VIOLATIONS FOUND" if violated else "no violations"))
-    return 1 if violated and not args.mutant else 0
+          f"sharded over {len(devices)} {devices[0].platform} device(s). " + verdict)
+    return int(violated != bool(args.mutant))  # the exit status documented at the top
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import re
 import signal
 import sys
 import tempfile
@@ -64,6 +65,12 @@ def _catch_interrupts():
 MAX_LEN = 2**20
 MAX_COUNT = 10_000  # seeds, layers, examples, questions
 SEED_MAX = 2**63 - 1  # JAX keys take int64 seeds; NumPy any int >= 0
+
+
+# What every command's exit status means (printed under `squash-sim --help`; each one is tested).
+EXIT_STATUS = ("exit status: 0 done; 1 `check` found a violation (or a --mutant was not refuted, "
+               "or a --replay did not reproduce); 2 bad arguments or input, one line on stderr, "
+               "nothing run; 130 interrupted (files already written are whole).")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -269,9 +276,11 @@ def cmd_intervene(args) -> int:
 def cmd_check(args) -> int:
     try:
         from proofs_check.runner import main as check_main
-    except ImportError:  # proofs_check ships beside squash_sim in the same distribution
-        print("squash-sim check: proofs_check is not installed", file=sys.stderr)
-        return 2
+    except ModuleNotFoundError as err:  # proofs_check ships beside squash_sim; Hypothesis does not
+        if (err.name or "").startswith("proofs_check"):
+            print("squash-sim check: proofs_check is not installed", file=sys.stderr)
+            return 2
+        raise
     return check_main(args.check_args, prog="squash-sim check")
 
 
@@ -316,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="squash-sim",
         description="Numerically check 'Transformers need glasses!' on a JAX decoder-only "
-                    "Transformer.")
+                    "Transformer.",
+        epilog=EXIT_STATUS)
     parser.add_argument("--version", action="version", version=f"squash_sim {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -328,7 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "protocol on i.i.d. q, k, v. figure9: softmax total variation (Lemma B.2). "
                     "Prints a table, writes CSV, JSON and a figure.")
     collapse.add_argument("--protocol", default="model",
-                          choices=["model", "figure10", "figure8", "figure9"])
+                          choices=["model", "figure10", "figure8", "figure9"],
+                          help="model (default): a preset swept in one forward pass; figure10, "
+                               "figure8, figure9: the paper's protocols (see above)")
     collapse.add_argument("--variance", default="1/d", choices=["1/d", "1"],
                           help="figure10/8: variance of q, k, v (default 1/d: matches the "
                                "paper's read-offs)")
@@ -350,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
         mantissa_bits="mantissa_bits"))
 
     accumulation = commands.add_parser(
-        "accumulation", help="collapse length per format × accumulation model (issue 17)",
+        "accumulation", help="collapse length per format × accumulation model",
         description="n* and its mechanism (stalled accumulator or representations rounding "
                     "together) for every float format × accumulation model (sequential, "
                     "pairwise, blocks of 32/128 promoted to fp32, Kahan), on a preset or, with "
@@ -424,7 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "ones, n = 1..max-len in one forward pass (digits: the paper's n list), "
                     "with bit-identity per length. Writes CSV, JSON and a figure.")
     real_collapse.add_argument("--prompt", default="count-ones",
-                               choices=["count-ones", "copy", "copy-commas", "digits"])
+                               choices=["count-ones", "copy", "copy-commas", "digits"],
+                               help="the prompt before the ones (default: count-ones)")
     real_collapse.add_argument("--max-len", type=_length, default=2048,
                                help="largest n (default: 2048)")
     real_collapse.add_argument("--precision", type=_precisions,
@@ -456,7 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Random / freeze / skip-attention at every layer k on one-shot capital "
                     "questions Gemma 3 270M answers, windowed controls, the country switch "
                     "(inject X over Y) and a random-init baseline. Writes CSV, JSON, a figure.")
-    capitals.add_argument("--seeds", type=_positive_int, default=3)
+    capitals.add_argument("--seeds", type=_positive_int, default=3,
+                          help="random draws per layer k for the random intervention (default: 3)")
     capitals.add_argument("--window", type=_positive_int, default=3,
                           help="blocks of the windowed controls (default: 3)")
     capitals.add_argument("--limit", type=_positive_int, default=30,
@@ -470,12 +484,13 @@ def build_parser() -> argparse.ArgumentParser:
     intervene = commands.add_parser(
         "intervene", help="one hidden-state intervention swept over every layer k",
         description="KL(clean ‖ manipulated) and top-1 agreement at the last position for an "
-                    "intervention at every block input k (interventions.md); on gemma3-270m the "
-                    "prompts are the capital set and P(capital) is reported too.")
+                    "intervention at every block input k (squash_sim/theory.md, section 5); on a "
+                    "real model the prompts are its capital set and P(capital) is reported too.")
     intervene.add_argument("--kind", required=True,
                            choices=["random", "shuffle", "angle", "freeze", "skip-attention",
                                     "inject"],
-                           help="inject: the country switch (real models only)")
+                           help="inject: the country switch (a real --model only: gemma3-270m, "
+                                "smollm2-135m or a checkpoint path)")
     intervene.add_argument("--model", default="tiny",
                            type=lambda s: s if s in presets.names() else _real_model(s),
                            help="a preset (tiny: random init, random prompts) or a real model: "
@@ -486,7 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     intervene.add_argument("--theta", type=_finite_float, default=float(np.pi / 2),
                            help="angle: rotation in radians (default π/2)")
     intervene.add_argument("--exclude-bos", action="store_true", help="spare position 0")
-    intervene.add_argument("--seeds", type=_positive_int, default=3)
+    intervene.add_argument("--seeds", type=_positive_int, default=3,
+                           help="random draws per layer k, averaged (default: 3)")
     intervene.add_argument("--seed", type=_seed, default=0, help="tiny: parameter/prompt seed")
     _outputs(intervene, "out/intervene")
     intervene.set_defaults(run=cmd_intervene)
@@ -506,7 +522,46 @@ USER_ERRORS = (ValueError, TypeError, ArithmeticError, ImportError, OSError)
 
 
 def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
+    return (" ".join(str(err).split()) or type(err).__name__) + _install_hint(err)
+
+
+def _install_hint(err: BaseException) -> str:
+    """For a missing optional dependency, the extra that installs it (read from the package's
+    own metadata, or pyproject.toml in a checkout): one source for what each extra holds."""
+    module = (getattr(err, "name", None) or "").split(".")[0]
+    if not isinstance(err, ModuleNotFoundError) or not module:
+        return ""
+    for extra, requirements in _extras().items():
+        names = {r.split(";")[0].replace(" ", "") for r in requirements}
+        names = {re.split(r"[<>=!~\[]", n)[0].lower().replace("-", "_") for n in names}
+        if module.lower() in names:
+            return (f" (install the '{extra}' extra: pip install 'squash_sim[{extra}]', or "
+                    f"pip install \".[{extra}]\" in a checkout)")
+    return ""
+
+
+def _extras() -> dict[str, list[str]]:
+    from importlib import metadata
+
+    try:
+        extras: dict[str, list[str]] = {}
+        for line in metadata.requires("squash_sim") or []:
+            name, _, marker = line.partition(";")
+            found = re.search(r"extra\s*==\s*['\"]([^'\"]+)", marker)
+            if found:
+                extras.setdefault(found.group(1), []).append(name)
+        if extras:
+            return extras
+    except metadata.PackageNotFoundError:
+        pass
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if not pyproject.is_file():
+        return {}
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10 reads it from the installed metadata above
+        return {}
+    return tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
 
 
 def _kept(out: str | None, since: float) -> str:
@@ -527,8 +582,9 @@ def _combination_error(args) -> str | None:
         kind = args.kind.replace("-", "_")
         if args.window is not None and kind not in ("random", "freeze", "skip_attention"):
             return f"--window applies to --kind random, freeze, skip-attention, not {args.kind}"
-        if kind == "inject" and args.model != "gemma3-270m":
-            return "--kind inject runs the country switch and needs --model gemma3-270m"
+        if kind == "inject" and args.model in presets.names():
+            return ("--kind inject runs the country switch and needs a real model: --model "
+                    "gemma3-270m, smollm2-135m or a checkpoint path")
     return None
 
 

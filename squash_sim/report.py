@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import importlib.resources
 import math
 from pathlib import Path
 
@@ -52,7 +53,7 @@ class Verdict:
     statement: str  # one line
     verdict: str  # a key of VERDICTS ("holds, assumption not met on 3 of 32" for that family)
     key_number: str  # the number the verdict rests on, in words
-    theory: str = ""  # anchor in docs/theory.md (a claim module's name)
+    theory: str = ""  # anchor in squash_sim/theory.md (a claim module's name)
     counterexample: str | None = None  # path relative to the report folder
     section: str = ""  # filled in from the section that carries the row
     mechanism: str = ""  # what produced a reported collapse (e.g. "softmax sum stalls at 256")
@@ -94,7 +95,7 @@ def all_finite(*values) -> bool:
 class Section:
     key: str  # file stem and anchor, e.g. "collapse"
     title: str
-    reference: str  # claim module names of docs/theory.md, e.g. "theorem_b3"
+    reference: str  # claim module names of squash_sim/theory.md, e.g. "theorem_b3"
     summary: list[str]  # Markdown paragraphs / "- " bullet lines with the measured numbers
     table: list[dict] = dataclasses.field(default_factory=list)  # a small headline table
     figures: list[Path] = dataclasses.field(default_factory=list)
@@ -221,10 +222,10 @@ def html_page(markdown_text: str, title: str, root: Path) -> str:
     return _environment().get_template("page.html.j2").render(title=title, style=STYLE, body=body)
 
 
-def theory_source() -> Path | None:
-    """docs/theory.md of the repository this package runs from (None for a wheel install)."""
-    path = Path(__file__).resolve().parents[1] / "docs" / "theory.md"
-    return path if path.is_file() else None
+def theory_source():
+    """The theory the report links (squash_sim/theory.md), read as package data so that a wheel
+    install ships it too; the documentation site includes the same file (docs/theory.md)."""
+    return importlib.resources.files("squash_sim") / "theory.md"
 
 
 def write(sections: list[Section], out: Path, title: str, preamble: list[str]) -> tuple[Path, Path]:
@@ -233,12 +234,9 @@ def write(sections: list[Section], out: Path, title: str, preamble: list[str]) -
     out = Path(out)
     relative = [dataclasses.replace(s, figures=[p.relative_to(out) for p in s.figures],
                                     data=[p.relative_to(out) for p in s.data]) for s in sections]
-    source = theory_source()
-    if source is not None:
-        text = source.read_text()
-        results.write_text(out / "theory.md", text)
-        results.write_text(out / "theory.html",
-                           html_page(text, "squash_sim: the theory it checks", out))
+    text = theory_source().read_text(encoding="utf-8")
+    results.write_text(out / "theory.md", text)
+    results.write_text(out / "theory.html", html_page(text, "squash_sim: the theory it checks", out))
     md = results.write_text(out / "report.md", markdown(relative, title, preamble))
     page = results.write_text(out / "report.html", html_page(
         markdown(relative, title, preamble, theory="theory.html", html=True), title, out))

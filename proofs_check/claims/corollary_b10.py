@@ -18,7 +18,7 @@ difference below the spacing (it stays). The "-pure" policies stall (bf16-pure a
 restoring either the softmax sum or the matmul accumulation to fp32 alone removes the collapse);
 storage-only ones collapse by the spacing, much later — which is why their sweep is longer
 (`sweep`: 4096 against 1024).
-Theory: docs/theory.md#corollary_b10
+Theory: squash_sim/theory.md#corollary_b10
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ x = [a, c], x* = [a, b, c], a ∈ ℝ^{n−1} with entries ≥ m. With A = Σ e^
     softmax(x)_n − softmax(x*)_{n+1} = e^{b+c} / ((A + e^c)(A + e^b + e^c)) ≤ e^{b+c−2m}/(n−1)².
 Checked: the gap is positive, equals the closed form to a few ulps of the weights, and obeys the
 bound. `slope()` fits the log-log slope of the gap over n ∈ [10, 10⁶] (expected −2).
-Theory: docs/theory.md#lemma_b1
+Theory: squash_sim/theory.md#lemma_b1
 """
 
 from __future__ import annotations

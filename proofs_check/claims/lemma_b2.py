@@ -3,7 +3,7 @@
 δ(p, q) = ‖p − q‖₁ (no ½). With Z = Σe^{x_i}, Z* = Σe^{x*_i}, S = Σ|e^{x_i} − e^{x*_i}|:
     δ(softmax x, softmax x*) ≤ (|Z − Z*| + S)/Z*  and  ≤ 2S / max(Z, Z*).
 Instances follow Figure 9: x ~ U[0,1]ⁿ, x*_i = x_i + U[0, 0.1] for i ≤ k, equal after.
-Theory: docs/theory.md#lemma_b2
+Theory: squash_sim/theory.md#lemma_b2
 """
 
 from __future__ import annotations

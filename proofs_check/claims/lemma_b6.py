@@ -2,7 +2,7 @@
 
 A lower-triangular row-stochastic Λ has eigenvalues = its diagonal; the largest is 1 (Λ₁₁ = 1);
 1 is a simple eigenvalue when every row after the first has at least two non-zeros.
-Theory: docs/theory.md#lemma_b6
+Theory: squash_sim/theory.md#lemma_b6
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Lemma B.7: products of causal row-stochastic matrices stay causal and row-stochastic.
-Theory: docs/theory.md#lemma_b7
+Theory: squash_sim/theory.md#lemma_b7
 """
 
 from __future__ import annotations

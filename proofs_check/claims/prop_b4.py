@@ -2,7 +2,7 @@
 
 x = (1, 0, 1, 0, …), x* = (0, 1, 0, 1, …), n even: δ(softmax x, softmax x*) = 2(e−1)/(e+1) for
 every even n (δ without the ½), so the two never become close.
-Theory: docs/theory.md#prop_b4
+Theory: squash_sim/theory.md#prop_b4
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ about the bound, not the true derivative.) Checked: at depth L the first entry i
 and the decay rate of the other entries, measured between depths L and 2L, is at most ρ (+2 %);
 for dense rows (every j ≤ i attended) it equals ρ to 2 %. With sparse rows it can be faster: row n
 may never reach the token whose Λ_ii sets ρ (then the tail may underflow; its rate is bounded).
-Theory: docs/theory.md#prop_b8
+Theory: squash_sim/theory.md#prop_b8
 """
 
 from __future__ import annotations

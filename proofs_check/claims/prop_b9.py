@@ -5,7 +5,7 @@ representation depends on (n₀, n₁) only through n₁/n₀, at every layer �
 same states. Checked in float64 through squash_sim's forward: the first zero and the first one of
 (n₀, n₁) and of (k·n₀, k·n₁) agree at every layer to 1e-11. The controls are the mutants: with a
 causal mask, or with RoPE, the same equality must fail.
-Theory: docs/theory.md#prop_b9
+Theory: squash_sim/theory.md#prop_b9
 """
 
 from __future__ import annotations

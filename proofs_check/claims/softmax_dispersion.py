@@ -1,7 +1,7 @@
 """Softmax dispersion (used implicitly by Lemma B.1 and Theorem B.3; theory.md §2).
 
 If every logit lies in [m, M], every softmax weight lies in [e^{−(M−m)}/n, e^{M−m}/n].
-Theory: docs/theory.md#softmax_dispersion
+Theory: squash_sim/theory.md#softmax_dispersion
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ and for NoPE, exactly: z_n − z*_{n+1} = α*_{n+1,n+1} · (m_n − u_a), m_n = 
 Both are evaluated through squash_sim's own forward in float64. Additive positions (sinusoidal,
 learned) put PE(n) − PE(n+1) into the residual stream, so v_n ≠ v*_{n+1}: assumption not met,
 reported, never passed.
-Theory: docs/theory.md#theorem_b3
+Theory: squash_sim/theory.md#theorem_b3
 """
 
 from __future__ import annotations

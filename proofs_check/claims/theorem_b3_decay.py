@@ -15,7 +15,7 @@ hold: NoPE (positional information that decays). The controls in EXAMPLES — Ro
 attention-row term need not vanish), ALiBi (logits unbounded below), sinusoidal (added positions
 enter the residual stream) — are reported as "assumption not met" with their measured exponent
 and tail, never as a pass.
-Theory: docs/theory.md#theorem_b3_decay
+Theory: squash_sim/theory.md#theorem_b3_decay
 """
 
 from __future__ import annotations

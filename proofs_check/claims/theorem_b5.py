@@ -6,7 +6,7 @@ held constant), norms replaced by x/β₁, x/β₂, final x/β₃, ψ⁽ℓ⁾ L
 for every position i. The Jacobian blocks are exact (jax.jacrev in float64); σ_ψ = ‖W_in‖₂‖W_out‖₂
 for ψ(x) = relu(x W_in) W_out. This is the proof-consistent form; the paper's other printed forms
 are evaluated beside it as VARIANTS (see `bound`).
-Theory: docs/theory.md#theorem_b5
+Theory: squash_sim/theory.md#theorem_b5
 """
 
 from __future__ import annotations
