@@ -1,7 +1,7 @@
 """Run the examples as notebooks: jupytext reads each percent-format script as a notebook,
 nbclient executes it in a Jupyter kernel (figures inline), nbconvert writes HTML.
 
-    python examples/notebooks.py            docs/examples/NN_*.ipynb and .html at full size
+    python examples/notebooks.py            docs/examples/NN_*.ipynb, .html at full size (generated)
     python examples/notebooks.py --small    the tests' size (seconds per example)
 
 The tests execute every example this way at the small size."""
