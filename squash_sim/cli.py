@@ -225,7 +225,7 @@ def cmd_collapse(args) -> int:
         section = runs.attention_collapse(
             out, figure=args.protocol, positionals=args.positional, seeds=args.seeds,
             max_n=args.max_len if args.max_len_given else None, variance=args.variance,
-            precision=args.precision, formats=args.formats, progress=_progress)
+            precision=args.precision[0], formats=args.formats, progress=_progress)
     section.print()
     return 0
 
@@ -299,9 +299,10 @@ def _common(parser, out: str, *, preset: str | None = None, positional: bool = F
                             help=f"positional encoding(s): comma list of {', '.join(POSITIONALS)}, "
                                  "or 'all' (default: the preset's / the figure's)")
     if precision:
-        parser.add_argument("--precision", type=_precision, default=get_precision("fp32"),
-                            help="precision policy: fp32, fp64, bf16, bf16-pure, fp16, "
-                                 "fp8_e4m3fn-pure, e5m7, ... (default: fp32)")
+        parser.add_argument("--precision", type=_precisions, default=[get_precision("fp32")],
+                            help="precision policy, or a comma list of them drawn on one figure "
+                                 "(--protocol model): fp32, fp64, bf16, bf16-pure, fp16, "
+                                 "fp8_e4m3fn-pure, e5m7, bf16-pure+pairwise, ... (default: fp32)")
     if max_len:
         parser.add_argument("--max-len", type=_length, default=max_len,
                             help=f"largest n swept, up to {MAX_LEN} (default: {max_len})")
@@ -354,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="First n from which n and n + 1 ones give bit-identical outputs, for fp16, "
                     "bf16, fp8 (storage and -pure), a mantissa sweep at 8 exponent bits and a "
                     "ladder of bf16 rounding points; against the estimates from the fp32 curve.")
-    _common(precision, "out/precision", preset="paper-fig10", max_len=2048)
+    _common(precision, "out/precision", preset="paper-fig10", max_len=2048,
+            precision=False)  # no --precision: it would be ignored
     precision.add_argument("--mantissa-bits", type=_mantissas, default=None,
                            help="comma list of mantissa widths (default: 2,3,4,5,6,7,8,10,12,16,23)")
     precision.set_defaults(run=_section_command(
@@ -384,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exact Jacobian-block norms of the last output w.r.t. every input position, "
                     "frozen attention with the matrix-form bound, real softmax attention, and a "
                     "depth sweep. --max-len is n.")
-    _common(sensitivity, "out/sensitivity", max_len=32, seeds=3)
+    _common(sensitivity, "out/sensitivity", max_len=32, seeds=3,
+            precision=False)  # no --precision: it would be ignored
     sensitivity.add_argument("--depths", type=_positive_ints,
                              default=[1, 2, 4, 8, 16], help="depth sweep (default: 1,2,4,8,16)")
     sensitivity.set_defaults(run=_section_command(
@@ -394,13 +397,15 @@ def build_parser() -> argparse.ArgumentParser:
         "counting", help="bidirectional NoPE sees only ratios (Prop B.9)",
         description="States of 0^(k n0) 1^(k n1) against k = 1 for bidirectional NoPE and the "
                     "controls (causal mask, RoPE, sinusoidal).")
-    _common(counting, "out/counting", seeds=3)
+    _common(counting, "out/counting", seeds=3,
+            precision=False)  # no --precision: it would be ignored
     counting.set_defaults(run=_section_command("counting", seeds="seeds"))
 
     remedies = commands.add_parser(
         "remedies", help="the glasses: commas, interleaving, windows, positions, precision",
         description="Collapse curves with each remedy of the paper beside the plain case.")
-    _common(remedies, "out/remedies", preset="paper-fig10", max_len=2048)
+    _common(remedies, "out/remedies", preset="paper-fig10", max_len=2048,
+            precision=False)  # no --precision: it would be ignored
     remedies.set_defaults(run=_section_command(
         "remedies", preset="preset", max_len="max_len", seed="seed"))
 
@@ -578,6 +583,8 @@ def _kept(out: str | None, since: float) -> str:
 
 def _combination_error(args) -> str | None:
     """Rules between options, checked before any work."""
+    if args.command == "collapse" and args.protocol != "model" and len(args.precision) > 1:
+        return f"--protocol {args.protocol} takes one --precision policy (a list: --protocol model)"
     if args.command == "intervene":
         kind = args.kind.replace("-", "_")
         if args.window is not None and kind not in ("random", "freeze", "skip_attention"):

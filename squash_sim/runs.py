@@ -28,23 +28,30 @@ def _quiet(message: str) -> None:
 def collapse(out: Path, *, preset: str = "tiny", positionals=None, precision="fp32",
              max_len: int = 1024, prompt_len: int = 8, seed: int = 0, formats=("png",),
              progress=_quiet) -> Section:
-    """Theorem B.3 on a model: one-pass sweep of prompt + n ones vs n + 1 ones per positional."""
+    """Theorem B.3 on a model: one-pass sweep of prompt + n ones vs n + 1 ones per positional
+    and per precision policy (one policy, or a list of them drawn on one figure)."""
     from squash_sim.experiments import collapse as experiment
 
     start = time.perf_counter()
     base = presets.get(preset)
     positionals = positionals or [base.positional]
-    runs = {}
-    for index, positional in enumerate(positionals, 1):
+    policies = list(precision) if isinstance(precision, (list, tuple)) else [precision]
+    precision = ",".join(str(p) for p in policies)
+    runs, kinds = {}, {}  # label → result; label → (positional, policy)
+    for index, (positional, policy) in enumerate(
+            [(p, q) for p in positionals for q in policies], 1):
         config = base.replace(positional=positional,
                               max_len=max(base.max_len or 0, max_len + prompt_len + 1)
                               if positional == "learned" else base.max_len)
-        progress(f"collapse [{index}/{len(positionals)}] {preset}, {positional}, {precision}: one "
-                 f"forward pass over {prompt_len + max_len + 1} positions")
-        runs[positional] = experiment.run(config, precision, max_len=max_len,
-                                          prompt_len=prompt_len, seed=seed)
-    data = [results.write_csv(out / "collapse.csv",
-                              [{"positional": p, **row} for p, r in runs.items() for row in r.table()])]
+        progress(f"collapse [{index}/{len(positionals) * len(policies)}] {preset}, {positional}, "
+                 f"{policy}: one forward pass over {prompt_len + max_len + 1} positions")
+        label = positional if len(policies) == 1 else f"{positional}, {policy}"
+        kinds[label] = (positional, policy)
+        runs[label] = experiment.run(config, policy, max_len=max_len, prompt_len=prompt_len,
+                                     seed=seed)
+    data = [results.write_csv(out / "collapse.csv", [
+        {"positional": kinds[p][0], **({"precision": str(kinds[p][1])} if len(policies) > 1 else {}),
+         **row} for p, r in runs.items() for row in r.table()])]
     summary = {p: {"decay_exponent": r.decay_exponent(), "collapse_length": r.collapse_length,
                    "l1_at_max_len": float(r.l1[-1]), "seconds": r.seconds} for p, r in runs.items()}
     data.append(results.write_json(out / "collapse.json", {
@@ -69,7 +76,7 @@ def collapse(out: Path, *, preset: str = "tiny", positionals=None, precision="fp
              for p, r in runs.items()]
     # Outside Theorem B.3's hypotheses: ALiBi (logits unbounded below) and positions added to the
     # residual stream (v_n ≠ v*_(n+1)); their curves are shown, never counted as passes.
-    outside = [p for p in runs if p in ("alibi", "sinusoidal", "learned")]
+    outside = [p for p in runs if kinds[p][0] in ("alibi", "sinusoidal", "learned")]
     inside = [p for p in runs if p not in outside]
     if max_len < 11:  # "decreases from n = 10 on" needs n = 10 and a later n
         outside, inside = list(runs), []

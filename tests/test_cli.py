@@ -217,3 +217,17 @@ def test_a_long_compile_is_announced_with_its_measured_time():
     assert line.startswith("compiling the 30-layer bf16 program of smollm2-135m: first run only")
     assert "about 3 min measured" in line
     assert "not measured" in compile_notice("smollm2-135m", 30, get("fp16"))
+
+
+def test_collapse_takes_a_comma_list_of_policies_on_one_figure(tmp_path, capsys):
+    assert main(["collapse", "--preset", "paper-fig10", "--positional", "none", "--max-len", "40",
+                 "--precision", "fp32,bf16-pure", "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "collapse.csv")))
+    assert {(r["positional"], r["precision"]) for r in rows} == {("none", "fp32"),
+                                                                 ("none", "bf16-pure")}
+    summary = json.load(open(tmp_path / "collapse.json"))["summary"]
+    assert set(summary) == {"none, fp32", "none, bf16-pure"}  # the figure's two curves
+    assert (tmp_path / "collapse.png").exists()
+    assert main(["collapse", "--protocol", "figure10", "--precision", "fp32,bf16",
+                 "--out", str(tmp_path / "no")]) == 2
+    assert "takes one --precision policy" in capsys.readouterr().err
