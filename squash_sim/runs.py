@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -942,7 +943,8 @@ def intervene(out: Path, *, kind: str, model: str = "tiny", seeds: int = 3, seed
 
 # -- the report (the main job) --------------------------------------------------------------------
 
-# quick: the main job (≈ 3 min on 2 cores); full: the paper's sizes; smoke: < 1 min, for tests.
+# quick: the main job (122 s on 2 idle cores; see _EXPECTED_SECONDS); full: the paper's sizes;
+# smoke: about a minute, for tests.
 # claims: each claim's default instance count × this.
 REPORT_SIZES = {
     "quick": dict(seeds=5, figure_n=5000, collapse_n=4096, precision_n=1024,
@@ -1017,12 +1019,42 @@ def report_steps(size: str = "quick", *, real: bool = False, claims_table: bool 
     return steps
 
 
-# Seconds per section measured on 2 shared cores (quick); used for the first estimate only,
-# later runs use what the previous run of the section took.
-_EXPECTED_SECONDS = {"figure10": 8, "figure8": 6, "figure9": 2, "collapse": 20, "precision": 40,
-                     "sensitivity": 15, "counting": 5, "remedies": 15, "claims": 60, "accumulation": 60,
-                     "real_collapse_count-ones": 120, "capitals": 200, "real_tasks": 150,
-                     "accumulation_gemma3-270m": 900}
+# Seconds per section on the project's 2-core x86-64 machine with nothing else running and an
+# empty compilation cache: the first estimate of a section that has never run in this folder
+# (later runs use what the previous run of the section took). quick: a run measured at load
+# average 9.1 (519 s, 2026-12-06), its sections scaled to the 122 s the same job took idle;
+# figure10 carries JAX's start-up and first compilations. smoke: measured at load ≈ 1 (warm
+# cache; claims at the smoke budget ≈ a tenth of quick's). The real-model sections: earlier runs
+# on the same machine. full: not measured (its sizes run for hours); quick's × 8 is a guess.
+_EXPECTED_SECONDS = {
+    "quick": {"figure10": 14, "figure8": 3, "figure9": 0.3, "collapse": 17, "precision": 27,
+              "sensitivity": 14, "counting": 12, "remedies": 4, "accumulation": 8, "claims": 22,
+              "real_collapse_count-ones": 120, "capitals": 200, "real_tasks": 150,
+              "accumulation_gemma3-270m": 900},
+    "smoke": {"figure10": 3.4, "figure8": 0.6, "figure9": 0.1, "collapse": 7.2, "precision": 9.9,
+              "sensitivity": 11, "counting": 14.5, "remedies": 3.5, "accumulation": 8.6,
+              "claims": 5, "real_collapse_count-ones": 60, "capitals": 100, "real_tasks": 75,
+              "accumulation_gemma3-270m": 120},
+}
+
+
+def expected_seconds(size: str, key: str, load_factor: float | None = None) -> float:
+    """The first estimate of a report section: idle seconds × how many times the machine is
+    oversubscribed now (1-minute load average per core, at least 1): a shared machine gives each
+    job its share of the cores, and the measured quick run at load 9.1 on 2 cores took 4.3× its
+    idle time, against a factor of 4.5."""
+    table = _EXPECTED_SECONDS.get(size) or {k: 8 * v for k, v in _EXPECTED_SECONDS["quick"].items()}
+    if load_factor is None:
+        load_factor = machine_load_factor()
+    return table.get(key, 30.0) * load_factor
+
+
+def machine_load_factor() -> float:
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        return 1.0
+    return max(1.0, load / (os.cpu_count() or 1))
 
 
 def report(out: Path, *, size: str = "quick", real: bool = False, claims_table: bool = True,
@@ -1050,7 +1082,8 @@ def report(out: Path, *, size: str = "quick", real: bool = False, claims_table: 
     for key, name, kwargs in steps:
         inputs = store.inputs(key, globals()[name], kwargs, size=size, formats=formats)
         plans.append((key, name, kwargs, inputs, None if fresh else store.load(key, inputs)))
-    todo = [(key, store.expected_seconds(key, _EXPECTED_SECONDS.get(key, 30)))
+    factor = machine_load_factor()
+    todo = [(key, store.expected_seconds(key, expected_seconds(size, key, factor)))
             for key, _, _, _, cached in plans if cached is None]
     start = time.perf_counter()
     sections = []

@@ -231,3 +231,46 @@ def test_collapse_takes_a_comma_list_of_policies_on_one_figure(tmp_path, capsys)
     assert main(["collapse", "--protocol", "figure10", "--precision", "fp32,bf16",
                  "--out", str(tmp_path / "no")]) == 2
     assert "takes one --precision policy" in capsys.readouterr().err
+
+
+# A quick report measured on the shared 2-core machine at load average 9.06 (2026-12-06, empty
+# compilation cache): seconds per section, in the report's order; 519 s in all.
+RECORDED_QUICK = {"figure10": 59.1, "figure8": 12.8, "figure9": 1.3, "collapse": 72.6,
+                  "precision": 115.1, "sensitivity": 60.6, "counting": 52.6, "remedies": 16.5,
+                  "accumulation": 33.3, "claims": 94.5}
+
+
+def _estimates_during(monkeypatch, estimates: dict, actual: dict) -> list[float]:
+    """elapsed + remaining as the progress bar says it at the start, middle and end of every
+    section of a run whose sections take `actual` seconds (a fake clock)."""
+    from squash_sim import resume
+
+    clock = [0.0]
+    monkeypatch.setattr(resume.time, "perf_counter", lambda: clock[0])
+    bar = resume._Progress(list(estimates.items()))
+    said = [bar.remaining()]
+    for key, seconds in actual.items():
+        bar.start(key, key)
+        begin = clock[0]
+        for fraction in (0.5, 1.0):
+            clock[0] = begin + fraction * seconds
+            said.append(clock[0] + bar.remaining())
+        bar.done(key)
+    bar.close()
+    return said
+
+
+def test_the_report_estimate_is_within_2x_of_the_truth_from_its_first_line(monkeypatch):
+    """On the recorded run (idle table × the load factor the machine showed at its start), and on
+    one whose first section is 7× slower than estimated (start-up and compiles: the old estimate
+    jumped from 3:51 to 27:29 there and missed the truth by 3.6×)."""
+    from squash_sim.runs import expected_seconds
+
+    truth = sum(RECORDED_QUICK.values())
+    estimates = {k: expected_seconds("quick", k, load_factor=9.06 / 2) for k in RECORDED_QUICK}
+    said = _estimates_during(monkeypatch, estimates, RECORDED_QUICK)
+    assert all(truth / 2 <= s <= 2 * truth for s in said), [round(s) for s in said]
+    slow_start = dict(estimates, figure10=7 * estimates["figure10"])
+    said = _estimates_during(monkeypatch, estimates, slow_start)
+    truth = sum(slow_start.values())
+    assert all(truth / 2 <= s <= 2 * truth for s in said), [round(s) for s in said]
