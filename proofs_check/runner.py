@@ -462,9 +462,8 @@ def _main_replay(path: str, prog: str) -> int:
     return 1 if outcome.violated or changed else 0
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m proofs_check") -> int:
-    """The command line (also `squash-sim check …`). Returns the exit status; bad arguments and
-    bad replay files print one line to stderr and return 2 before any work."""
+def build_parser(prog: str = "python -m proofs_check") -> argparse.ArgumentParser:
+    """The command line's parser (the documentation renders its help from it)."""
     parser = _Parser(prog=prog, description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("claims", nargs="*", help=f"claims to run (default: all): {', '.join(CLAIMS)}")
@@ -478,6 +477,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m proofs_check") ->
     parser.add_argument("--mutant", nargs=2, metavar=("CLAIM", "MUTANT"), default=None,
                         help="run a deliberately wrong statement instead; exit 0 when it is "
                              "refuted, 1 when it is not")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m proofs_check") -> int:
+    """The command line (also `squash-sim check …`). Returns the exit status; bad arguments and
+    bad replay files print one line to stderr and return 2 before any work."""
+    parser = build_parser(prog)
     try:
         args = parser.parse_args(argv)
         _xla_flags.enable_compilation_cache()  # an entry point: off with SQUASH_SIM_COMPILE_CACHE=0

@@ -274,3 +274,20 @@ def test_the_report_estimate_is_within_2x_of_the_truth_from_its_first_line(monke
     said = _estimates_during(monkeypatch, estimates, slow_start)
     truth = sum(slow_start.values())
     assert all(truth / 2 <= s <= 2 * truth for s in said), [round(s) for s in said]
+
+
+def test_the_theory_the_report_links_ships_as_package_data_with_every_claims_anchor():
+    """report.html links theory.html#<claim> on every verdict row; the theory is read with
+    importlib.resources (so a wheel has it) and declared as package data."""
+    import tomllib
+
+    from proofs_check.claims import CLAIMS
+    from squash_sim.report import theory_source
+
+    text = theory_source().read_text(encoding="utf-8")
+    assert text.startswith("# The theory squash_sim checks")
+    missing = [name for name in [*CLAIMS, "interventions", "results"]
+               if f'<a id="{name}"></a>' not in text]
+    assert missing == []
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert "theory.md" in pyproject["tool"]["setuptools"]["package-data"]["squash_sim"]
