@@ -1,5 +1,5 @@
-"""Done-when of issue 14: a user's own project runs README's "Use it from your own tests" example
-(verbatim) under plain `pytest`, with no conftest or settings, and passes; with a broken bound it
+"""A user's own project runs the "regression-test your own model" example (docs/howto/regression.md,
+verbatim) under plain `pytest`, with no conftest or settings, and passes; with a broken bound it
 fails with a readable message."""
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def readme_example() -> str:
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Use it from your own tests", 1)[1].split("\n## ", 1)[0]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    """The example of the how-to guide the README's "Regression-test your own model" links."""
+    text = (ROOT / "docs" / "howto" / "regression.md").read_text()
+    assert "(docs/howto/regression.md)" in (ROOT / "README.md").read_text()
+    return re.search(r"```python\n(.*?)```", text, re.S).group(1)
 
 
 def _entry_point_shim(site: Path) -> None:
