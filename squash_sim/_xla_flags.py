@@ -7,8 +7,9 @@ last bit between `jax.jit(f)` and `f` (and gelu, rsqrt(x² + ε), RoPE, norms wi
 instruction set below FMA3 does, and leaves matmul speed unchanged (Eigen's kernels are prebuilt).
 
 So, before JAX starts its CPU backend, squash_sim adds `--xla_cpu_max_isa=AVX` to XLA_FLAGS unless
-the user already chose a max ISA or set SQUASH_SIM_ALLOW_FMA=1. This is process-wide: say so in the
-README. If the backend is already running, we warn that jit/eager bit-equality is not promised.
+the user already chose a max ISA or set SQUASH_SIM_ALLOW_FMA=1. This is process-wide: the docs say
+so (docs/explanation/numerics.md). If the backend is already running, we warn that jit/eager
+bit-equality is not promised.
 
 Accelerators. `xla_cpu_max_isa` is one of XLA's shared DebugOptions (xla/debug_options_flags.cc),
 parsed by every backend and read only by the XLA:CPU LLVM code generator, so on a GPU or TPU run it

@@ -8,8 +8,8 @@ share one compilation, laid out with NamedSharding over a 1-D mesh of every devi
 `jax.vmap(fn)` runs under one jit: one CPU, a GPU or many devices run the same program, and XLA
 splits the batch between them. Outputs come back as NumPy arrays without the padding.
 
-Multi-host: call `jax.distributed.initialize()` in every process before the first use (see the
-README); jax.devices() then lists every host's devices, and the same mesh spans them.
+Multi-host: call `jax.distributed.initialize()` in every process before the first use (see
+docs/howto/verify.md); jax.devices() then lists every host's devices, and the same mesh spans them.
 """
 
 from __future__ import annotations

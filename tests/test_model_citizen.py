@@ -164,7 +164,7 @@ def test_activation_cache_names_shapes_and_consistency(params):
     np.testing.assert_allclose(np.asarray(cache["q"][0, 0]), want, rtol=1e-5, atol=1e-6)
 
 
-# The README promises jit = eager bit for bit (x86-64 CPU, with squash_sim's XLA flag): forward
+# The docs promise jit = eager bit for bit (x86-64 CPU, with squash_sim's XLA flag): forward
 # (jitted) against traceable_forward run op by op, over random configs × every kind of policy.
 # Found by this sweep and fixed: the tied unembedding (a transpose folded into the matmul under jit,
 # materialised eagerly: another summation order; 102 of 190 logits differed). The sinusoidal table
