@@ -352,3 +352,14 @@ def test_each_documented_exit_status(tmp_path, monkeypatch, capsys):
     assert "VIOLATIONS FOUND" in capsys.readouterr().out
     assert main(["prop_b4", "--examples", "0"]) == 2
     assert runner.__doc__.count("Exit status: 0") == 1
+
+
+def test_squash_sim_check_passes_proofs_checks_exit_status_through(tmp_path, monkeypatch):
+    """`squash-sim --help` documents 1 for a violation found by `check`."""
+    from squash_sim.cli import main as squash_sim
+
+    prop_b4 = CLAIMS["prop_b4"]
+    assert squash_sim(["check", "prop_b4", "--examples", "5"]) == 0
+    monkeypatch.setattr(prop_b4, "evaluate", prop_b4.MUTANTS["the ½ put back into δ"])
+    assert squash_sim(["check", "prop_b4", "--examples", "5", "--counterexamples",
+                       str(tmp_path)]) == 1
