@@ -221,12 +221,12 @@ def test_a_long_compile_is_announced_with_its_measured_time():
 
 def test_collapse_takes_a_comma_list_of_policies_on_one_figure(tmp_path, capsys):
     assert main(["collapse", "--preset", "paper-fig10", "--positional", "none", "--max-len", "40",
-                 "--precision", "fp32,bf16-pure", "--out", str(tmp_path)]) == 0
+                 "--precision", "fp32,bf16", "--out", str(tmp_path)]) == 0
     rows = list(csv.DictReader(open(tmp_path / "collapse.csv")))
     assert {(r["positional"], r["precision"]) for r in rows} == {("none", "fp32"),
-                                                                 ("none", "bf16-pure")}
+                                                                 ("none", "bf16")}
     summary = json.load(open(tmp_path / "collapse.json"))["summary"]
-    assert set(summary) == {"none, fp32", "none, bf16-pure"}  # the figure's two curves
+    assert set(summary) == {"none, fp32", "none, bf16"}  # the figure's two curves
     assert (tmp_path / "collapse.png").exists()
     assert main(["collapse", "--protocol", "figure10", "--precision", "fp32,bf16",
                  "--out", str(tmp_path / "no")]) == 2
