@@ -31,7 +31,10 @@ exclude_patterns = ["_build", "conf.py", "jupyter_execute", "Thumbs.db", ".DS_St
 # cache (docs/_build/.jupyter_cache) makes a rebuild with unchanged examples skip execution.
 TUTORIALS = DOCS / "tutorials"
 TUTORIALS.mkdir(exist_ok=True)
-for _example in sorted((ROOT / "examples").glob("[0-9][0-9]_*.py")):
+_EXAMPLES = sorted((ROOT / "examples").glob("[0-9][0-9]_*.py"))
+for _stale in set(TUTORIALS.glob("*.py")) - {TUTORIALS / e.name for e in _EXAMPLES}:
+    _stale.unlink()  # an example renamed or removed since the last build
+for _example in _EXAMPLES:
     _copy = TUTORIALS / _example.name
     if not _copy.exists() or _copy.read_bytes() != _example.read_bytes():
         shutil.copyfile(_example, _copy)
