@@ -78,3 +78,46 @@ def test_borderline_valid_helper_and_grammar_arguments_are_accepted():
     sst.bounded_vectors(low=np.float32(-1), high=np.int64(2))  # NumPy scalars are numbers
     sst.collapse_pairs(lengths=(np.int64(2),), widths=(np.int32(4),))
     sst.float_formats(named=np.bool_(False))
+
+
+# -- the command line: absurd paths and unusable checkpoints, one line before any work ------------
+
+A = "a" * 5000
+B = "b" * 300
+CLI_BAD = [
+    (f"collapse --out {A}", "--out"),
+    (f"collapse --out {{dir}}/{B}/x", "--out"),
+    (f"report --size smoke --out {{dir}}/{B}", "--out"),
+    (f"real collapse --model {A} --out {{out}}", "--model"),
+    (f"real tasks --model {{dir}}/{B} --out {{out}}", "--model"),
+    ("real tasks --model {dir} --out {out}", "tokenizer.json"),  # no checkpoint files at all
+    (f"check --replay {A}", "--replay"),
+    ("collapse --precision fp64-pure --out {out}", "--precision"),
+    ("collapse --precision bf16-pure+block² --out {out}", "--precision"),
+]
+
+
+@pytest.mark.parametrize("line, name", CLI_BAD, ids=[line[:60] for line, _ in CLI_BAD])
+def test_absurd_paths_and_unusable_models_exit_2_in_one_line(line, name, tmp_path):
+    from test_bad_inputs_cli import classify as classify_cli
+
+    verdict, message = classify_cli(line, name, tmp_path)
+    assert verdict == "clear", f"squash-sim {line[:80]}: {verdict}: {message}"
+    assert len(message) < 600, message
+
+
+def test_a_fifo_or_a_folder_without_a_tokenizer_is_refused_before_work(tmp_path):
+    import os
+
+    from test_bad_inputs_cli import run_main
+
+    fifo = tmp_path / "model.gguf"
+    os.mkfifo(fifo)
+    code, _, err = run_main(["real", "tasks", "--model", str(fifo), "--out", str(tmp_path / "o")])
+    assert code == 2 and "not a regular file" in err and len(err.strip().splitlines()) == 1
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (folder / name).write_text("{}")
+    code, _, err = run_main(["real", "tasks", "--model", str(folder), "--out", str(tmp_path / "o")])
+    assert code == 2 and "tokenizer.json" in err and not (tmp_path / "o").exists()

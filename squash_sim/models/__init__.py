@@ -115,14 +115,27 @@ def load(model) -> LoadedModel:
         raise TypeError(f"load: model must be one of {list(NAMES)} or a path (str or Path), got "
                         f"{type(model).__name__}")
     path = Path(model)
-    if not path.exists():
-        raise FileNotFoundError(f"load: {model!r} is neither a known model ({', '.join(NAMES)}) "
-                                f"nor an existing file or directory")
-    return _load_path(path.resolve())
+    try:
+        path = path.resolve()
+        identity = _identity(path)
+    except OSError as err:
+        raise FileNotFoundError(f"load: {str(model)[:80]!r} is neither a known model "
+                                f"({', '.join(NAMES)}) nor an existing file or directory"
+                                + (f" ({err.strerror})" if err.strerror else "")) from None
+    return _load_path(path, identity)
+
+
+def _identity(path: Path) -> tuple:
+    """What the in-process cache keys a checkpoint on besides its path: size, mtime_ns and inode
+    of the file (of every file in a Hugging Face folder), so a file replaced on disk is loaded
+    again instead of the model it replaced being returned."""
+    files = sorted(path.iterdir()) if path.is_dir() else [path]
+    return tuple((p.name, s.st_size, s.st_mtime_ns, s.st_ino)
+                 for p in files for s in [p.stat()])
 
 
 @functools.lru_cache(maxsize=4)
-def _load_path(path: Path) -> LoadedModel:
+def _load_path(path: Path, identity: tuple = ()) -> LoadedModel:
     if path.is_dir():
         if not (path / "config.json").is_file():
             gguf_files = sorted(path.glob("*.gguf"))
@@ -154,10 +167,21 @@ def smollm2_135m() -> LoadedModel:
     return _loaded(gguf.load(path, sha256=sha256, name="smollm2-135m"))
 
 
-@functools.lru_cache(maxsize=2)
 def gemma3_270m(path=None, *, local_layers_global: bool = False) -> LoadedModel:
     """Gemma 3 270M. `path`: a GGUF file (default: the PyPI package's). local_layers_global=True
-    makes the five-in-six sliding-window layers global (a variant for the window experiment)."""
+    makes the five-in-six sliding-window layers global (a variant for the window experiment).
+    Kept in process, keyed on the file's identity (a replaced file is loaded again)."""
+    identity = None
+    if path is not None:
+        try:
+            identity = _identity(Path(path).resolve())
+        except OSError:
+            identity = None  # gguf.load says what is wrong with it
+    return _gemma3_270m(path, identity, local_layers_global)
+
+
+@functools.lru_cache(maxsize=2)
+def _gemma3_270m(path, identity, local_layers_global: bool) -> LoadedModel:
     from squash_sim.checkpoints import gguf
 
     checkpoint = gguf.load(path or gguf_path(), name="gemma3-270m")
