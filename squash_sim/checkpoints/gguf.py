@@ -180,7 +180,7 @@ def _walk(path, data, size, gguf) -> None:
                       f"of the file ({size} bytes)")
         ranges.append((base + start, end, name))
     ranges.sort()
-    for (_, end, first), (begin, _, second) in zip(ranges, ranges[1:]):
+    for (_, end, first), (begin, _, second) in zip(ranges, ranges[1:], strict=False):
         if begin < end:  # two tensors reading the same bytes: one of them is not what it says
             raise bad(f"tensors {first.decode(errors='replace')!r} and "
                       f"{second.decode(errors='replace')!r} share data bytes (from byte {begin})")
@@ -391,7 +391,7 @@ def _read_cache(folder: Path, path: Path):
             if architectures.key(where) in saved["hashes"]}, folder)
         expected = architectures.expected_shapes(config)
         arrays = {}
-        for name, where, _ in arch.tensors(config):
+        for _, where, _ in arch.tensors(config):
             key = architectures.key(where)
             file = folder / f"{key}.npy"
             array = np.load(file, mmap_mode="r", allow_pickle=False)
