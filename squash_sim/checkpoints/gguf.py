@@ -32,6 +32,7 @@ embedding scale, tied unembedding. Gemma's norm weights are stored as 1 + w and 
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -302,12 +303,26 @@ def _dequantize(reader, arch, config: ModelConfig, path: Path) -> dict[str, np.n
 def _tokenizer(reader, path: Path) -> tuple[Tokenizer, dict]:
     model = _field(reader, "tokenizer.ggml.model", path)
     tokens = _field(reader, "tokenizer.ggml.tokens", path)
-    types = [int(t) for t in _field(reader, "tokenizer.ggml.token_type", path)]
-    special = {"bos_id": int(_field(reader, "tokenizer.ggml.bos_token_id", path)),
-               "eos_id": int(_field(reader, "tokenizer.ggml.eos_token_id", path))}
+    types = _field(reader, "tokenizer.ggml.token_type", path)
+    if not isinstance(types, list) or len(types) != len(tokens) or not all(
+            isinstance(t, int) and not isinstance(t, bool) for t in types):
+        raise ValueError(f"{path}: 'tokenizer.ggml.token_type' must be a list of integers, one "
+                         f"per token")
+
+    def token_id(key: str, default=_MISSING) -> int:
+        value = _field(reader, key, path, default)
+        try:
+            return architectures.integer(value, key, 0, architectures.MAX_VOCAB)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise ValueError(f"{path}: 'tokenizer.ggml.tokens' must be a list of strings")
+    special = {"bos_id": token_id("tokenizer.ggml.bos_token_id"),
+               "eos_id": token_id("tokenizer.ggml.eos_token_id")}
     if model == "llama":  # SentencePiece-style; llama.cpp adds BOS unless the file says not to
         special["add_bos"] = bool(_field(reader, "tokenizer.ggml.add_bos_token", path, True))
-        unk = int(_field(reader, "tokenizer.ggml.unknown_token_id", path))
+        unk = token_id("tokenizer.ggml.unknown_token_id")
         tokenizer = Tokenizer.from_vocabulary(tokens, types, bos_id=special["bos_id"],
                                               eos_id=special["eos_id"], unk_id=unk)
         tokenizer.add_bos = special["add_bos"]
@@ -343,7 +358,8 @@ def load(path, *, cache: bool = True, sha256: str | None = None, name: str | Non
     path = Path(path)
     _check_path(path)
     name = name or path.stem
-    folder = cache_dir() / f"gguf-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}"
+    folder = cache_dir() / (f"gguf-v{_CACHE_VERSION}-"  # versions side by side, never rebuilt in turn
+                            f"{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}")
     if cache and (folder / "manifest.json").is_file():
         cached = _read_cache(folder, path)
         if isinstance(cached, Checkpoint):
@@ -390,6 +406,10 @@ def _read_cache(folder: Path, path: Path):
             name for name, where, _ in arch.tensors(config)
             if architectures.key(where) in saved["hashes"]}, folder)
         expected = architectures.expected_shapes(config)
+        keys = [architectures.key(where) for _, where, _ in arch.tensors(config)]
+        with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # sha256
+            hashes = dict(zip(keys, pool.map(  # releases the GIL: the cores share the hashing
+                lambda k: _file_sha256(folder / f"{k}.npy"), keys), strict=True))
         arrays = {}
         for _, where, _ in arch.tensors(config):
             key = architectures.key(where)
@@ -398,13 +418,15 @@ def _read_cache(folder: Path, path: Path):
             shape = expected["".join(f"[{part!r}]" for part in where)]
             if array.shape != shape or array.dtype != np.float32:
                 return f"holds {key} as {array.dtype} {array.shape}, the config needs float32 {shape}"
-            if not np.isfinite(array).all():
-                return f"holds non-finite values in {key}"
-            try:  # the checks of a fresh load (a cached 1e30 used to be used)
-                architectures.check_values(array, key, folder)
-            except ValueError as error:
-                return f"holds {key} values a fresh load refuses ({error})"
-            if _file_sha256(file) != saved["hashes"][key]:  # zeros, or any other edit
+            if hashes[key] != saved["hashes"][key]:
+                # Not the bytes that passed the fresh load's checks when the cache was written
+                # (those checks are implied by a matching hash): say what is wrong with them.
+                if not np.isfinite(array).all():
+                    return f"holds non-finite values in {key}"
+                try:  # a cached 1e30 used to be used
+                    architectures.check_values(array, key, folder)
+                except ValueError as error:
+                    return f"holds {key} values a fresh load refuses ({error})"
                 return f"holds {key} changed since it was written (its sha256 does not match)"
             arrays[key] = array
         if _file_sha256(folder / "tokenizer.json") != saved["hashes"]["tokenizer.json"]:

@@ -69,18 +69,20 @@ def _read_config(folder: Path) -> dict:
     return config
 
 
-def _of_type(config: dict, key: str, kinds, folder: Path, allowed: str):
-    """config[key] when absent (None) or of one of `kinds`, else a ValueError naming it."""
+def _of_type(config: dict, key: str, kinds, file: Path, allowed: str):
+    """config[key] when absent (None) or of one of `kinds`, else a ValueError naming the file
+    and the key."""
     value = config.get(key)
     if value is not None and (isinstance(value, bool) and bool not in kinds
                               or not isinstance(value, kinds)):
-        raise ValueError(f"{folder / 'config.json'}: {key!r} must be {allowed}, got "
+        raise ValueError(f"{file}: {key!r} must be {allowed}, got "
                          f"{type(value).__name__} {value!r:.40}")
     return value
 
 
 def _architecture(config: dict, folder: Path) -> architectures.Architecture:
-    classes = _of_type(config, "architectures", list, folder, "a list of class names") or []
+    classes = _of_type(config, "architectures", list, folder / "config.json",
+                       "a list of class names") or []
     if not all(isinstance(c, str) for c in classes):
         raise ValueError(f"{folder / 'config.json'}: 'architectures' must be a list of class "
                          f"names (strings), got {classes!r:.60}")
@@ -97,10 +99,10 @@ def _unsupported(config: dict, folder: Path, arch) -> None:
     problems = []
     for key in ("attention_bias", "mlp_bias", "use_bidirectional_attention",
                 "tie_word_embeddings", "use_sliding_window"):
-        _of_type(config, key, (bool,), folder, "true or false")
+        _of_type(config, key, (bool,), folder / "config.json", "true or false")
     for key in ("hidden_act", "hidden_activation"):
-        _of_type(config, key, (str,), folder, "an activation name")
-    _of_type(config, "rope_parameters", (dict,), folder, "an object")
+        _of_type(config, key, (str,), folder / "config.json", "an activation name")
+    _of_type(config, "rope_parameters", (dict,), folder / "config.json", "an object")
     if config.get("attention_bias") or config.get("mlp_bias"):
         problems.append("attention/MLP biases")
     for key in ("rope_scaling", "attn_logit_softcapping", "final_logit_softcapping"):
@@ -259,12 +261,22 @@ def _tokenizer(folder: Path, hf: dict) -> Tokenizer:
             raise ValueError(f"{folder / 'tokenizer_config.json'} is not a JSON object")
         _of_type(settings, "add_bos_token", (bool,), folder / "tokenizer_config.json",
                  "true or false")
-    _regular(folder / "tokenizer.json", "tokenizer.json")
+    size = _regular(folder / "tokenizer.json", "tokenizer.json")
+    if size > MAX_JSON_BYTES:
+        raise ValueError(f"{folder / 'tokenizer.json'} is {size:,} bytes; at most "
+                         f"{MAX_JSON_BYTES:,} are read")
     bos, eos = hf.get("bos_token_id"), hf.get("eos_token_id")
     eos = eos[0] if isinstance(eos, list) and eos else eos
     for key, value in (("bos_token_id", bos), ("eos_token_id", eos)):
         if value is not None:
-            architectures.integer(value, key, 0, architectures.MAX_VOCAB)
+            try:
+                architectures.integer(value, key, 0, architectures.MAX_VOCAB)
+            except ValueError as error:
+                raise ValueError(f"{folder / 'config.json'}: {error}") from None
     add_bos = bool(settings.get("add_bos_token", False)) and bos is not None
-    return Tokenizer.load(folder / "tokenizer.json", bos_id=bos if bos is not None else -1,
-                          eos_id=eos if eos is not None else -1, add_bos=add_bos)
+    try:
+        return Tokenizer.load(folder / "tokenizer.json", bos_id=bos if bos is not None else -1,
+                              eos_id=eos if eos is not None else -1, add_bos=add_bos)
+    except Exception as error:  # noqa: BLE001  (the tokenizers library raises its own kinds)
+        raise ValueError(f"{folder / 'tokenizer.json'} is not a tokenizer the tokenizers "
+                         f"library reads: {str(error)[:200]}") from None
