@@ -59,14 +59,17 @@ def test_a_second_report_into_the_same_folder_is_refused_naming_the_holder(tmp_p
     assert stub_report == [1]  # the refused run computed nothing and deleted nothing
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
     # Held by another process: the CLI says so in one line, exit 2.
+    # Another process holding it: the same flock and holder line resume.locked writes, from a
+    # bare Python (importing squash_sim would cost seconds).
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
-            import time
-            from squash_sim.resume import locked
-            with locked({str(tmp_path)!r}):
-                print("held", flush=True)
-                time.sleep(60)""")],
-        stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+            import fcntl, os, time
+            fd = os.open({str(tmp_path / ".lock")!r}, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, f"pid {{os.getpid()}} on a host, started now\\n".encode())
+            print("held", flush=True)
+            time.sleep(60)""")],
+        stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         code = cli.main(["report", "--size", "smoke", "--out", str(tmp_path)])
