@@ -5,6 +5,8 @@ argument and what is allowed — before anything is traced or computed (DEVELOPE
 from __future__ import annotations
 
 import numbers
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -93,3 +95,26 @@ def loaded_model(caller: str, name: str, value) -> None:
     if missing:
         raise TypeError(f"{caller}: {name} must be a loaded model (squash_sim.models, e.g. "
                         f"gemma3_270m()), got {type(value).__name__}")
+
+
+def path(caller: str, name: str, value) -> Path:
+    """A str or Path the system can name (no NUL byte, under PATH_MAX, each component under
+    NAME_MAX), checked before anything is opened; quoted shortened in the message."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{caller}: {name} must be a path (str or Path), got "
+                        f"{type(value).__name__}")
+    text = os.fspath(value)
+    if not isinstance(text, str):
+        raise TypeError(f"{caller}: {name} must be a str path, got {type(text).__name__}")
+    shown = repr(text) if len(text) <= 60 else repr(text[:57]) + f"… ({len(text):,} characters)"
+    if "\0" in text:
+        raise ValueError(f"{caller}: {name} {shown} contains a NUL byte")
+    try:
+        encoded = [len(os.fsencode(part)) for part in Path(text).parts]
+        total = len(os.fsencode(text))
+    except UnicodeError:
+        raise ValueError(f"{caller}: {name} {shown} cannot be encoded as a file name") from None
+    if total >= 4096 or any(size > 255 for size in encoded):
+        raise ValueError(f"{caller}: {name} {shown} is longer than the system allows (4,095 "
+                         f"bytes in all, 255 per file or folder name)")
+    return Path(text)

@@ -277,6 +277,9 @@ class SectionStore:
     def begin(self) -> Path:
         """This run's private staging folder. Called under the lock: anything else staged is
         what a killed run left, and goes."""
+        for folder in (self.out / ".staging", self.records):  # our bookkeeping: a file or a
+            if folder.is_symlink() or folder.exists() and not folder.is_dir():  # link in its
+                folder.unlink()  # place is damage, never followed
         shutil.rmtree(self.out / ".staging", ignore_errors=True)
         (self.out / ".staging").mkdir(parents=True, exist_ok=True)
         self.run_staging = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-",

@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 from test_bad_inputs import CONFIG, PARAMS, TOKENS, classify  # noqa: F401  (BAD uses them)
 
+from squash_sim import models  # noqa: F401
 from squash_sim import precision as precision_lib
 from squash_sim import strategies as sst
 from squash_sim import testing as helpers  # noqa: F401
 from squash_sim.accumulate import Accumulation
+from squash_sim.checkpoints import gguf as gguf_loader  # noqa: F401
+from squash_sim.checkpoints import safetensors_dir  # noqa: F401
 
 NAN = float("nan")
 LONG = "bf16-pure+block" + "9" * 5000
@@ -60,6 +63,13 @@ BAD = [
     ("precision", 'precision_lib.get("bf16-pure+kahan/fp64")', "bf16-pure+kahan/fp64"),
     ("precision", 'precision_lib.Precision.pure("fp64")', "fp64"),
     ("precision", 'Accumulation("blocked", block=np.float64(4))', "block"),
+    # checkpoint paths: named shortened, before anything is opened
+    ("loaders", 'models.load("a" * 5000)', "model"),
+    ("loaders", 'models.load("x" + chr(0) + "y")', "NUL"),
+    ("loaders", 'gguf_loader.load("/tmp/" + "b" * 300, cache=False)', "path"),
+    ("loaders", 'gguf_loader.load("/dev/zero", cache=False)', "regular file"),
+    ("loaders", 'gguf_loader.load("x.gguf", cache="no")', "cache"),
+    ("loaders", 'safetensors_dir.load("x" + chr(0) + "y")', "folder"),
 ]
 
 

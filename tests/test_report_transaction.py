@@ -134,6 +134,12 @@ def test_damaged_records_and_files_are_recomputed_and_said_so(tmp_path, stub_rep
         assert record.is_file() and json.loads(record.read_text())["section"]["summary"] == [
             "value 1"]
         assert record.read_bytes() == good  # rewritten whole: the same bytes as the first run
+    for name in (".sections", ".staging"):  # the bookkeeping folders replaced by files
+        path = tmp_path / name
+        os.rename(path, tmp_path / "moved") if path.exists() else None
+        path.write_text("damage")
+        runs.report(tmp_path, size="smoke")
+        assert (tmp_path / ".sections").is_dir()
     calls = len(stub_report)
     for name, change in (("stub.csv", "unlink"), ("stub.csv", "edit"),
                          ("counterexamples/stub.json", "unlink")):

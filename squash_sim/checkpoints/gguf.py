@@ -48,6 +48,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from squash_sim import checks
 from squash_sim.checkpoints import architectures
 from squash_sim.config import ModelConfig
 from squash_sim.tokenizer import Tokenizer
@@ -65,6 +66,7 @@ def cache_dir() -> Path:
 
 
 def _check_path(path: Path) -> None:
+    checks.path("gguf.load", "path", path)
     if path.is_dir():
         inside = sorted(p.name for p in path.glob("*.gguf"))[:5]
         hint = f" (it holds {', '.join(inside)})" if inside else ""
@@ -355,8 +357,13 @@ def load(path, *, cache: bool = True, sha256: str | None = None, name: str | Non
     the dequantized arrays and the tokenizer (tokenizers' JSON) are read from / written to
     cache_dir(), keyed by the file's path, size and modification time: parsing Gemma's
     262,144-token vocabulary alone takes 10–20 s, the cached load well under a second."""
+    checks.flag("gguf.load", "cache", cache)
+    for argument, value in (("sha256", sha256), ("name", name)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"gguf.load: {argument} must be a str or None, got "
+                            f"{type(value).__name__}")
+    _check_path(checks.path("gguf.load", "path", path))
     path = Path(path)
-    _check_path(path)
     name = name or path.stem
     folder = cache_dir() / (f"gguf-v{_CACHE_VERSION}-"  # versions side by side, never rebuilt in turn
                             f"{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}")

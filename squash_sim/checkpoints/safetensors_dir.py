@@ -203,7 +203,9 @@ def _array(file: Path, name: str) -> np.ndarray:
 
 def load(folder) -> Checkpoint:
     """(config, params, tokenizer) of the Hugging Face checkpoint in `folder`."""
-    folder = Path(folder)
+    from squash_sim import checks
+
+    folder = checks.path("safetensors_dir.load", "folder", folder)
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder} is not a directory (config.json + *.safetensors)")
     hf = _read_config(folder)

@@ -114,7 +114,9 @@ def load(model) -> LoadedModel:
     if not isinstance(model, (str, Path)):
         raise TypeError(f"load: model must be one of {list(NAMES)} or a path (str or Path), got "
                         f"{type(model).__name__}")
-    path = Path(model)
+    from squash_sim import checks
+
+    path = checks.path("load", "model", model)
     try:
         path = path.resolve()
         identity = _identity(path)
