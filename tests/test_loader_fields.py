@@ -39,13 +39,15 @@ def tiny_gguf(path, *, layers=1, fields=None, tensors=None, dtypes=None):
     metadata.update(fields or {})
     for key, (method, value) in metadata.items():
         getattr(writer, method)(key, value)
-    writer.add_tokenizer_model("llama")
+    if "tokenizer.ggml.model" not in metadata:
+        writer.add_tokenizer_model("llama")
     writer.add_token_list(["<unk>", "<s>", "</s>", "a", "b", "c", "d", "e"])
     writer.add_token_types([2, 3, 3, 1, 1, 1, 1, 1])
     writer.add_token_scores([0.0] * 8)
-    writer.add_bos_token_id(1)
-    writer.add_eos_token_id(2)
-    writer.add_unk_token_id(0)
+    for key, value in (("tokenizer.ggml.bos_token_id", 1), ("tokenizer.ggml.eos_token_id", 2),
+                       ("tokenizer.ggml.unknown_token_id", 0)):
+        if key not in (fields or {}):
+            writer.add_uint32(key, value)
     shapes = {"token_embd.weight": (8, 8), "output_norm.weight": (8,)}
     for i in range(layers):
         shapes.update({f"blk.{i}.{part}.weight": shape for part, shape in LAYER.items()})
@@ -115,6 +117,10 @@ GGUF_BAD = {  # what changes → what the message must say
                      "'blk.0.ffn_up.weight' is of type I8; weights must be floats"),
     "a missing tensor": (dict(tensors={"blk.0.ffn_up.weight": None}),
                          "'blk.0.ffn_up.weight' is missing"),
+    "add_bos_token 'no'": (dict(fields={"tokenizer.ggml.add_bos_token": ("add_string", "no")}),
+                           "'tokenizer.ggml.add_bos_token' must be a bool"),
+    "bos id 1.5": (dict(fields={"tokenizer.ggml.bos_token_id": ("add_float32", 1.5)}),
+                   "'tokenizer.ggml.bos_token_id' must be an integer"),
 }
 
 

@@ -322,23 +322,39 @@ def _tokenizer(reader, path: Path) -> tuple[Tokenizer, dict]:
         raise ValueError(f"{path}: 'tokenizer.ggml.tokens' must be a list of strings")
     special = {"bos_id": token_id("tokenizer.ggml.bos_token_id"),
                "eos_id": token_id("tokenizer.ggml.eos_token_id")}
-    if model == "llama":  # SentencePiece-style; llama.cpp adds BOS unless the file says not to
-        special["add_bos"] = bool(_field(reader, "tokenizer.ggml.add_bos_token", path, True))
-        unk = token_id("tokenizer.ggml.unknown_token_id")
-        tokenizer = Tokenizer.from_vocabulary(tokens, types, bos_id=special["bos_id"],
-                                              eos_id=special["eos_id"], unk_id=unk)
-        tokenizer.add_bos = special["add_bos"]
-    elif model == "gpt2":  # byte-level BPE with the file's merges
-        special["add_bos"] = bool(_field(reader, "tokenizer.ggml.add_bos_token", path, False))
-        merges = _field(reader, "tokenizer.ggml.merges", path)
-        pre = _field(reader, "tokenizer.ggml.pre", path, "gpt2")
-        try:
+    def flag(key: str, default: bool) -> bool:
+        value = _field(reader, key, path, default)
+        if not isinstance(value, (bool, np.bool_)):  # a string "no" is not False
+            raise ValueError(f"{path}: {key!r} must be a bool, got {type(value).__name__} "
+                             f"{value!r:.40}")
+        return bool(value)
+
+    try:
+        if model == "llama":  # SentencePiece-style; llama.cpp adds BOS unless the file says not
+            special["add_bos"] = flag("tokenizer.ggml.add_bos_token", True)
+            unk = token_id("tokenizer.ggml.unknown_token_id")
+            tokenizer = Tokenizer.from_vocabulary(tokens, types, bos_id=special["bos_id"],
+                                                  eos_id=special["eos_id"], unk_id=unk)
+            tokenizer.add_bos = special["add_bos"]
+        elif model == "gpt2":  # byte-level BPE with the file's merges
+            special["add_bos"] = flag("tokenizer.ggml.add_bos_token", False)
+            merges = _field(reader, "tokenizer.ggml.merges", path)
+            pre = _field(reader, "tokenizer.ggml.pre", path, "gpt2")
+            if not isinstance(merges, list) or not all(isinstance(m, str) for m in merges):
+                raise ValueError(f"{path}: 'tokenizer.ggml.merges' must be a list of strings")
+            if not isinstance(pre, str):
+                raise ValueError(f"{path}: 'tokenizer.ggml.pre' must be a string")
             tokenizer = Tokenizer.from_byte_level(tokens, merges, types, pre=pre, **special)
-        except ValueError as error:
-            raise ValueError(f"{path}: {error}") from error
-    else:
-        raise ValueError(f"{path}: tokenizer model {model!r}; supported: 'llama' (SentencePiece "
-                         "BPE) and 'gpt2' (byte-level BPE)")
+        else:
+            raise ValueError(f"{path}: tokenizer model {model!r:.60}; supported: 'llama' "
+                             "(SentencePiece BPE) and 'gpt2' (byte-level BPE)")
+    except ValueError as error:
+        if str(error).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: {error}") from None
+    except Exception as error:  # noqa: BLE001  (the tokenizers library raises its own kinds)
+        raise ValueError(f"{path}: the tokenizer in the file cannot be built: "
+                         f"{type(error).__name__}: {str(error)[:200]}") from None
     return tokenizer, special
 
 
