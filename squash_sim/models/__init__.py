@@ -132,8 +132,17 @@ def _identity(path: Path) -> tuple:
     of the file (of every file in a Hugging Face folder), so a file replaced on disk is loaded
     again instead of the model it replaced being returned."""
     files = sorted(path.iterdir()) if path.is_dir() else [path]
-    return tuple((p.name, s.st_size, s.st_mtime_ns, s.st_ino)
-                 for p in files for s in [p.stat()])
+    return tuple((p.name, *_stat(p, path)) for p in files)
+
+
+def _stat(file: Path, path: Path) -> tuple:
+    try:
+        info = file.stat()
+    except OSError:
+        if file == path:
+            raise
+        return (None,)  # a dangling link beside the checkpoint: not part of it
+    return info.st_size, info.st_mtime_ns, info.st_ino
 
 
 @functools.lru_cache(maxsize=4)
