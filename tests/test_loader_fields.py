@@ -240,3 +240,14 @@ def test_a_replaced_file_is_reloaded_in_process(tmp_path):
     tiny_folder(folder, config={"hidden_size": 32.5})
     with pytest.raises(ValueError, match="hidden_size"):
         load(folder)
+
+
+def test_a_replaced_gguf_is_reloaded_in_process(tmp_path, monkeypatch):
+    from squash_sim.models import load
+
+    monkeypatch.setenv("SQUASH_SIM_CACHE", str(tmp_path / "cache"))
+    path = tiny_gguf(tmp_path / "t.gguf")
+    assert load(path).config.n_layers == 1
+    tiny_gguf(tmp_path / "t.gguf", fields={"llama.block_count": ("add_float32", 1.9)})
+    with pytest.raises(ValueError, match="block_count"):  # not the model it replaced
+        load(path)
