@@ -89,9 +89,11 @@ class Accumulation:
                 raise TypeError(f"Accumulation: {field} must be a FloatFormat, a format name or "
                                 f"None, got {value!r}")
         if self.mode == "blocked":
-            if isinstance(self.block, bool) or not isinstance(self.block, int) or self.block < 1:
+            if (isinstance(self.block, (bool, np.bool_))
+                    or not isinstance(self.block, (int, np.integer)) or self.block < 1):
                 raise ValueError(f"Accumulation: blocked needs block = a positive int, got "
-                                 f"{self.block!r}")
+                                 f"{self.block!r:.60}")
+            object.__setattr__(self, "block", int(self.block))  # np.int64(4) → 4
             if self.promote is None:
                 object.__setattr__(self, "promote", floats.FP32)
         elif self.block is not None or self.promote is not None:

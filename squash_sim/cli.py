@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import re
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -95,14 +97,62 @@ def _int_in(low: int, high: int, what: str = "an integer"):
     return parse
 
 
+def _short(text: str) -> str:
+    """A path as a one-line error quotes it: at most 60 characters."""
+    return repr(text) if len(text) <= 60 else repr(text[:57]) + f"… ({len(text):,} characters)"
+
+
+def _path(text: str) -> Path:
+    """A path the system can name, checked before anything opens it: no NUL byte, at most
+    PATH_MAX bytes in all and NAME_MAX per component (a 5,000-character --out or a
+    300-character folder name used to raise OSError inside argparse)."""
+    if "\0" in text:
+        raise argparse.ArgumentTypeError(f"path {_short(text)} contains a NUL byte")
+    try:
+        path_max, name_max = os.pathconf("/", "PC_PATH_MAX"), os.pathconf("/", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        path_max, name_max = 4096, 255
+    size = len(os.fsencode(text))
+    if size >= path_max:
+        raise argparse.ArgumentTypeError(f"path {_short(text)} is {size:,} bytes long; the "
+                                         f"system allows fewer than {path_max:,}")
+    for part in Path(text).parts:
+        if len(os.fsencode(part)) > name_max:
+            raise argparse.ArgumentTypeError(
+                f"path {_short(text)}: the name {_short(part)} is {len(os.fsencode(part)):,} "
+                f"bytes; the system allows at most {name_max} per file or folder name")
+    return Path(text).expanduser()
+
+
 def _real_model(text: str) -> str:
-    """--model of the real-model commands: a known name or an existing checkpoint path."""
+    """--model of the real-model commands: a known name or a checkpoint path the run can use
+    (checked before any work: a GGUF regular file, or a Hugging Face folder with config.json,
+    *.safetensors and the tokenizer.json every experiment encodes its prompts with)."""
     from squash_sim.models import NAMES
 
-    if text in NAMES or Path(text).exists():
+    if text in NAMES:
         return text
-    raise argparse.ArgumentTypeError(f"expected one of {', '.join(NAMES)} or the path of a GGUF "
-                                     f"file or Hugging Face directory, got {text!r}")
+    path = _path(text)
+    try:
+        info = path.stat()
+    except OSError:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(NAMES)} or the path of a "
+                                         f"GGUF file or Hugging Face directory, got "
+                                         f"{_short(text)}") from None
+    if stat.S_ISDIR(info.st_mode):
+        missing = [name for name in ("config.json", "tokenizer.json")
+                   if not (path / name).is_file()]
+        if not any(path.glob("*.safetensors")):
+            missing.append("*.safetensors")
+        if missing:
+            raise argparse.ArgumentTypeError(
+                f"{_short(text)} is not a usable Hugging Face folder: it has no "
+                f"{', '.join(missing)} (the experiments encode text prompts, so tokenizer.json "
+                f"is needed)")
+    elif not stat.S_ISREG(info.st_mode):
+        raise argparse.ArgumentTypeError(f"{_short(text)} is not a regular file (a FIFO or a "
+                                         f"device is never opened); give a GGUF file")
+    return text
 
 
 def _positive_int(text: str) -> int:
@@ -138,16 +188,22 @@ def _out_folder(text: str) -> str:
     is created here: a rejected run writes nothing."""
     if not text.strip():
         raise argparse.ArgumentTypeError("expected a folder, got an empty path")
-    path = Path(text).expanduser()
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} is an existing file; give a folder")
-    existing = path
-    while not existing.exists():
-        if existing.is_symlink():  # a dangling link: mkdir would fail on it
-            raise argparse.ArgumentTypeError(f"{str(existing)!r} is a broken symbolic link")
-        existing = existing.parent
+    path = _path(text)
+    try:
+        if path.exists() and not path.is_dir():
+            raise argparse.ArgumentTypeError(f"{_short(text)} is an existing file; give a folder")
+        existing = path
+        while not existing.exists():
+            if existing.is_symlink():  # a dangling link: mkdir would fail on it
+                raise argparse.ArgumentTypeError(f"{_short(str(existing))} is a broken symbolic "
+                                                 f"link")
+            existing = existing.parent
+    except OSError as err:  # e.g. a component that is a file, or no permission to look
+        raise argparse.ArgumentTypeError(f"cannot use {_short(text)}: "
+                                         f"{err.strerror or err}") from None
     if not existing.is_dir():
-        raise argparse.ArgumentTypeError(f"cannot create {text!r}: {str(existing)!r} is a file")
+        raise argparse.ArgumentTypeError(f"cannot create {_short(text)}: "
+                                         f"{_short(str(existing))} is a file")
     try:  # the honest test (os.access says yes to root on a read-only file system)
         with tempfile.TemporaryFile(dir=existing):
             pass
@@ -531,6 +587,8 @@ USER_ERRORS = (ValueError, TypeError, ArithmeticError, ImportError, OSError)
 
 
 def _one_line(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror and isinstance(err.filename, str):
+        return f"{err.strerror}: {_short(err.filename)}"  # not a 5,000-character path in full
     return (" ".join(str(err).split()) or type(err).__name__) + _install_hint(err)
 
 
@@ -604,6 +662,11 @@ def _check_replay(rest: list[str]) -> None:
     for i, arg in enumerate(rest):
         target = rest[i + 1] if arg == "--replay" and i + 1 < len(rest) else (
             arg.split("=", 1)[1] if arg.startswith("--replay=") else None)
+        if target is not None:
+            try:
+                _path(target)
+            except argparse.ArgumentTypeError as err:
+                raise ValueError(f"--replay: {err}") from None
         if target is not None and not Path(target).is_file():
             why = "is a folder" if Path(target).is_dir() else "does not exist"
             raise ValueError(f"--replay {target}: {why} (give a counterexample JSON file)")

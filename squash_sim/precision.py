@@ -67,6 +67,7 @@ the FP8 tensor-core accumulator DeepSeek-V3 measured: docs/precision_hardware.md
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import jax.numpy as jnp
 from jax import lax
@@ -80,6 +81,7 @@ _SUMS = {"matmul": "matmul_sum", "norm": "norm_sum", "softmax": "softmax_sum"}
 # Where a modifier finds no accumulator format in its base (module docstring).
 _FALLBACK = floats.FP32
 _BLOCK_FALLBACK = floats.FloatFormat(8, 13)  # e8m13: 14 significant bits
+MAX_BLOCK = 2**20  # a block of K terms: K above any sequence or width this package runs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +125,24 @@ class Precision:
         if self.compute_dtype not in ("float32", "float64"):
             raise ValueError(f"Precision: compute_dtype must be 'float32' or 'float64', got "
                              f"{self.compute_dtype!r}")
+        if self.compute_dtype == "float32":  # e.g. "fp64-pure" used to compute in float32
+            for field, fmt in self._formats():
+                if fmt.exponent_bits > 8 or fmt.mantissa_bits > 23:
+                    raise ValueError(
+                        f"Precision{f' {self.name!r}' if self.name else ''}: {field} = {fmt} is "
+                        f"wider than the float32 container it would be computed in (at most 8 "
+                        f"exponent and 23 mantissa bits); use 'fp64' for the float64 reference")
+
+    def _formats(self):
+        """(field, format) of every format this policy rounds to (fields and accumulators)."""
+        for field in _FIELDS:
+            if getattr(self, field) is not None:
+                yield field, getattr(self, field)
+        for field in _SUMS.values():
+            how = getattr(self, field)
+            for part, fmt in (("format", how.format), ("promote", how.promote)):
+                if fmt is not None:
+                    yield f"{field}.{part}", fmt
 
     @classmethod
     def storage(cls, fmt: FloatFormat | str) -> "Precision":
@@ -188,15 +208,22 @@ def _base(key: str, text: str) -> Precision:
         fmt = floats.get(base)
     except ValueError:
         raise ValueError(
-            f"unknown precision {text!r}: use 'fp32', 'fp64', a float format name "
+            f"unknown precision {_short(text)}: use 'fp32', 'fp64', a float format name "
             f"({', '.join(floats.names())}) or spec like 'e5m7', optionally with '-pure', then "
             f"optionally '+pairwise', '+kahan', '+block128', ... (precision module docstring)"
         ) from None
     return Precision.pure(fmt) if pure else Precision.storage(fmt)
 
 
+def _short(text: str) -> str:
+    """A policy string as an error quotes it: at most 60 characters (a 5,000-digit block size
+    would otherwise fill the terminal)."""
+    return repr(text) if len(text) <= 60 else repr(text[:57]) + f"… ({len(text):,} characters)"
+
+
 def _modifier_error(text: str, modifier: str, why: str) -> ValueError:
-    return ValueError(f"precision {text!r}: bad accumulation modifier {modifier!r} ({why}); use "
+    return ValueError(f"precision {_short(text)}: bad accumulation modifier {_short(modifier)} "
+                      f"({why}); use "
                       f"[matmul:|norm:|softmax:](sequential|pairwise|kahan)[/fmt] or "
                       f"[scope:]block<K>[/inner[/outer]], e.g. 'bf16-pure+pairwise', "
                       f"'fp8_e4m3fn+block128'")
@@ -217,9 +244,11 @@ def _apply(policy: Precision, modifier: str, text: str) -> Precision:
         base_format = policy._field_format(name)
         if word.startswith("block"):
             digits = word[len("block"):]
-            if not digits.isdigit() or int(digits) < 1 or len(formats) > 2:
-                raise _modifier_error(text, modifier, "block needs a size K >= 1 and at most "
-                                                      "two formats")
+            if (not re.fullmatch(r"[0-9]{1,7}", digits) or not 1 <= int(digits) <= MAX_BLOCK
+                    or len(formats) > 2):  # ASCII digits: not '²', '٣' or 5,000 of them
+                raise _modifier_error(text, modifier, f"block needs a size K in 1..{MAX_BLOCK} "
+                                                      "written in digits 0-9, and at most two "
+                                                      "formats")
             inner = formats[0] if formats else None
             outer = formats[1] if len(formats) > 1 else None
             how = Accumulation("blocked", inner or (None if base_format else _BLOCK_FALLBACK),
@@ -232,7 +261,10 @@ def _apply(policy: Precision, modifier: str, text: str) -> Precision:
         else:
             raise _modifier_error(text, modifier, "unknown mode")
         changes[_SUMS[name]] = how
-    return dataclasses.replace(policy, **changes)
+    try:
+        return dataclasses.replace(policy, **changes)
+    except ValueError as error:  # e.g. an accumulator wider than the float32 container
+        raise _modifier_error(text, modifier, str(error)) from None
 
 
 EXAMPLES = ("bf16-pure+pairwise", "bf16-pure+kahan", "bf16-pure+block32", "fp8_e4m3fn+block128")

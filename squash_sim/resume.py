@@ -1,28 +1,42 @@
-"""A resumable main job: each report section stored with the inputs that produced it.
+"""A resumable main job: each report section stored with the inputs that produced it, the report
+written as a transaction (an interrupted or concurrent run never leaves a half state).
 
-    out/.sections/KEY.json   {"inputs", "section", "files": {path: sha256}, "seconds"}
-    out/.staging/KEY/        where a section being computed writes; moved into out/ when whole
+    out/.lock                held (flock) by the one run writing out/: pid, host, start time
+    out/.sections/KEY.json   {"format", "inputs", "section", "files": {path: sha256}, "seconds",
+                              "digest": sha256 of the rest}
+    out/.staging/RUN/KEY/    private to one run: where a section being computed writes; moved
+                             into out/ when whole
 
-A section is reused when its inputs (arguments with their defaults, size, figure formats,
-package version, a fingerprint of the code) are the ones recorded and every file it wrote is
-still there with the recorded hash. Progress (tqdm) shows the elapsed time and an estimate for the
-remaining sections from what they took last time, corrected by how this run compares."""
+A section is reused only when its record passes the schema (exact types, every promised file a
+relative path inside out/, its digest intact), its inputs (arguments with their defaults, size,
+figure formats, package version, a fingerprint of the code) are the ones recorded and every file
+it promises is a regular file with the recorded sha256. Anything else (a missing, damaged, edited
+or foreign record; a deleted or changed file) recomputes the section and says why.
+
+Progress (tqdm) shows the elapsed time and an estimate for the remaining sections from what they
+took last time, corrected by how this run compares."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import hashlib
 import inspect
 import json
+import math
 import os
+import re
 import shutil
+import socket
+import stat
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from squash_sim import results
-from squash_sim.report import Section
+from squash_sim.report import VERDICTS, Section, verdict_word
 
 PACKAGE = Path(__file__).resolve().parent
 # Files that only render or wire: editing them never changes a section's numbers. runs.py is
@@ -61,10 +75,143 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+RECORD_FORMAT = 2  # version of the record layout below; older records are recomputed
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_VERDICT_FIELDS = {"paper", "statement", "verdict", "key_number", "theory", "counterexample",
+                   "section", "mechanism"}
+_SECTION_FIELDS = {"key", "title", "reference", "summary", "table", "figures", "data",
+                   "seconds", "verdicts"}
+
+
+def _digest(record: dict) -> str:
+    """sha256 of a record without its "digest" (canonical JSON: sorted keys, NaN spelled NaN)."""
+    body = {k: v for k, v in record.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=True,
+                                     separators=(",", ":")).encode()).hexdigest()
+
+
+class ReportBusy(ValueError):
+    """Another run holds the lock on the report folder (the CLI prints it as one line, exit 2)."""
+
+
+@contextlib.contextmanager
+def locked(out: Path):
+    """An exclusive lock on the report folder for the duration of a run: out/.lock, held with
+    flock and naming its holder (pid, host, start time). A second run into the same folder stops
+    at once with ReportBusy naming the holder (it does not wait: a report can take hours). The
+    kernel drops the lock when its holder dies, even by SIGKILL, so a lock file left by a dead
+    run is stale and simply taken over."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / ".lock"
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 512).decode(errors="replace").strip() or "a run starting up"
+            os.close(fd)
+            raise ReportBusy(f"{out} is being written by another report ({holder}); wait for "
+                             f"it to finish or give another --out") from None
+        try:  # the holder we waited on may have removed the file as it let go: take a fresh one
+            fresh = os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino
+        except FileNotFoundError:
+            fresh = False
+        if fresh:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, (f"pid {os.getpid()} on {socket.gethostname()}, started "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n").encode())
+        yield path
+    finally:
+        path.unlink(missing_ok=True)  # before letting go, so a waiter never takes a dead file
+        os.close(fd)
+
+
+def _relative_file(name, what: str) -> str | None:
+    """The problem with a promised file name, or None: relative, inside out, no dot folder."""
+    if not isinstance(name, str) or not name:
+        return f"{what} is not a file name"
+    parts = Path(name).parts
+    if Path(name).is_absolute() or ".." in parts or parts[0] in (".sections", ".staging",
+                                                                    ".lock") or "\0" in name:
+        return f"{what} {name!r:.80} is not a path inside the report folder"
+    return None
+
+
+def _number(value) -> bool:
+    return type(value) in (int, float)
+
+
+def record_problem(record, key: str) -> str | None:
+    """Why a stored record cannot be trusted (schema, digest), or None. Exact types: a number
+    where a number belongs, finite where the record's own bookkeeping needs it."""
+    if not isinstance(record, dict):
+        return f"is a JSON {type(record).__name__}, not an object"
+    if set(record) != {"format", "inputs", "section", "files", "seconds", "digest"}:
+        return f"has keys {sorted(record)}, not those of a section record"
+    if record["format"] != RECORD_FORMAT:
+        return f"has format {record['format']!r:.40}, this version writes {RECORD_FORMAT}"
+    if not isinstance(record["digest"], str) or record["digest"] != _digest(record):
+        return "was edited or damaged (its digest does not match its content)"
+    seconds = record["seconds"]
+    if not _number(seconds) or not math.isfinite(seconds) or seconds < 0:
+        return f"has seconds {seconds!r:.40}, not a finite number >= 0"
+    if not isinstance(record["inputs"], dict):
+        return "has inputs that are not an object"
+    files = record["files"]
+    if not isinstance(files, dict):
+        return "has files that are not an object"
+    for name, digest in files.items():
+        problem = _relative_file(name, "file")
+        if problem:
+            return problem
+        if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+            return f"has no sha256 for {name!r:.80}"
+    section = record["section"]
+    if not isinstance(section, dict) or set(section) != _SECTION_FIELDS:
+        return "has a section that is not one (wrong fields)"
+    if section["key"] != key:
+        return f"belongs to section {section['key']!r:.40}, not {key!r}"
+    if not all(isinstance(section[k], str) for k in ("title", "reference")):
+        return "has a title or reference that is not text"
+    if not isinstance(section["summary"], list) or not all(
+            isinstance(line, str) for line in section["summary"]):
+        return "has a summary that is not a list of text"
+    if not _number(section["seconds"]) or not math.isfinite(section["seconds"]):
+        return "has section seconds that are not a finite number"
+    table = section["table"]
+    if not isinstance(table, list) or not all(
+            isinstance(row, dict) and all(value is None or type(value) in (str, int, float, bool)
+                                          for value in row.values()) for row in table):
+        return "has a table that is not a list of rows of numbers and text"
+    for field in ("figures", "data"):
+        names = section[field]
+        if not isinstance(names, list) or any(name not in files for name in names
+                                              if isinstance(name, str)) or not all(
+                isinstance(name, str) for name in names):
+            return f"lists {field} it has no hash for"
+    verdicts = section["verdicts"]
+    if not isinstance(verdicts, list):
+        return "has verdicts that are not a list"
+    for verdict in verdicts:
+        if not isinstance(verdict, dict) or set(verdict) != _VERDICT_FIELDS or not all(
+                isinstance(v, str) for k, v in verdict.items() if k != "counterexample"):
+            return "has a verdict row that is not one"
+        if verdict["counterexample"] is not None and verdict["counterexample"] not in files:
+            return "links a counterexample it has no hash for"
+        if verdict_word(verdict["verdict"]) not in VERDICTS:
+            return f"has an unknown verdict {verdict['verdict']!r:.60}"
+    return None
+
+
 class SectionStore:
     def __init__(self, out: Path):
         self.out = Path(out)
         self.records = self.out / ".sections"
+        self.run_staging: Path | None = None
 
     def inputs(self, key: str, function, kwargs: dict, *, size: str, formats) -> dict:
         """Everything a section's content depends on, as JSON-comparable data."""
@@ -80,41 +227,86 @@ class SectionStore:
             "code": f"{code_fingerprint()}-{function_fingerprint(function)}"},
             default=str))
 
-    def _record(self, key: str) -> dict | None:
+    def _record(self, key: str) -> tuple[dict | None, str]:
+        """(the record when it passes the schema, else None; why not, "" when there is none)."""
+        path = self.records / f"{key}.json"
         try:
-            return json.loads((self.records / f"{key}.json").read_text())
-        except (OSError, ValueError):
-            return None
+            info = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            return None, ""
+        except OSError as err:
+            return None, f"its record cannot be read ({err.strerror})"
+        if not stat.S_ISREG(info.st_mode):
+            return None, "its record is not a regular file"
+        if info.st_size > 64 << 20:
+            return None, f"its record is {info.st_size:,} bytes, more than any section writes"
+        try:
+            record = json.loads(path.read_bytes())
+        except (OSError, ValueError, RecursionError) as err:
+            return None, f"its record is not valid JSON ({type(err).__name__})"
+        problem = record_problem(record, key)
+        if problem:
+            return None, f"its record {problem}"
+        return record, ""
 
-    def load(self, key: str, inputs: dict) -> Section | None:
-        """The stored section when its inputs match and its files are intact, else None."""
-        record = self._record(key)
-        if record is None or record.get("inputs") != inputs:
-            return None
-        for name, digest in record["files"].items():
+    def load(self, key: str, inputs: dict) -> tuple[Section | None, str]:
+        """(the stored section when its record is sound, its inputs match and its files are
+        intact, else None; why it is recomputed: "" for a section never computed here)."""
+        record, why = self._record(key)
+        if record is None:
+            return None, why
+        if record["inputs"] != inputs:
+            return None, "its inputs changed"
+        for name, digest in sorted(record["files"].items()):
             path = self.out / name
-            if not path.is_file() or _sha256(path) != digest:
-                return None
+            try:
+                if not stat.S_ISREG(os.stat(path, follow_symlinks=False).st_mode):
+                    return None, f"{name} is no longer a regular file"
+                if _sha256(path) != digest:
+                    return None, f"{name} changed since it was written"
+            except OSError:
+                return None, f"{name} is missing"
         section = Section.from_json(record["section"], self.out)
         section.reused = True
-        return section
+        return section, ""
 
     def expected_seconds(self, key: str, default: float) -> float:
-        record = self._record(key)
-        return float(record["seconds"]) if record and "seconds" in record else float(default)
+        record, _ = self._record(key)
+        return float(record["seconds"]) if record else float(default)
+
+    def begin(self) -> Path:
+        """This run's private staging folder. Called under the lock: anything else staged is
+        what a killed run left, and goes."""
+        for folder in (self.out / ".staging", self.records):  # our bookkeeping: a file or a
+            if folder.is_symlink() or folder.exists() and not folder.is_dir():  # link in its
+                folder.unlink()  # place is damage, never followed
+        shutil.rmtree(self.out / ".staging", ignore_errors=True)
+        (self.out / ".staging").mkdir(parents=True, exist_ok=True)
+        self.run_staging = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-",
+                                                 dir=self.out / ".staging"))
+        return self.run_staging
+
+    def end(self) -> None:
+        """Remove this run's staging folder (and .staging when nothing else is in it)."""
+        if self.run_staging is not None:
+            shutil.rmtree(self.run_staging, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                self.run_staging.parent.rmdir()
+            self.run_staging = None
 
     def staging(self, key: str) -> Path:
-        folder = self.out / ".staging" / key
-        shutil.rmtree(folder, ignore_errors=True)  # left by a killed run
+        folder = (self.run_staging or self.begin()) / key
+        shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         return folder
 
     def commit(self, key: str, section: Section, staging: Path, inputs: dict) -> Section:
         """Move a finished section's files from staging into out, drop files the previous run
-        of this section wrote and this one did not, and record it. → the section, paths in out"""
+        of this section wrote and this one did not, and record it. → the section as read back
+        from its record (so a fresh section and a reused one render the same bytes)"""
         files = sorted(p.relative_to(staging) for p in staging.rglob("*") if p.is_file())
         hashes = {p.as_posix(): _sha256(staging / p) for p in files}
-        previous = self._record(key)
+        previous, _ = self._record(key)
         for name in (previous or {}).get("files", {}):
             if name not in hashes:
                 (self.out / name).unlink(missing_ok=True)
@@ -128,13 +320,21 @@ class SectionStore:
             if verdict.counterexample and verdict.counterexample.startswith(str(staging)):
                 verdict.counterexample = Path(verdict.counterexample).relative_to(
                     staging).as_posix()
-        results.write_json(self.records / f"{key}.json", {
-            "inputs": inputs, "section": section.to_json(self.out), "files": hashes,
-            "seconds": section.seconds})
+        # Through JSON once, as a reused section is read: NumPy scalars become what the record
+        # holds (default=str), so the fresh and the resumed report are the same bytes.
+        record = json.loads(json.dumps({
+            "format": RECORD_FORMAT, "inputs": inputs, "section": section.to_json(self.out),
+            "files": hashes, "seconds": section.seconds}, default=str))
+        record["digest"] = _digest(record)
+        problem = record_problem(record, key)
+        if problem:  # a section function wrote something its record cannot promise: a bug
+            raise RuntimeError(f"section {key}: its record {problem}")
+        target = self.records / f"{key}.json"
+        if target.is_dir() and not target.is_symlink():  # a damaged store: a folder in its place
+            shutil.rmtree(target)
+        results.write_json(target, record)
         shutil.rmtree(staging, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            staging.parent.rmdir()  # only when no other section is staged
-        return section
+        return Section.from_json(record["section"], self.out)
 
     @contextlib.contextmanager
     def progress(self, todo: list[tuple[str, float]], interrupted=lambda: False):

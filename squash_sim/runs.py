@@ -581,8 +581,15 @@ def claims(out: Path, *, examples: int | None = None, examples_scale: float = 1.
     claim (no figure, so `formats` is unused)."""
     start = time.perf_counter()
     rows = claim_reports(examples_scale, examples, out / "counterexamples", progress)
-    data = [results.write_json(out / "claims.json", [
-        {k: (str(v) if isinstance(v, Path) else v) for k, v in r.items()} for r in rows])]
+
+    def relative(row: dict) -> dict:  # paths from claims.json's folder: valid wherever it moves
+        row = {k: (Path(v).relative_to(out).as_posix() if isinstance(v, Path) else v)
+               for k, v in row.items()}
+        if (row.get("counterexample") or {}).get("file"):
+            row["counterexample"] = dict(row["counterexample"], file=row["counterexample_file"])
+        return row
+
+    data = [results.write_json(out / "claims.json", [relative(r) for r in rows])]
     data += sorted({Path(r["counterexample_file"]) for r in rows if r.get("counterexample_file")})
     table = [{"claim": r["claim"], "instances": r["instances"], "violations": r["violations"],
               "assumption not met": r["assumption_failures"], "max tightness": r["max_tightness"],
@@ -1067,32 +1074,49 @@ def report(out: Path, *, size: str = "quick", real: bool = False, claims_table: 
     (arguments with defaults, size, figure formats, package version and a fingerprint of the
     code) and a hash of every file it wrote. A rerun reuses a section whose inputs and files are
     unchanged and recomputes the rest; `fresh` recomputes everything. A section computes into
-    out/.staging/KEY/ and its files are moved into place only once it is complete, so a killed
-    run leaves every section either old and whole or new and whole (a section whose files no
-    longer match its record is recomputed), and the report files are written last."""
-    from squash_sim import report as report_module
-    from squash_sim.resume import SectionStore
+    out/.staging/RUN/KEY/ (private to the run) and its files are moved into place only once it is
+    complete, so a killed run leaves every section either old and whole or new and whole (a
+    section whose record or files do not check out is recomputed, and the progress says why),
+    and the report files are written last. The folder is locked for the run (out/.lock): a
+    second run into it raises resume.ReportBusy naming the holder."""
+    from squash_sim.resume import SectionStore, locked
 
     if size not in REPORT_SIZES:
         raise ValueError(f"report: size must be one of {list(REPORT_SIZES)}, got {size!r}")
     out = Path(out)
     store = SectionStore(out)
     steps = report_steps(size, real=real, claims_table=claims_table, examples=examples)
+    start = time.perf_counter()
+    with locked(out):  # one writer per folder: a second run stops here (ReportBusy)
+        try:
+            store.begin()
+            sections = _report_sections(store, steps, size=size, formats=formats, fresh=fresh,
+                                        interrupted=interrupted)
+        finally:
+            store.end()
+        return _report_write(out, sections, size=size, real=real, formats=formats,
+                             progress=progress, start=start)
+
+
+def _report_sections(store, steps, *, size, formats, fresh, interrupted) -> list[Section]:
+    """Each step reused from its record or computed into this run's staging and committed."""
     plans = []
     for key, name, kwargs in steps:
         inputs = store.inputs(key, globals()[name], kwargs, size=size, formats=formats)
-        plans.append((key, name, kwargs, inputs, None if fresh else store.load(key, inputs)))
+        cached, why = (None, "") if fresh else store.load(key, inputs)
+        plans.append((key, name, kwargs, inputs, cached, why))
     factor = machine_load_factor()
     todo = [(key, store.expected_seconds(key, expected_seconds(size, key, factor)))
-            for key, _, _, _, cached in plans if cached is None]
-    start = time.perf_counter()
+            for key, _, _, _, cached, _ in plans if cached is None]
     sections = []
     with store.progress(todo, interrupted) as bar:
-        for index, (key, name, kwargs, inputs, cached) in enumerate(plans, 1):
+        for index, (key, name, kwargs, inputs, cached, why) in enumerate(plans, 1):
             if cached is not None:
                 bar.note(f"report: step {index}/{len(plans)} {key}: reused (inputs unchanged)")
                 sections.append(cached)
                 continue
+            if why:
+                bar.note(f"report: step {index}/{len(plans)} {key}: recomputed, {why}")
             bar.start(key, f"step {index}/{len(plans)} {key}")
             staging = store.staging(key)
             section = globals()[name](staging, formats=formats, progress=bar.note, **kwargs)
@@ -1100,6 +1124,13 @@ def report(out: Path, *, size: str = "quick", real: bool = False, claims_table: 
             bar.done(key)
             section.print()
             sections.append(section)
+    return sections
+
+
+def _report_write(out, sections, *, size, real, formats, progress, start):
+    """The side-by-side section, the verdict rows and report.md / report.html."""
+    from squash_sim import report as report_module
+
     if real:  # read back from the files the real sections just committed into out
         sections.append(real_side_by_side(out, formats=formats, progress=progress))
     for section in sections:  # a section with no decision of its own still gets its row

@@ -9,12 +9,13 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
+from squash_sim import checks
 from squash_sim import config as config_module
 from squash_sim.floats import NAMED, FloatFormat
 
 
 def _int_at_least(name: str, value, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {value!r}")
     if value < low or (high is not None and value > high):
         allowed = f">= {low}" if high is None else f"in {low}..{high}"
@@ -25,7 +26,8 @@ def float_formats(max_exponent_bits: int = 8, max_mantissa_bits: int = 23, named
     """Named formats and random (e, m) formats of every NaN style, bias, FTZ and saturation."""
     _int_at_least("max_exponent_bits", max_exponent_bits, 2, 8)
     _int_at_least("max_mantissa_bits", max_mantissa_bits, 2, 23)
-    return _float_formats(max_exponent_bits, max_mantissa_bits, bool(named))
+    named = checks.flag("float_formats", "named", named)  # "no" is not False
+    return _float_formats(int(max_exponent_bits), int(max_mantissa_bits), named)
 
 
 @st.composite
@@ -50,6 +52,7 @@ def float32_bits():
 
 def float32_arrays(size: int = 64):
     _int_at_least("size", size, 0)
+    size = int(size)
     return st.lists(st.integers(0, 2**32 - 1), min_size=size, max_size=size).map(
         lambda bits: np.array(bits, np.uint32).view(np.float32))
 
@@ -58,6 +61,7 @@ def model_configs(max_d_model: int = 32, max_layers: int = 2, tokens: bool | Non
     """Valid small ModelConfigs across positional encodings, norms, placements, MLPs and GQA."""
     _int_at_least("max_d_model", max_d_model, 8)
     _int_at_least("max_layers", max_layers, 1)
+    max_d_model, max_layers = int(max_d_model), int(max_layers)
     if tokens is not None and not isinstance(tokens, bool):
         raise TypeError(f"tokens must be True, False or None, got {tokens!r}")
 
@@ -91,7 +95,8 @@ def causal_attention_matrices(min_n: int = 2, max_n: int = 10, sparse: bool = Tr
     j ≤ i of logits in [−4, 4], some entries zeroed (and the row renormalised) when sparse."""
     _int_at_least("min_n", min_n, 1)
     _int_at_least("max_n", max_n, min_n)
-    return _causal_attention_matrices(min_n, max_n, bool(sparse))
+    sparse = checks.flag("causal_attention_matrices", "sparse", sparse)
+    return _causal_attention_matrices(int(min_n), int(max_n), sparse)
 
 
 @st.composite
@@ -113,12 +118,11 @@ def _causal_attention_matrices(draw, min_n: int, max_n: int, sparse: bool):
 def bounded_vectors(min_n: int = 2, max_n: int = 200, low: float = -3.0, high: float = 3.0):
     _int_at_least("min_n", min_n, 0)
     _int_at_least("max_n", max_n, min_n)
-    for name, value in (("low", low), ("high", high)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    low = checks.number("bounded_vectors", "low", low)  # NumPy scalars too; bools refused
+    high = checks.number("bounded_vectors", "high", high)
     if low > high:
-        raise ValueError(f"low must be <= high, got low={low}, high={high}")
-    return st.lists(st.floats(low, high), min_size=min_n, max_size=max_n)
+        raise ValueError(f"bounded_vectors: low must be <= high, got low={low}, high={high}")
+    return st.lists(st.floats(low, high), min_size=int(min_n), max_size=int(max_n))
 
 
 COLLAPSE_LENGTHS = (1, 2, 5, 13, 34)  # bucketed lengths: each compiles once
@@ -134,12 +138,14 @@ def _nonempty_choices(name: str, values, allowed=None, kind=None) -> tuple:
     values = tuple(values)
     if not values:
         raise ValueError(f"{name} must not be empty")
+    kinds = (kind, np.integer) if kind is int else kind
     for value in values:
-        if kind is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+        if kind is not None and (isinstance(value, (bool, np.bool_))
+                                 or not isinstance(value, kinds)):
             raise TypeError(f"{name} must hold {kind.__name__} values, got {value!r}")
         if allowed is not None and value not in allowed:
             raise ValueError(f"{name}: {value!r} is not one of {allowed}")
-    return values
+    return tuple(int(v) for v in values) if kind is int else values
 
 
 def collapse_pairs(lengths=COLLAPSE_LENGTHS, positionals=("none", "rope", "alibi", "sinusoidal"),

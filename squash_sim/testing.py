@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from squash_sim import floats
+from squash_sim import checks, floats
 from squash_sim.analysis import collapse
 from squash_sim.config import ModelConfig
 from squash_sim.model import check_inputs, check_params, forward, traceable_forward
@@ -33,10 +33,22 @@ from squash_sim.precision import Precision
 from squash_sim.precision import get as get_precision
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
+def _positive_int(name: str, value, caller: str = "squash_sim.testing") -> int:
+    return checks.integer(caller, name, value, 1)
+
+
+def _sweep_options(caller: str, prompt_len, seed, pattern) -> None:
+    """The sweep's own arguments, checked before anything is traced."""
+    checks.integer(caller, "prompt_len", prompt_len, 0)
+    checks.seed(caller, seed)
+    if not isinstance(pattern, str) or not pattern:
+        raise TypeError(f"{caller}: pattern must be a non-empty str such as '1' or '1,', got "
+                        f"{pattern!r:.60}")
+
+
+def _rtol(caller: str, rtol) -> float:
+    """A relative tolerance: a finite number >= 0 (NaN would make every comparison pass)."""
+    return checks.number(caller, "rtol", rtol, nonnegative=True)
 
 
 def _spacing_units(result: collapse.CollapseResult, index: int) -> float:
@@ -56,6 +68,7 @@ def _pair_text(result: collapse.CollapseResult, m: int) -> str:
 def _sweep(params, config, n, precision, prompt_len, seed, pattern) -> collapse.CollapseResult:
     if not isinstance(config, ModelConfig):
         raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
+    _sweep_options("squash_sim.testing", prompt_len, seed, pattern)
     check_params(params, config)
     return collapse.run(config, precision, max_len=_positive_int("n", n), prompt_len=prompt_len,
                         seed=seed, params=params, pattern=pattern, keep_outputs=True)
@@ -100,10 +113,13 @@ def assert_collapse_length_within(params, config: ModelConfig, low: int, high: i
     """Assert that the collapse length n* (first n from which every longer pair is bit-identical)
     lies in [low, high]; high=None means "no collapse within the sweep" is also accepted.
     The sweep runs to max_len (default 2·high, or 2·low when high is None)."""
-    low = _positive_int("low", low)
-    if high is not None and _positive_int("high", high) < low:
-        raise ValueError(f"high must be >= low, got low={low}, high={high}")
-    max_len = max_len or 2 * (high or low)
+    caller = "assert_collapse_length_within"
+    low = _positive_int("low", low, caller)
+    if high is not None and _positive_int("high", high, caller) < low:
+        raise ValueError(f"{caller}: high must be >= low, got low={low}, high={high}")
+    high = None if high is None else int(high)
+    # max_len=0 is refused, not read as "the default" (it used to be, silently)
+    max_len = 2 * (high or low) if max_len is None else _positive_int("max_len", max_len, caller)
     result = _sweep(params, config, max_len, precision, prompt_len, seed, pattern)
     problem = _unsound(result, len(result.n))
     if problem:
@@ -128,6 +144,7 @@ def assert_sensitivity_bound(params, config: ModelConfig, vectors, *, rtol: floa
     one head, vector inputs (n, d). Returns (measured (n,), bound (n,))."""
     from squash_sim.analysis import sensitivity
 
+    rtol = _rtol("assert_sensitivity_bound", rtol)
     if not isinstance(config, ModelConfig):
         raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
     if (config.norm != "theory" or config.mlp != "relu" or not config.identity_value_output
@@ -169,6 +186,11 @@ def assert_prefix_property(params, config: ModelConfig, inputs,
     j + 1 (causal models). Bit for bit when the precision orders its reductions
     (Precision.prefix_bit_exact, e.g. "-pure" policies); otherwise within rtol (default 1e-5 for
     float32 containers: XLA's matmul order may change with the length)."""
+    if rtol is not None:
+        rtol = _rtol("assert_prefix_property", rtol)
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"assert_prefix_property: config must be a ModelConfig, got "
+                        f"{type(config).__name__}")
     if not config.causal:
         raise ValueError("assert_prefix_property: the prefix property needs a causal model "
                          "(config.causal=True)")

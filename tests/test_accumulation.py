@@ -282,8 +282,10 @@ def test_grammar():
     assert fp8.activations == floats.FP8_E4M3FN and fp8.accumulation is None
     assert fp8.matmul_sum == Accumulation("blocked", floats.FloatFormat(8, 13), block=128)
     assert fp8.sum_format("matmul") == floats.FloatFormat(8, 13)
-    assert get_precision("fp8_e4m3fn+matmul:block128/fp32/fp64").matmul_sum == Accumulation(
-        "blocked", floats.FP32, block=128, promote=floats.FP64)
+    assert get_precision("fp8_e4m3fn+matmul:block128/bf16/fp32").matmul_sum == Accumulation(
+        "blocked", floats.BF16, block=128, promote=floats.FP32)
+    with pytest.raises(ValueError, match="wider than the float32 container"):  # issue 23: it
+        get_precision("fp8_e4m3fn+matmul:block128/fp32/fp64")  # was added in float32
     assert get_precision("bf16+kahan").sum_format("softmax") == floats.FP32
     assert str(get_precision("bf16-pure+pairwise")) == "bf16-pure+pairwise"
     assert get_precision("bf16-pure+sequential").matmul_sum == Accumulation()

@@ -182,6 +182,7 @@ def _section(tmp_path, key="demo", verdict="holds, assumption not met on 2 of 8"
     png = results.write_figure(tmp_path / f"{key}.png", figure)
     plotting.plt.close(figure)
     csv = results.write_csv(tmp_path / f"{key}.csv", [{"n": 1, "l1": 0.5}])
+    results.write_json(tmp_path / "counterexamples" / "demo.json", {"claim": "theorem_b3"})
     return Section(key, f"Section {key}", "theorem_b3", ["A paragraph.", "- a bullet"],
                    [{"n": 1, "l1": 0.5, "missing": None}], [png], [csv], 1.0,
                    [Verdict("Theorem B.3", "softmax(x)_n > softmax(x*)_{n+1} | bars", verdict,

@@ -50,6 +50,21 @@ class Architecture:
         _, layer, part, _ = gguf_name.split(".")
         return f"model.layers.{layer}.{self.hf_layer_names.get(part) or _HF_LAYER[part]}.weight"
 
+    def gguf_name(self, hf_name: str) -> str | None:
+        """The GGUF name of a Hugging Face tensor name (None: not one this family uses)."""
+        for gguf_name, name in _HF_GLOBAL.items():
+            if name == hf_name:
+                return gguf_name
+        parts = hf_name.split(".")
+        if len(parts) < 5 or parts[:2] != ["model", "layers"] or not parts[2].isdigit():
+            return None
+        inner = ".".join(parts[3:-1])
+        names = {**_HF_LAYER, **self.hf_layer_names}
+        for part in self.layer_tensors:
+            if names[part] == inner:
+                return f"blk.{int(parts[2])}.{part}.weight"
+        return None
+
     def tensors(self, config: ModelConfig):
         """(GGUF name, param path, [out, in] → squash_sim layout) for every tensor of `config`."""
         d, q, k, h = config.d_model, config.n_heads, config.n_kv_heads, config.d_head
@@ -75,16 +90,65 @@ class Architecture:
                 yield f"blk.{i}.{part}.weight", ("layers", i, *path), arrange.get(part, same)
 
 
+# The one schema of the hyperparameters both formats hand over (neutral names): exact types (an
+# int is an int: 32.5 or 1.9 is refused, never truncated; a bool is not a number) and ranges.
+MAX_LAYERS = 4096
+MAX_WIDTH = 1 << 20  # d_model, d_ff, heads, head width, window: far above any model of these families
+MAX_VOCAB = 1 << 24
+_MISSING = object()
+
+
+def _show(value) -> str:
+    return f"{type(value).__name__} {value!r:.40}"
+
+
+def integer(value, key: str, low: int = 1, high: int = MAX_WIDTH) -> int:
+    """An int in low..high (NumPy integers too), or a ValueError naming the key."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{key!r} must be an integer in {low}..{high}, got {_show(value)}")
+    if not low <= value <= high:
+        raise ValueError(f"{key!r} must be an integer in {low}..{high}, got {value}")
+    return int(value)
+
+
+def real(value, key: str, low: float = 0.0, high: float = math.inf) -> float:
+    """A finite number in (low, high] (ints allowed: 10000 is a fine RoPE base)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                     np.floating)):
+        raise ValueError(f"{key!r} must be a finite number in ({low:g}, {high:g}], got "
+                         f"{_show(value)}")
+    try:
+        as_float = float(value)
+    except OverflowError:
+        as_float = math.inf
+    if not (math.isfinite(as_float) and low < as_float <= high):
+        raise ValueError(f"{key!r} must be a finite number in ({low:g}, {high:g}], got "
+                         f"{value!r:.40}")
+    return as_float
+
+
+def _int(get, key, default=_MISSING, low=1, high=MAX_WIDTH) -> int:
+    return integer(get(key) if default is _MISSING else get(key, default), key, low, high)
+
+
+def _real(get, key, default=_MISSING, low=0.0, high=math.inf) -> float:
+    return real(get(key) if default is _MISSING else get(key, default), key, low, high)
+
+
 def _llama_config(get, vocab, tied, windows, name) -> ModelConfig:
-    heads, d_model = int(get("attention.head_count")), int(get("embedding_length"))
-    d_head = int(get("attention.key_length", d_model // heads))
+    heads, d_model = _int(get, "attention.head_count"), _int(get, "embedding_length")
+    if d_model % heads:
+        raise ValueError(f"'embedding_length' {d_model} is not a multiple of "
+                         f"'attention.head_count' {heads}")
+    d_head = _int(get, "attention.key_length", d_model // heads)
     return ModelConfig(
-        vocab_size=vocab, d_model=d_model, n_layers=int(get("block_count")), n_heads=heads,
-        n_kv_heads=int(get("attention.head_count_kv", heads)), d_head=d_head,
-        d_ff=int(get("feed_forward_length")), positional="rope",
-        rope_base=float(get("rope.freq_base", 10_000.0)), norm="rmsnorm", norm_placement="pre",
-        norm_eps=float(get("attention.layer_norm_rms_epsilon")), mlp="swiglu",
-        sliding_window=windows, tied_embedding=tied, name=name)
+        vocab_size=vocab, d_model=d_model,
+        n_layers=_int(get, "block_count", high=MAX_LAYERS), n_heads=heads,
+        n_kv_heads=_int(get, "attention.head_count_kv", heads), d_head=d_head,
+        d_ff=_int(get, "feed_forward_length"), positional="rope",
+        rope_base=_real(get, "rope.freq_base", 10_000.0, low=1.0), norm="rmsnorm",
+        norm_placement="pre", norm_eps=_real(get, "attention.layer_norm_rms_epsilon", high=1.0),
+        mlp="swiglu", sliding_window=windows, tied_embedding=tied, name=name)
 
 
 # Gemma 3 facts the GGUF does not state (the Hugging Face config does, and wins when present).
@@ -99,20 +163,21 @@ def gemma3_windows(n_layers: int, window: int) -> tuple:
 
 
 def _gemma3_config(get, vocab, tied, windows, name) -> ModelConfig:
-    d_model, heads = int(get("embedding_length")), int(get("attention.head_count"))
-    d_head = int(get("attention.key_length"))
-    if int(get("attention.value_length", d_head)) != d_head:
+    d_model, heads = _int(get, "embedding_length"), _int(get, "attention.head_count")
+    d_head = _int(get, "attention.key_length")
+    if _int(get, "attention.value_length", d_head) != d_head:
         raise ValueError("key and value head widths differ; Gemma 3 has them equal")
     return ModelConfig(
-        vocab_size=vocab, d_model=d_model, n_layers=int(get("block_count")), n_heads=heads,
-        n_kv_heads=int(get("attention.head_count_kv")), d_head=d_head,
-        d_ff=int(get("feed_forward_length")), positional="rope",
-        rope_base=float(get("rope.freq_base")),
-        rope_base_local=float(get("rope.local_freq_base", GEMMA3_LOCAL_ROPE_BASE)),
+        vocab_size=vocab, d_model=d_model,
+        n_layers=_int(get, "block_count", high=MAX_LAYERS), n_heads=heads,
+        n_kv_heads=_int(get, "attention.head_count_kv"), d_head=d_head,
+        d_ff=_int(get, "feed_forward_length"), positional="rope",
+        rope_base=_real(get, "rope.freq_base", low=1.0),
+        rope_base_local=_real(get, "rope.local_freq_base", GEMMA3_LOCAL_ROPE_BASE, low=1.0),
         norm="rmsnorm", norm_placement="sandwich",
-        norm_eps=float(get("attention.layer_norm_rms_epsilon")), qk_norm=True, mlp="geglu",
-        sliding_window=windows, embed_scale=math.sqrt(d_model),
-        query_scale=float(get("query_pre_attn_scalar", GEMMA3_QUERY_PRE_ATTN_SCALAR)) ** -0.5,
+        norm_eps=_real(get, "attention.layer_norm_rms_epsilon", high=1.0), qk_norm=True,
+        mlp="geglu", sliding_window=windows, embed_scale=math.sqrt(d_model),
+        query_scale=_real(get, "query_pre_attn_scalar", GEMMA3_QUERY_PRE_ATTN_SCALAR) ** -0.5,
         tied_embedding=tied, name=name)
 
 
@@ -188,17 +253,51 @@ def expected_shapes(config: ModelConfig) -> dict:
             for path, leaf in jax.tree_util.tree_leaves_with_path(shapes)}
 
 
+def raw_shape(name: str, config: ModelConfig) -> tuple[int, ...]:
+    """The [out, in] shape a file must hold tensor `name` in for `config` (checked before any
+    reshape: a q_proj of the wrong shape but the right size used to be hidden by one)."""
+    d, f, h = config.d_model, config.d_ff, config.d_head
+    q, k = config.n_heads * h, config.n_kv_heads * h
+    part = name.split(".")[-2] if name.startswith("blk.") else name.removesuffix(".weight")
+    return {"token_embd": (config.vocab_size, d), "output": (config.vocab_size, d),
+            "output_norm": (d,), "attn_q": (q, d), "attn_k": (k, d), "attn_v": (k, d),
+            "attn_output": (d, q), "ffn_up": (f, d), "ffn_gate": (f, d), "ffn_down": (d, f),
+            "attn_q_norm": (h,), "attn_k_norm": (h,)}.get(part, (d,))  # the other norms: (d,)
+
+
+def check_present(arch: Architecture, config: ModelConfig, names, source) -> None:
+    """Every tensor `config` needs is among the file's `names`, checked before anything is
+    allocated or traced (a config claiming 30,000 layers over a one-layer file used to build
+    shapes for every layer first: 222 s before its error)."""
+    names = set(names)
+    layers = {int(n.split(".")[1]) for n in names
+              if n.startswith("blk.") and n.split(".")[1].isdigit()}
+    held = max(layers) + 1 if layers else 0
+    if config.n_layers != held:
+        raise ValueError(f"{source}: the config says {config.n_layers} layers "
+                         f"('block_count' / num_hidden_layers) but the file holds tensors for "
+                         f"{held}")
+    for name, _, _ in arch.tensors(config):
+        if name not in names:
+            raise ValueError(f"{source}: tensor {name!r} is missing (a {arch.name} model needs "
+                             f"it)")
+
+
 def build(arch: Architecture, config: ModelConfig, tensor: Callable, source,
           expected: dict | None = None) -> dict[str, np.ndarray]:
     """{flat key: float32 array in squash_sim's layout} from `tensor(gguf_name)` ([out, in] float32,
-    None if the file lacks it), checking presence, shape, finiteness and magnitude of each.
-    `expected`: the config's param shapes (default: expected_shapes(config))."""
+    None if the file lacks it), checking presence, the file's shape (before any reshape),
+    finiteness and magnitude of each. `expected`: the config's param shapes (default:
+    expected_shapes(config))."""
     expected = expected_shapes(config) if expected is None else expected
     arrays = {}
     for name, where, arrange in arch.tensors(config):
         raw = tensor(name)
         if raw is None:
             raise ValueError(f"{source}: tensor {name!r} is missing (a {arch.name} model needs it)")
+        if tuple(np.shape(raw)) != raw_shape(name, config):
+            raise ValueError(f"{source}: tensor {name!r} has shape {list(np.shape(raw))}; the "
+                             f"config needs {list(raw_shape(name, config))} ([out, in])")
         try:
             value = np.ascontiguousarray(arrange(np.asarray(raw, np.float32)))
         except ValueError as error:

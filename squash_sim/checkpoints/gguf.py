@@ -14,8 +14,10 @@ checked for finiteness and plausible magnitude (architectures.check_values) befo
 Dequantizing takes seconds, so the float32 result is cached as one .npy per tensor (read back
 memory-mapped with allow_pickle=False) in `cache_dir()`: $SQUASH_SIM_CACHE, else
 $XDG_CACHE_HOME/squash_sim, else ~/.cache/squash_sim. A cache is used only when it was made from
-this very file (path, size, modification time) and every array has the shape the config needs and
-finite values; otherwise it is rebuilt, with a message saying why.
+this very file (path, size, modification time), its manifest's digest matches (config and hashes
+included), every array has the sha256 written with it, the shape the config needs and passes the
+checks of a fresh load (finite, plausible magnitude); otherwise it is rebuilt, with a message
+saying why.
 
 llama.cpp's converter permutes the q and k rows of Llama-family models (RoPE on interleaved
 pairs); squash_sim rotates the two halves of each head (as Hugging Face does), so those rows are
@@ -30,12 +32,14 @@ embedding scale, tied unembedding. Gemma's norm weights are stored as 1 + w and 
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
 import mmap
 import os
 import shutil
+import stat
 import struct
 import tempfile
 import warnings
@@ -44,11 +48,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from squash_sim import checks
 from squash_sim.checkpoints import architectures
 from squash_sim.config import ModelConfig
 from squash_sim.tokenizer import Tokenizer
 
-_CACHE_VERSION = 5  # bump when the cache layout changes
+_CACHE_VERSION = 6  # bump when the cache layout changes (6: content hashes and a manifest digest)
 _MAX_COUNT = 1 << 20  # tensors or metadata keys in a sane header (real files: a few hundred)
 _MISSING = object()
 
@@ -61,14 +66,20 @@ def cache_dir() -> Path:
 
 
 def _check_path(path: Path) -> None:
+    checks.path("gguf.load", "path", path)
     if path.is_dir():
         inside = sorted(p.name for p in path.glob("*.gguf"))[:5]
         hint = f" (it holds {', '.join(inside)})" if inside else ""
         raise IsADirectoryError(f"GGUF path {path} is a directory, not a GGUF file{hint}; "
                                 "for a Hugging Face directory (config.json + *.safetensors) use "
                                 "squash_sim.models.load")
-    if not path.is_file():
-        raise FileNotFoundError(f"GGUF file {path} does not exist")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        raise FileNotFoundError(f"GGUF file {path} does not exist") from None
+    if not stat.S_ISREG(mode):  # a FIFO would block the open forever; a device is no file
+        raise ValueError(f"GGUF path {path} is not a regular file (a FIFO, device or socket is "
+                         f"never opened)")
 
 
 # --- the cheap header walk -------------------------------------------------------------------
@@ -152,6 +163,11 @@ def _walk(path, data, size, gguf) -> None:
     if alignment < 1 or alignment & (alignment - 1):
         raise bad(f"general.alignment is {alignment}, not a power of two")
     base = -(-offset // alignment) * alignment
+    names = [name for name, *_ in infos]
+    if len(set(names)) != len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise bad(f"tensor {twice.decode(errors='replace')!r} is listed twice")
+    ranges = []
     for name, shape, kind, start in infos:
         try:
             block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(kind)]
@@ -165,6 +181,12 @@ def _walk(path, data, size, gguf) -> None:
         if end > size:
             raise bad(f"tensor {name.decode(errors='replace')!r} ends at byte {end}, past the end "
                       f"of the file ({size} bytes)")
+        ranges.append((base + start, end, name))
+    ranges.sort()
+    for (_, end, first), (begin, _, second) in zip(ranges, ranges[1:], strict=False):
+        if begin < end:  # two tensors reading the same bytes: one of them is not what it says
+            raise bad(f"tensors {first.decode(errors='replace')!r} and "
+                      f"{second.decode(errors='replace')!r} share data bytes (from byte {begin})")
 
 
 def verify_sha256(path: Path, expected: str) -> None:
@@ -211,20 +233,35 @@ def _field(reader, key: str, path: Path, default=_MISSING):
 
 
 def _config(reader, path: Path, name: str) -> tuple[architectures.Architecture, ModelConfig]:
-    arch = architectures.get(_field(reader, "general.architecture", path), path)
+    architecture = _field(reader, "general.architecture", path)
+    if not isinstance(architecture, str):
+        raise ValueError(f"{path}: 'general.architecture' must be a string, got "
+                         f"{type(architecture).__name__}")
+    arch = architectures.get(architecture, path)
     get = lambda key, default=_MISSING: _field(reader, f"{arch.name}.{key}", path, default)  # noqa: E731
-    n_layers = int(get("block_count"))
-    window = get("attention.sliding_window", None)
-    if arch.name == "gemma3":
-        windows = architectures.gemma3_windows(n_layers, int(window))
-    else:
-        windows = None if window is None else int(window)
-    vocab = len(reader.fields["tokenizer.ggml.tokens"].data)
-    tied = "output.weight" not in {t.name for t in reader.tensors}
     try:
-        return arch, arch.config(get, vocab, tied, windows, name)
+        n_layers = architectures.integer(get("block_count"), f"{arch.name}.block_count", 1,
+                                         architectures.MAX_LAYERS)
+        window = get("attention.sliding_window", None)
+        if arch.name == "gemma3":
+            windows = architectures.gemma3_windows(n_layers, architectures.integer(
+                window, f"{arch.name}.attention.sliding_window"))
+        else:
+            windows = None if window is None else architectures.integer(
+                window, f"{arch.name}.attention.sliding_window")
+        tokens = _field(reader, "tokenizer.ggml.tokens", path)
+        if not isinstance(tokens, list) or not 1 <= len(tokens) <= architectures.MAX_VOCAB:
+            raise ValueError("'tokenizer.ggml.tokens' must be a list of 1.."
+                             f"{architectures.MAX_VOCAB} tokens")
+        tied = "output.weight" not in {t.name for t in reader.tensors}
+        config = arch.config(get, len(tokens), tied, windows, name)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{path}: {error}") from error
+        message = str(error)
+        if not message.startswith(str(path)):
+            message = f"{path}: {message}"
+        raise ValueError(message) from None
+    architectures.check_present(arch, config, {t.name for t in reader.tensors}, path)
+    return arch, config
 
 
 def unpermute_qk(w: np.ndarray, heads: int) -> np.ndarray:
@@ -245,6 +282,14 @@ def _dequantize(reader, arch, config: ModelConfig, path: Path) -> dict[str, np.n
         if name not in tensors:
             return None
         t = tensors[name]
+        kind = gguf.GGMLQuantizationType(t.tensor_type)
+        if kind.name.startswith("I"):  # I8/I16/I32/I64: integers, not weights to widen
+            raise ValueError(f"{path}: tensor {name!r} is of type {kind.name}; weights must be "
+                             f"floats (F32, F16, BF16) or a quantised float type (Q4_K, Q8_0, …)")
+        shape = tuple(int(n) for n in reversed(t.shape))  # GGUF lists dimensions inner first
+        if shape != architectures.raw_shape(name, config):  # before dequantizing or reshaping
+            raise ValueError(f"{path}: tensor {name!r} has shape {list(shape)}; the config "
+                             f"needs {list(architectures.raw_shape(name, config))} ([out, in])")
         w = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), np.float32)  # [out, in]
         if arch.gguf_permuted_qk and (".attn_q." in name or ".attn_k." in name):
             heads = config.n_heads if ".attn_q." in name else config.n_kv_heads
@@ -260,26 +305,56 @@ def _dequantize(reader, arch, config: ModelConfig, path: Path) -> dict[str, np.n
 def _tokenizer(reader, path: Path) -> tuple[Tokenizer, dict]:
     model = _field(reader, "tokenizer.ggml.model", path)
     tokens = _field(reader, "tokenizer.ggml.tokens", path)
-    types = [int(t) for t in _field(reader, "tokenizer.ggml.token_type", path)]
-    special = {"bos_id": int(_field(reader, "tokenizer.ggml.bos_token_id", path)),
-               "eos_id": int(_field(reader, "tokenizer.ggml.eos_token_id", path))}
-    if model == "llama":  # SentencePiece-style; llama.cpp adds BOS unless the file says not to
-        special["add_bos"] = bool(_field(reader, "tokenizer.ggml.add_bos_token", path, True))
-        unk = int(_field(reader, "tokenizer.ggml.unknown_token_id", path))
-        tokenizer = Tokenizer.from_vocabulary(tokens, types, bos_id=special["bos_id"],
-                                              eos_id=special["eos_id"], unk_id=unk)
-        tokenizer.add_bos = special["add_bos"]
-    elif model == "gpt2":  # byte-level BPE with the file's merges
-        special["add_bos"] = bool(_field(reader, "tokenizer.ggml.add_bos_token", path, False))
-        merges = _field(reader, "tokenizer.ggml.merges", path)
-        pre = _field(reader, "tokenizer.ggml.pre", path, "gpt2")
+    types = _field(reader, "tokenizer.ggml.token_type", path)
+    if not isinstance(types, list) or len(types) != len(tokens) or not all(
+            isinstance(t, int) and not isinstance(t, bool) for t in types):
+        raise ValueError(f"{path}: 'tokenizer.ggml.token_type' must be a list of integers, one "
+                         f"per token")
+
+    def token_id(key: str, default=_MISSING) -> int:
+        value = _field(reader, key, path, default)
         try:
-            tokenizer = Tokenizer.from_byte_level(tokens, merges, types, pre=pre, **special)
+            return architectures.integer(value, key, 0, architectures.MAX_VOCAB)
         except ValueError as error:
-            raise ValueError(f"{path}: {error}") from error
-    else:
-        raise ValueError(f"{path}: tokenizer model {model!r}; supported: 'llama' (SentencePiece "
-                         "BPE) and 'gpt2' (byte-level BPE)")
+            raise ValueError(f"{path}: {error}") from None
+
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise ValueError(f"{path}: 'tokenizer.ggml.tokens' must be a list of strings")
+    special = {"bos_id": token_id("tokenizer.ggml.bos_token_id"),
+               "eos_id": token_id("tokenizer.ggml.eos_token_id")}
+    def flag(key: str, default: bool) -> bool:
+        value = _field(reader, key, path, default)
+        if not isinstance(value, (bool, np.bool_)):  # a string "no" is not False
+            raise ValueError(f"{path}: {key!r} must be a bool, got {type(value).__name__} "
+                             f"{value!r:.40}")
+        return bool(value)
+
+    try:
+        if model == "llama":  # SentencePiece-style; llama.cpp adds BOS unless the file says not
+            special["add_bos"] = flag("tokenizer.ggml.add_bos_token", True)
+            unk = token_id("tokenizer.ggml.unknown_token_id")
+            tokenizer = Tokenizer.from_vocabulary(tokens, types, bos_id=special["bos_id"],
+                                                  eos_id=special["eos_id"], unk_id=unk)
+            tokenizer.add_bos = special["add_bos"]
+        elif model == "gpt2":  # byte-level BPE with the file's merges
+            special["add_bos"] = flag("tokenizer.ggml.add_bos_token", False)
+            merges = _field(reader, "tokenizer.ggml.merges", path)
+            pre = _field(reader, "tokenizer.ggml.pre", path, "gpt2")
+            if not isinstance(merges, list) or not all(isinstance(m, str) for m in merges):
+                raise ValueError(f"{path}: 'tokenizer.ggml.merges' must be a list of strings")
+            if not isinstance(pre, str):
+                raise ValueError(f"{path}: 'tokenizer.ggml.pre' must be a string")
+            tokenizer = Tokenizer.from_byte_level(tokens, merges, types, pre=pre, **special)
+        else:
+            raise ValueError(f"{path}: tokenizer model {model!r:.60}; supported: 'llama' "
+                             "(SentencePiece BPE) and 'gpt2' (byte-level BPE)")
+    except ValueError as error:
+        if str(error).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: {error}") from None
+    except Exception as error:  # noqa: BLE001  (the tokenizers library raises its own kinds)
+        raise ValueError(f"{path}: the tokenizer in the file cannot be built: "
+                         f"{type(error).__name__}: {str(error)[:200]}") from None
     return tokenizer, special
 
 
@@ -298,10 +373,16 @@ def load(path, *, cache: bool = True, sha256: str | None = None, name: str | Non
     the dequantized arrays and the tokenizer (tokenizers' JSON) are read from / written to
     cache_dir(), keyed by the file's path, size and modification time: parsing Gemma's
     262,144-token vocabulary alone takes 10–20 s, the cached load well under a second."""
+    checks.flag("gguf.load", "cache", cache)
+    for argument, value in (("sha256", sha256), ("name", name)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"gguf.load: {argument} must be a str or None, got "
+                            f"{type(value).__name__}")
+    _check_path(checks.path("gguf.load", "path", path))
     path = Path(path)
-    _check_path(path)
     name = name or path.stem
-    folder = cache_dir() / f"gguf-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}"
+    folder = cache_dir() / (f"gguf-v{_CACHE_VERSION}-"  # versions side by side, never rebuilt in turn
+                            f"{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}")
     if cache and (folder / "manifest.json").is_file():
         cached = _read_cache(folder, path)
         if isinstance(cached, Checkpoint):
@@ -331,32 +412,69 @@ def _read_cache(folder: Path, path: Path):
     shape and finite values; else None (made from another file or version: silently stale) or a
     string saying what is wrong with it (damage: worth a message)."""
     try:
+        if not stat.S_ISREG(os.stat(folder / "manifest.json").st_mode):
+            return "has a manifest that is not a regular file"
         saved = json.loads((folder / "manifest.json").read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return "has an unreadable manifest"
     if not isinstance(saved, dict) or saved.get("fingerprint") != _fingerprint(path):
         return None  # skip parsing the file's metadata (seconds) when the cache fits
+    if saved.get("digest") != _manifest_digest(saved):
+        return "is damaged: its manifest was edited (its digest does not match its content)"
     try:
         arch = architectures.get(saved["architecture"], folder)
         config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
                                 for k, v in saved["config"].items()})
+        architectures.check_present(arch, config, {
+            name for name, where, _ in arch.tensors(config)
+            if architectures.key(where) in saved["hashes"]}, folder)
         expected = architectures.expected_shapes(config)
+        keys = [architectures.key(where) for _, where, _ in arch.tensors(config)]
+        with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # sha256
+            hashes = dict(zip(keys, pool.map(  # releases the GIL: the cores share the hashing
+                lambda k: _file_sha256(folder / f"{k}.npy"), keys), strict=True))
         arrays = {}
         for _, where, _ in arch.tensors(config):
             key = architectures.key(where)
-            array = np.load(folder / f"{key}.npy", mmap_mode="r", allow_pickle=False)
+            file = folder / f"{key}.npy"
+            array = np.load(file, mmap_mode="r", allow_pickle=False)
             shape = expected["".join(f"[{part!r}]" for part in where)]
             if array.shape != shape or array.dtype != np.float32:
                 return f"holds {key} as {array.dtype} {array.shape}, the config needs float32 {shape}"
-            if not np.isfinite(array).all():
-                return f"holds non-finite values in {key}"
+            if hashes[key] != saved["hashes"][key]:
+                # Not the bytes that passed the fresh load's checks when the cache was written
+                # (those checks are implied by a matching hash): say what is wrong with them.
+                if not np.isfinite(array).all():
+                    return f"holds non-finite values in {key}"
+                try:  # a cached 1e30 used to be used
+                    architectures.check_values(array, key, folder)
+                except ValueError as error:
+                    return f"holds {key} values a fresh load refuses ({error})"
+                return f"holds {key} changed since it was written (its sha256 does not match)"
             arrays[key] = array
+        if _file_sha256(folder / "tokenizer.json") != saved["hashes"]["tokenizer.json"]:
+            return "holds a tokenizer.json changed since it was written"
         special = saved["special"]
         tokenizer = Tokenizer.load(folder / "tokenizer.json", bos_id=special["bos_id"],
                                    eos_id=special["eos_id"], add_bos=special["add_bos"])
     except Exception as error:  # noqa: BLE001  (any damage: rebuild from the GGUF)
         return f"is damaged ({type(error).__name__}: {error})"
     return Checkpoint(config, architectures.params_from_arrays(arch, config, arrays), tokenizer)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _manifest_digest(manifest: dict) -> str:
+    """sha256 of the manifest without its digest: the config, fingerprint and array hashes are
+    all covered (an edited rope_base under an intact fingerprint used to be used)."""
+    body = {k: v for k, v in manifest.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def _write_cache(folder: Path, arrays: dict, tokenizer: Tokenizer, manifest: dict) -> None:
@@ -367,6 +485,10 @@ def _write_cache(folder: Path, arrays: dict, tokenizer: Tokenizer, manifest: dic
         for key, value in arrays.items():
             np.save(tmp / f"{key}.npy", value, allow_pickle=False)
         tokenizer.save(tmp / "tokenizer.json")
+        manifest = dict(manifest, hashes={
+            **{key: _file_sha256(tmp / f"{key}.npy") for key in arrays},
+            "tokenizer.json": _file_sha256(tmp / "tokenizer.json")})
+        manifest["digest"] = _manifest_digest(manifest)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)

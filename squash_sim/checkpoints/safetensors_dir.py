@@ -13,6 +13,8 @@ weights are stored as w and applied as 1 + w (GGUF stores 1 + w), so 1 is added 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -30,18 +32,60 @@ _HYPER = {"num_hidden_layers": "block_count", "hidden_size": "embedding_length",
 _MISSING = object()
 
 
-def _read_config(folder: Path) -> dict:
+MAX_JSON_BYTES = 64 << 20  # config.json is a few kB; tokenizer.json up to ~35 MB (Gemma)
+DTYPES = ("F32", "F16", "BF16")  # weights are floats: int8/bool tensors are not these models'
+
+
+def _regular(path: Path, what: str) -> int:
+    """The size of `path` when it is a regular file, else a ValueError naming it: a FIFO or a
+    device is never opened (opening a FIFO blocks until someone writes)."""
     try:
-        config = json.loads((folder / "config.json").read_text())
+        info = os.stat(path)
+    except OSError as error:
+        raise ValueError(f"{path}: {what} cannot be read ({error.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{path}: {what} is not a regular file (a FIFO, device or folder is "
+                         f"never opened)")
+    return info.st_size
+
+
+def read_json(path: Path, what: str, max_bytes: int = MAX_JSON_BYTES):
+    """A JSON file of bounded size and nesting, or a ValueError naming it."""
+    size = _regular(path, what)
+    if size > max_bytes:
+        raise ValueError(f"{path}: {what} is {size:,} bytes; at most {max_bytes:,} are read")
+    try:
+        return json.loads(path.read_bytes())
+    except RecursionError:
+        raise ValueError(f"{path}: {what} is nested too deeply to be a model's JSON") from None
     except (OSError, ValueError) as error:
-        raise ValueError(f"{folder / 'config.json'} is not readable JSON: {error}") from None
+        raise ValueError(f"{path}: {what} is not readable JSON ({error})") from None
+
+
+def _read_config(folder: Path) -> dict:
+    config = read_json(folder / "config.json", "config.json", 1 << 20)
     if not isinstance(config, dict):
         raise ValueError(f"{folder / 'config.json'} is not a JSON object")
     return config
 
 
+def _of_type(config: dict, key: str, kinds, file: Path, allowed: str):
+    """config[key] when absent (None) or of one of `kinds`, else a ValueError naming the file
+    and the key."""
+    value = config.get(key)
+    if value is not None and (isinstance(value, bool) and bool not in kinds
+                              or not isinstance(value, kinds)):
+        raise ValueError(f"{file}: {key!r} must be {allowed}, got "
+                         f"{type(value).__name__} {value!r:.40}")
+    return value
+
+
 def _architecture(config: dict, folder: Path) -> architectures.Architecture:
-    classes = config.get("architectures") or []
+    classes = _of_type(config, "architectures", list, folder / "config.json",
+                       "a list of class names") or []
+    if not all(isinstance(c, str) for c in classes):
+        raise ValueError(f"{folder / 'config.json'}: 'architectures' must be a list of class "
+                         f"names (strings), got {classes!r:.60}")
     for arch in architectures.ARCHITECTURES.values():
         if any(c in arch.hf_classes for c in classes):
             return arch
@@ -53,6 +97,12 @@ def _architecture(config: dict, folder: Path) -> architectures.Architecture:
 def _unsupported(config: dict, folder: Path, arch) -> None:
     """Options of these families that squash_sim's model does not implement: refuse, not ignore."""
     problems = []
+    for key in ("attention_bias", "mlp_bias", "use_bidirectional_attention",
+                "tie_word_embeddings", "use_sliding_window"):
+        _of_type(config, key, (bool,), folder / "config.json", "true or false")
+    for key in ("hidden_act", "hidden_activation"):
+        _of_type(config, key, (str,), folder / "config.json", "an activation name")
+    _of_type(config, "rope_parameters", (dict,), folder / "config.json", "an object")
     if config.get("attention_bias") or config.get("mlp_bias"):
         problems.append("attention/MLP biases")
     for key in ("rope_scaling", "attn_logit_softcapping", "final_logit_softcapping"):
@@ -75,22 +125,32 @@ def _unsupported(config: dict, folder: Path, arch) -> None:
 def _rope_bases(config: dict, arch) -> dict:
     rope = config.get("rope_parameters") or {}
     if arch.name == "gemma3":
-        full = (rope.get("full_attention") or {}).get("rope_theta", config.get("rope_theta"))
-        local = (rope.get("sliding_attention") or {}).get("rope_theta",
-                                                          config.get("rope_local_base_freq"))
+        parts = [rope.get("full_attention") or {}, rope.get("sliding_attention") or {}]
+        if not all(isinstance(p, dict) for p in parts):
+            raise ValueError("'rope_parameters' must map full_attention and sliding_attention "
+                             "to objects")
+        full = parts[0].get("rope_theta", config.get("rope_theta"))
+        local = parts[1].get("rope_theta", config.get("rope_local_base_freq"))
         return {"rope.freq_base": full, "rope.local_freq_base": local}
     return {"rope.freq_base": rope.get("rope_theta", config.get("rope_theta"))}
 
 
+_LAYER_TYPES = ("sliding_attention", "full_attention")
+
+
 def _windows(config: dict, arch, n_layers: int):
     if arch.name != "gemma3":
-        if config.get("sliding_window") and config.get("use_sliding_window", True):
-            return int(config["sliding_window"])
+        if config.get("sliding_window") is not None and config.get("use_sliding_window", True):
+            return architectures.integer(config["sliding_window"], "sliding_window")
         return None
-    window = int(config["sliding_window"])
+    window = architectures.integer(config.get("sliding_window"), "sliding_window")
     types = config.get("layer_types")
     if types is None:
         return architectures.gemma3_windows(n_layers, window)
+    if (not isinstance(types, list) or len(types) != n_layers
+            or not all(isinstance(t, str) and t in _LAYER_TYPES for t in types)):
+        raise ValueError(f"'layer_types' must be a list of {n_layers} entries (one per layer), "
+                         f"each one of {_LAYER_TYPES}")
     return tuple(window if t == "sliding_attention" else None for t in types)
 
 
@@ -104,10 +164,20 @@ def _tensors(folder: Path) -> dict:
         raise ValueError(f"{folder} has no *.safetensors file{hint}")
     where = {}
     for file in files:
+        _regular(file, "a weights file")
         try:
             with safe_open(str(file), framework="numpy") as f:
                 for name in f.keys():  # noqa: SIM118  (safe_open has no __iter__)
+                    if name in where:  # the later shard used to win, silently
+                        raise ValueError(f"{file}: tensor {name!r} is also in {where[name].name}; "
+                                         f"each tensor must be in exactly one shard")
+                    dtype = f.get_slice(name).get_dtype()
+                    if dtype not in DTYPES:
+                        raise ValueError(f"{file}: tensor {name!r} is {dtype}; weights must be "
+                                         f"one of {', '.join(DTYPES)}")
                     where[name] = file
+        except ValueError:
+            raise
         except Exception as error:  # noqa: BLE001  (safetensors raises its own kinds)
             raise ValueError(f"{file} is not a readable safetensors file: {error}") from None
     return where
@@ -133,7 +203,9 @@ def _array(file: Path, name: str) -> np.ndarray:
 
 def load(folder) -> Checkpoint:
     """(config, params, tokenizer) of the Hugging Face checkpoint in `folder`."""
-    folder = Path(folder)
+    from squash_sim import checks
+
+    folder = checks.path("safetensors_dir.load", "folder", folder)
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder} is not a directory (config.json + *.safetensors)")
     hf = _read_config(folder)
@@ -150,12 +222,20 @@ def load(folder) -> Checkpoint:
         return default
 
     files = _tensors(folder)
-    tied = bool(hf.get("tie_word_embeddings", True)) and "lm_head.weight" not in files
+    tied = hf.get("tie_word_embeddings", True) is not False and "lm_head.weight" not in files
     try:
-        config = arch.config(get, int(hf["vocab_size"]), tied,
-                             _windows(hf, arch, int(get("block_count"))), folder.name)
+        n_layers = architectures.integer(get("block_count"), "block_count", 1,
+                                         architectures.MAX_LAYERS)
+        config = arch.config(get, architectures.integer(hf.get("vocab_size"), "vocab_size", 1,
+                                                        architectures.MAX_VOCAB),
+                             tied, _windows(hf, arch, n_layers), folder.name)
     except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{folder / 'config.json'}: {error}") from error
+        message = str(error)
+        for hf_key, neutral_key in _HYPER.items():  # name the key as config.json spells it
+            message = message.replace(repr(neutral_key), repr(hf_key))
+        raise ValueError(f"{folder / 'config.json'}: {message}") from None
+    architectures.check_present(  # before any shape is built or tensor read
+        arch, config, {arch.gguf_name(n) for n in files} - {None}, folder)
 
     def tensor(name):
         file = files.get(arch.hf_name(name))
@@ -177,10 +257,28 @@ def load(folder) -> Checkpoint:
 def _tokenizer(folder: Path, hf: dict) -> Tokenizer:
     """tokenizer.json as written (plain JSON); BOS as tokenizer_config.json's add_bos_token."""
     settings = {}
-    if (folder / "tokenizer_config.json").is_file():
-        settings = json.loads((folder / "tokenizer_config.json").read_text())
+    if (folder / "tokenizer_config.json").exists():
+        settings = read_json(folder / "tokenizer_config.json", "tokenizer_config.json")
+        if not isinstance(settings, dict):
+            raise ValueError(f"{folder / 'tokenizer_config.json'} is not a JSON object")
+        _of_type(settings, "add_bos_token", (bool,), folder / "tokenizer_config.json",
+                 "true or false")
+    size = _regular(folder / "tokenizer.json", "tokenizer.json")
+    if size > MAX_JSON_BYTES:
+        raise ValueError(f"{folder / 'tokenizer.json'} is {size:,} bytes; at most "
+                         f"{MAX_JSON_BYTES:,} are read")
     bos, eos = hf.get("bos_token_id"), hf.get("eos_token_id")
-    eos = eos[0] if isinstance(eos, list) else eos
+    eos = eos[0] if isinstance(eos, list) and eos else eos
+    for key, value in (("bos_token_id", bos), ("eos_token_id", eos)):
+        if value is not None:
+            try:
+                architectures.integer(value, key, 0, architectures.MAX_VOCAB)
+            except ValueError as error:
+                raise ValueError(f"{folder / 'config.json'}: {error}") from None
     add_bos = bool(settings.get("add_bos_token", False)) and bos is not None
-    return Tokenizer.load(folder / "tokenizer.json", bos_id=bos if bos is not None else -1,
-                          eos_id=eos if eos is not None else -1, add_bos=add_bos)
+    try:
+        return Tokenizer.load(folder / "tokenizer.json", bos_id=bos if bos is not None else -1,
+                              eos_id=eos if eos is not None else -1, add_bos=add_bos)
+    except Exception as error:  # noqa: BLE001  (the tokenizers library raises its own kinds)
+        raise ValueError(f"{folder / 'tokenizer.json'} is not a tokenizer the tokenizers "
+                         f"library reads: {str(error)[:200]}") from None

@@ -114,15 +114,39 @@ def load(model) -> LoadedModel:
     if not isinstance(model, (str, Path)):
         raise TypeError(f"load: model must be one of {list(NAMES)} or a path (str or Path), got "
                         f"{type(model).__name__}")
-    path = Path(model)
-    if not path.exists():
-        raise FileNotFoundError(f"load: {model!r} is neither a known model ({', '.join(NAMES)}) "
-                                f"nor an existing file or directory")
-    return _load_path(path.resolve())
+    from squash_sim import checks
+
+    path = checks.path("load", "model", model)
+    try:
+        path = path.resolve()
+        identity = _identity(path)
+    except OSError as err:
+        raise FileNotFoundError(f"load: {str(model)[:80]!r} is neither a known model "
+                                f"({', '.join(NAMES)}) nor an existing file or directory"
+                                + (f" ({err.strerror})" if err.strerror else "")) from None
+    return _load_path(path, identity)
+
+
+def _identity(path: Path) -> tuple:
+    """What the in-process cache keys a checkpoint on besides its path: size, mtime_ns and inode
+    of the file (of every file in a Hugging Face folder), so a file replaced on disk is loaded
+    again instead of the model it replaced being returned."""
+    files = sorted(path.iterdir()) if path.is_dir() else [path]
+    return tuple((p.name, *_stat(p, path)) for p in files)
+
+
+def _stat(file: Path, path: Path) -> tuple:
+    try:
+        info = file.stat()
+    except OSError:
+        if file == path:
+            raise
+        return (None,)  # a dangling link beside the checkpoint: not part of it
+    return info.st_size, info.st_mtime_ns, info.st_ino
 
 
 @functools.lru_cache(maxsize=4)
-def _load_path(path: Path) -> LoadedModel:
+def _load_path(path: Path, identity: tuple = ()) -> LoadedModel:
     if path.is_dir():
         if not (path / "config.json").is_file():
             gguf_files = sorted(path.glob("*.gguf"))
@@ -154,10 +178,21 @@ def smollm2_135m() -> LoadedModel:
     return _loaded(gguf.load(path, sha256=sha256, name="smollm2-135m"))
 
 
-@functools.lru_cache(maxsize=2)
 def gemma3_270m(path=None, *, local_layers_global: bool = False) -> LoadedModel:
     """Gemma 3 270M. `path`: a GGUF file (default: the PyPI package's). local_layers_global=True
-    makes the five-in-six sliding-window layers global (a variant for the window experiment)."""
+    makes the five-in-six sliding-window layers global (a variant for the window experiment).
+    Kept in process, keyed on the file's identity (a replaced file is loaded again)."""
+    identity = None
+    if path is not None:
+        try:
+            identity = _identity(Path(path).resolve())
+        except OSError:
+            identity = None  # gguf.load says what is wrong with it
+    return _gemma3_270m(path, identity, local_layers_global)
+
+
+@functools.lru_cache(maxsize=2)
+def _gemma3_270m(path, identity, local_layers_global: bool) -> LoadedModel:
     from squash_sim.checkpoints import gguf
 
     checkpoint = gguf.load(path or gguf_path(), name="gemma3-270m")
