@@ -153,7 +153,7 @@ def _running_sums(trace, config, precision: Precision, query_rows) -> dict:
     t = jnp.asarray(np.concatenate(blocks_t), jnp.float32)  # (Σ(R+1), n)
     w = jnp.asarray(np.concatenate(blocks_w), jnp.float32)
     v = jnp.asarray(values[:, coordinate], jnp.float32)  # (n,)
-    soft, wv, products = map(np.asarray, _sums(t, w, v, precision))
+    soft, wv, products = map(np.asarray, sums(t, w, v, precision))
     out, start = {}, 0
     for row in query_rows:
         size = row + 1
@@ -173,14 +173,20 @@ def sum_formats(precision: Precision) -> dict:
             "wv": precision.sum_format("matmul") or floats.FP32}
 
 
-@functools.partial(jax.jit, static_argnums=3)
-def _sums(t, w, v, precision: Precision):
+def sums(t, w, v, precision: Precision):
     """Running sums (rows of t: softmax terms; of w·v: weights·values) in the policy's
-    accumulators, and the rounded products w·v. t, w: (M, n); v: (n,)."""
+    accumulators, and the rounded products w·v. t, w: (M, n); v: (n,). → three arrays."""
     formats = sum_formats(precision)
-    soft = accumulated_sum(t, 1, formats["softmax"], precision.softmax_sum)
-    wv = accumulated_einsum("mj,j->m", w, v, formats["wv"], precision.matmul_sum)
-    products = accumulated_einsum("mj,j->mj", w, v, formats["wv"])  # each term as it is added
+    return _sums(t, w, v, formats["softmax"], precision.softmax_sum, formats["wv"],
+                 precision.matmul_sum)
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4, 5, 6))
+def _sums(t, w, v, soft_fmt, soft_how, wv_fmt, wv_how):
+    # compiled once per accumulator, not per policy: every storage-only policy shares one
+    soft = accumulated_sum(t, 1, soft_fmt, soft_how)
+    wv = accumulated_einsum("mj,j->m", w, v, wv_fmt, wv_how)
+    products = accumulated_einsum("mj,j->mj", w, v, wv_fmt)  # each term as it is added
     return soft, wv, products
 
 

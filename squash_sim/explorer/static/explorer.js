@@ -77,18 +77,19 @@
 
   const panels = $("panels");
   const width = Math.max(320, Math.floor((panels.clientWidth - 14) / 2));
-  const height = Math.max(170, Math.floor((window.innerHeight - panels.offsetTop) / 2) - 50);
+  const height = Math.max(170, Math.floor((window.innerHeight - panels.offsetTop) / 2) - 58);
   const line = (label, stroke, extra) => Object.assign({ label, stroke, width: 2,
     points: { show: false } }, extra || {});
   const dots = (label, fill) => ({ label, stroke: fill, fill, width: 0, paths: () => null,
     points: { show: true, size: 7, fill, stroke: fill } });
-  const axis = (label) => ({ label, labelSize: 18, font: "13px sans-serif",
+  const axis = (label) => ({ label, labelSize: 16, size: 36, font: "13px sans-serif",
     labelFont: "bold 13px sans-serif" });
 
   function chart(id, series, xlabel, ylabel, xlog, ylog) {
     const opts = {
       width, height, series: [{ label: xlabel }].concat(series),
-      scales: { x: { time: false, distr: xlog ? 3 : 1 }, y: { distr: ylog ? 3 : 1 } },
+      scales: { x: { time: false, distr: xlog ? 3 : 1, range: (u, lo, hi) => [lo, hi] },
+                y: { distr: ylog ? 3 : 1 } },
       axes: [axis(xlabel), axis(ylabel)],
       legend: { live: false },
       cursor: { show: false },
