@@ -69,7 +69,11 @@
         const text = m.label;
         const width = ctx.measureText(text).width;
         const left = x + width + 6 * dpr > u.bbox.left + u.bbox.width ? x - width - 4 * dpr : x + 4 * dpr;
-        ctx.fillText(text, left, u.bbox.top + (14 + 16 * (m.row || 0)) * dpr);
+        const top = u.bbox.top + (14 + 16 * (m.row || 0)) * dpr;
+        ctx.fillStyle = "rgba(255, 255, 255, 0.85)";
+        ctx.fillRect(left - 2 * dpr, top - 12 * dpr, width + 4 * dpr, 16 * dpr);
+        ctx.fillStyle = m.color;
+        ctx.fillText(text, left, top);
         ctx.restore();
       }
     };
@@ -77,20 +81,21 @@
 
   const panels = $("panels");
   const width = Math.max(320, Math.floor((panels.clientWidth - 14) / 2));
-  const height = Math.max(170, Math.floor((window.innerHeight - panels.offsetTop) / 2) - 58);
+  const height = Math.max(170, Math.floor((window.innerHeight - panels.offsetTop) / 2) - 66);
   const line = (label, stroke, extra) => Object.assign({ label, stroke, width: 2,
     points: { show: false } }, extra || {});
   const dots = (label, fill) => ({ label, stroke: fill, fill, width: 0, paths: () => null,
     points: { show: true, size: 7, fill, stroke: fill } });
-  const axis = (label) => ({ label, labelSize: 16, size: 36, font: "13px sans-serif",
-    labelFont: "bold 13px sans-serif" });
+  const axis = (label, size, linear) => Object.assign({ label, labelSize: 16, size,
+    font: "13px sans-serif", labelFont: "bold 13px sans-serif" },
+    linear ? { values: (u, ticks) => ticks.map((v) => String(+v.toPrecision(3))) } : {});
 
   function chart(id, series, xlabel, ylabel, xlog, ylog) {
     const opts = {
       width, height, series: [{ label: xlabel }].concat(series),
       scales: { x: { time: false, distr: xlog ? 3 : 1, range: (u, lo, hi) => [lo, hi] },
                 y: { distr: ylog ? 3 : 1 } },
-      axes: [axis(xlabel), axis(ylabel)],
+      axes: [axis(xlabel, 36), axis(ylabel, 58, !ylog)],
       legend: { live: false },
       cursor: { show: false },
       hooks: { draw: [verticals(id)] },
