@@ -548,6 +548,8 @@ def _claim_verdict(row: dict, out: Path) -> Verdict:
     finite = all_finite(outcome.get("lhs"), outcome.get("rhs"))
     word = decide(violations=row["violations"], assumption_failures=row["assumption_failures"],
                   instances=row["instances"], finite=finite)
+    if row["printed_variant"] and word == "violated" and "holds with" in row.get("summary", ""):
+        word = "erratum"  # the printed constant fails, the corrected one holds (theory.md)
     # LHS/RHS reads as "how much of the bound is used" only for 0 ≤ ratio ≤ 1; a claim whose
     # sides are negative (a fitted exponent ≤ −0.5) holds with a ratio above 1, so show its
     # margin instead. NaN: no ratio (equalities).
@@ -562,9 +564,13 @@ def _claim_verdict(row: dict, out: Path) -> Verdict:
         key += f"; {row['violations']} violating"
     if row.get("summary"):  # a printed variant: which constant fails, which one holds
         key += f" — {row['summary']}"
+    if row["assumption_failures"] and row.get("not_judged"):  # which instances, and why
+        key += "; outside the hypotheses: " + ", ".join(
+            f"{count} {reason.split(': ', 1)[-1]}" for reason, count in row["not_judged"].items())
     path = row.get("counterexample_file")
     return Verdict(paper, module.STATEMENT, word, key, theory=module.NAME,
-                   counterexample=Path(path).relative_to(out).as_posix() if path else None)
+                   counterexample=Path(path).relative_to(out).as_posix() if path else None,
+                   latex=getattr(module, "LATEX", ""))
 
 
 def claims(out: Path, *, examples: int | None = None, examples_scale: float = 1.0, formats=(),
