@@ -21,8 +21,11 @@ FIGURES = "out/examples/04"
 
 # %%
 result = counting.run(n0=1, n1=2, scales=(1, 2, 3), seeds=1, layers=2)
-for label, difference in result.difference.items():
-    print(f"{label:>32}: max |state(k) − state(1)| = {difference[:, 1:].max():.2e}")
+for label, difference in result.difference.items():  # each finding as a sentence
+    largest = difference[:, 1:].max()
+    verdict = "cannot tell the counts apart" if largest < 1e-12 else "tells the counts apart"
+    print(f"{label}: scaling both counts changes the states by at most {largest:.2e}, so it "
+          f"{verdict}.")
 assert result.difference["bidirectional, NoPE (Prop B.9)"].max() < 1e-12
 plotting.show(plotting.counting_figure(result, "only ratios are seen"), f"{FIGURES}/counting.png")
 

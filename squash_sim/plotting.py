@@ -399,3 +399,4 @@ def show(figure, path=None):
     elif path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_bytes(buffer.getvalue())
+        print(f"figure written to {Path(path).resolve()}")  # relative paths: from where it runs

@@ -1062,7 +1062,10 @@ def report(out: Path, *, size: str = "quick", real: bool = False, claims_table: 
         "Result names (`theorem_b3`, …) follow [theory.md](theory.md), the statements as this "
         "project checks them, with the paper's errata; \"[G]\" is *Transformers need glasses!* "
         "(Barbero et al., 2024), \"[A]\" *Attend First, Consolidate Later* (Ben-Artzy & "
-        "Schwartz, 2024)."]
+        "Schwartz, 2024).",
+        "To show precision-induced collapse interactively (a lecture, a reading group): "
+        "`squash-sim explore --out site` writes a collapse explorer that opens from a folder, "
+        "offline (docs/explorer.md)."]
     md, page = report_module.write(sections, out, "squash_sim report: Transformers need glasses!",
                                    preamble)
     return md, page, sections
