@@ -435,8 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument("--out", type=_out_folder, default="out/explore",
                          help="folder for the site (default: out/explore)")
     explore.add_argument("--full", action="store_true",
-                         help="the extended grid: pairwise sums, 13 more e×m formats, ALiBi and "
-                              "sinusoidal, 3 seeds, sweeps to 2,048 (much longer)")
+                         help="the extended grid: pairwise sums, 6 more e×m formats, ALiBi, "
+                              "3 seeds, sweeps to 2,048 (450 settings: an hour or more)")
     explore.set_defaults(run=cmd_explore)
 
     real = commands.add_parser(

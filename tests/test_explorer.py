@@ -81,6 +81,16 @@ def test_running_sums_are_the_accumulators_sums():
     assert mechanism.first_stall(late * 0.001, ones * 0.001, floats.BF16) is None
 
 
+def test_cli_rejects_an_out_that_is_a_file_before_any_work(tmp_path, capsys):
+    from squash_sim import cli
+
+    target = tmp_path / "file"
+    target.write_text("x")
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["explore", "--out", str(target)])
+    assert exit_.value.code == 2 and "is an existing file" in capsys.readouterr().err
+
+
 def _chromium():
     path = shutil.which("chromium") or "/usr/bin/chromium"
     why = None
@@ -135,8 +145,8 @@ def test_page_in_a_real_browser_offline(site):
                 assert page.locator("#verdict").inner_text() == at["verdict"]
                 assert readout("lasting") == ("—" if at["lasting"] is None else str(at["lasting"]))
                 last = record["l1"][n - 1]  # zero distances are drawn as marks, not on the line
-                assert readout("drawn-distance-last") == (str(last) if last else "—") or float(
-                    readout("drawn-distance-last")) == last
+                shown = readout("drawn-distance-last")
+                assert shown == "—" if not last else float(shown) == last
                 assert int(readout("drawn-identical")) == record["status"][:n].count(
                     "bit-identical")
                 assert int(readout("drawn-attention-count")) == len(at["attention"])
