@@ -88,6 +88,27 @@ def curve(label: str, index: int = 0) -> dict:
             "linestyle": "-", "label": text}
 
 
+def styles(labels) -> dict:
+    """curve() for each label of one figure: the fixed styles first, then the other labels take
+    the palette's colours that no fixed one in this figure uses (no two curves share a colour
+    while the palette lasts)."""
+    labels = list(labels)
+    fixed = {label: curve(label) for label in labels
+             if str(label) in POSITIONAL or _lookup(FORMAT, str(label)) is not None}
+    used = {kw["color"] for kw in fixed.values()}
+    free = [c for c in CYCLE if c not in used] or CYCLE
+    markers = "osD^vP*X"
+    out, k = {}, 0
+    for label in labels:
+        if label in fixed:
+            out[label] = fixed[label]
+        else:
+            out[label] = {"color": free[k % len(free)], "marker": markers[k % len(markers)],
+                          "linestyle": "-", "label": str(label)}
+            k += 1
+    return out
+
+
 def markevery(index: int, count: int = 12):
     """Staggered marker positions (fractions along a log axis), so coinciding curves show both."""
     return (0.02 + 0.025 * index, 1.0 / count)

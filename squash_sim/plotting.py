@@ -27,10 +27,11 @@ def collapse_figure(results: dict, title: str):
     positive_values = [r.l1[r.l1 > 0] for r in results.values()]
     floor = min((v.min() for v in positive_values if v.size), default=1e-12) / 2
     marked = flagged = False
+    looks = style.styles(results)
     for index, (label, result) in enumerate(results.items()):
         positive = (result.l1 > 0) & result.sound
         line, = ax.loglog(result.n[positive], result.l1[positive], ms=4,
-                          markevery=style.markevery(index), **style.curve(label, index))
+                          markevery=style.markevery(index), **looks[label])
         same = result.bit_identical & result.sound  # overflowed pairs are never collapse
         if same.any():  # a zero distance has no place on a log axis: ticks at one shared floor
             ax.scatter(result.n[same], np.full(same.sum(), floor), s=30, color=line.get_color(),
@@ -55,11 +56,12 @@ def real_collapse_figure(results: list, title: str, window: int | None = 512):
     lengths marked below the curve. results: [RealCollapseResult]; window: the model's sliding
     window, marked (None: the model has none)."""
     figure, ax = plt.subplots(figsize=(6.4, 4.2))
+    looks = style.styles(str(r.precision) for r in results)
     for index, result in enumerate(results):
         positive = result.l1 > 0
         line, = ax.loglog(result.n[positive], result.l1[positive], lw=1.4, ms=4,
                           markevery=1 if len(result.n) < 20 else style.markevery(index),
-                          **style.curve(str(result.precision), index))
+                          **looks[str(result.precision)])
         same = result.bit_identical
         if same.any():
             floor = result.l1[positive].min() if positive.any() else 1e-6
@@ -136,7 +138,8 @@ def precision_figure(lengths: list, title: str):
                             color=style.OKABE_ITO["vermillion" if pure else "black"],
                             label=f"$n^*$: {label}")
         if beyond:
-            ax.scatter(beyond, [max_len * 1.3] * len(beyond), marker="^", color=line.get_color(),
+            ax.scatter(beyond, [max_len * (1.3 if pure else 1.6)] * len(beyond), marker="^",
+                       color=line.get_color(),
                        label=f"{label}: $n^* > {max_len}$")
     named = [x for x in lengths if x.family == "named"]
     labels: dict = {}  # one annotation per point, naming every policy drawn there
@@ -148,9 +151,11 @@ def precision_figure(lengths: list, title: str):
         ax.scatter([bits], [y], marker=("^" if x.n_star is None else "D" if pure else "P"), s=55,
                    facecolor="none" if pure else color, edgecolor=color, zorder=5)
         labels.setdefault((bits, y), []).append(x.label.replace("fp8_", ""))
-    for (bits, y), names in labels.items():
-        ax.annotate("\n".join(names), (bits, y), textcoords="offset points", xytext=(6, -4),
-                    fontsize=7, va="top")
+    rightmost = max([int(x.fmt.split("m")[1]) for x in sweep] + [b for b, _ in labels])
+    for (bits, y), names in labels.items():  # the rightmost labels go left, inside the axes
+        left = bits >= rightmost
+        ax.annotate("\n".join(names), (bits, y), textcoords="offset points", fontsize=8,
+                    xytext=(-8 if left else 6, -4), va="top", ha="right" if left else "left")
     if named:
         ax.scatter([], [], marker="P", color="grey", label="named format, storage")
         ax.scatter([], [], marker="D", facecolor="none", edgecolor="grey",
@@ -179,13 +184,14 @@ def sensitivity_figure(frozen, real, depth: list, title: str):
                   label="real softmax + RMSNorm")
     left.set_xlabel("input position i")
     left.set_ylabel(r"$\|\partial y_n / \partial v_i\|_2$ (mean over seeds)")
-    style.legend_outside(left, loc="lower left", bbox_to_anchor=(0.0, 1.08), ncol=2)
+    style.legend_outside(left, loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=2)
     left.grid(True, which="both", alpha=0.25)
     for profile in depth:
         right.plot(np.arange(1, profile.n + 1), profile.share, lw=1.2, label=f"L = {profile.layers}")
     _finish(right, f"share of sensitivity by depth ({depth[0].setting})", "input position i",
-            r"share of $\sum_i \|\partial y_n / \partial v_i\|_2$", spacing_line=False)
+            r"share of $\Sigma_i \|\partial y_n / \partial v_i\|_2$", spacing_line=False)
     right.set_yscale("log")
+    figure.subplots_adjust(wspace=0.32)
     figure.suptitle(title)
     return figure
 

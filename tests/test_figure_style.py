@@ -15,6 +15,7 @@ from squash_sim.experiments.accumulation_collapse import AccumulationCollapse
 from squash_sim.experiments.attention_collapse import AttentionCollapseResult
 from squash_sim.experiments.counting import CountingResult
 from squash_sim.experiments.precision_collapse import CollapseLength
+from squash_sim.experiments.sensitivity import Profile
 from squash_sim.experiments.softmax_tv import SoftmaxTVResult
 from squash_sim.precision import get as get_precision
 
@@ -50,7 +51,16 @@ def _figures():
     tv = SoftmaxTVResult(N[::32], np.stack([1 / N[::32], 1.1 / N[::32]]), 1)
     counting = CountingResult(2, 3, np.arange(1, 6), {"a": np.full((2, 5), 1e-3),
                                                       "b": np.full((2, 5), 1e-6)})
+    remedies = {"plain": collapse["none"], "commas every 3": _collapse(3.0),
+                "bf16-pure (lower precision)": _collapse(1.5, 200)}
+    rng = np.random.default_rng(0)
+    frozen = Profile("frozen", 2, 12, rng.uniform(0.1, 3, (2, 12)), np.full((2, 12), 20.0))
+    real = Profile("real", 2, 12, rng.uniform(0.1, 3, (1, 12)), None)
+    depth = [Profile("frozen", layers, 12, rng.uniform(0.1, 3, (2, 12)), None)
+             for layers in (1, 2, 4)]
     return [("collapse", plotting.collapse_figure(collapse, "collapse")),
+            ("remedies", plotting.collapse_figure(remedies, "remedies")),
+            ("sensitivity", plotting.sensitivity_figure(frozen, real, depth, "sensitivity")),
             ("figure10", plotting.attention_collapse_figure(tenth, "Figure 10", {100: 0.02})),
             ("precision", plotting.precision_figure(lengths, "precision")),
             ("accumulation", plotting.accumulation_figure(rows, "accumulation")),
@@ -114,6 +124,16 @@ def test_each_positional_encoding_keeps_its_colour(figures):
                         assert colour == figure_style.POSITIONAL[pe][0].lower(), (name, label)
                         seen.setdefault(pe, set()).add(name)
     assert seen["none"] == {"collapse", "figure10"} and seen["rope"] == {"collapse", "figure10"}
+
+
+def test_no_two_curves_of_a_figure_share_a_colour(figures):
+    """(remedies used to draw "commas every 3" and "bf16-pure" in the same orange)"""
+    for name in ("collapse", "remedies", "figure10"):
+        ax = dict(figures)[name].axes[0]
+        colours = [matplotlib.colors.to_hex(line.get_color()) for line in ax.get_lines()
+                   if not line.get_label().startswith("_") and line.get_linestyle() != "None"
+                   and "spacing" not in line.get_label()]
+        assert len(colours) == len(set(colours)), (name, colours)
 
 
 def test_coinciding_curves_stay_visible(figures):
