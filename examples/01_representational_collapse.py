@@ -3,7 +3,7 @@
 #
 # **The question.** Give a causal Transformer a sequence, then the same sequence with its last
 # token repeated once more. Can its last-token output tell the two apart when the sequence is
-# long? Theorem B.3 of *Transformers need glasses!* says no: the outputs y_n and y*_{n+1} get
+# long? Theorem B.3 of *Transformers need glasses!* says no: the outputs $y_n$ and $y^*_{n+1}$ get
 # arbitrarily close as n grows. The paper gives no rate. For one NoPE layer the difference is
 # exactly
 #
@@ -60,7 +60,7 @@ assert abs(nope.mean[1] / 0.065 - 1) < 0.15, "the n = 100 read-off of Figure 10"
 # %% [markdown]
 # ## 2. Why: the attention weights dilute
 #
-# `forward(..., return_attention=True)` returns every layer's weights α_ij. On a random prompt
+# `forward(..., return_attention=True)` returns every layer's weights $\alpha_{ij}$. On a random prompt
 # followed by ones, the last row spreads its weight over all the ones; one more one changes that
 # row by Θ(1/n). `plotting.attention_maps` draws them on a log scale, one panel per layer.
 
@@ -79,7 +79,7 @@ plotting.show(plotting.attention_maps(trace, title="tiny model, NoPE: prompt + 2
 # ## 3. A whole model, swept in one pass
 #
 # Causality gives every prefix for free: row j of a causal forward pass is the last-token output
-# of the prefix of length j + 1. So one pass over prompt + N + 1 ones yields y_n and y*_{n+1}
+# of the prefix of length j + 1. So one pass over prompt + N + 1 ones yields $y_n$ and $y^*_{n+1}$
 # for every n ≤ N. `collapse.run` does that and also records where the two float32 outputs are
 # the same bits.
 

@@ -15,7 +15,7 @@ FIGURES = "out/examples/04"
 # %% [markdown]
 # ## Scale both counts by k and compare the states
 #
-# `counting.run(n0, n1, scales)` feeds 0^(k·n0) 1^(k·n1) for each k and returns, per setting, the
+# `counting.run(n0, n1, scales)` feeds $0^{k n_0} 1^{k n_1}$ for each $k$ and returns, per setting, the
 # largest difference of every layer's states from k = 1 (float64). The bidirectional NoPE model
 # is the proposition's; the others are controls that must break the symmetry.
 
