@@ -189,3 +189,36 @@ def test_page_in_a_real_browser_offline(site):
             browser.close()
     assert errors == []
     assert outside == []
+
+
+def _result(identical, status=None):
+    from squash_sim import presets
+    from squash_sim.analysis.collapse import CollapseResult
+    from squash_sim.precision import get as get_precision
+
+    identical = np.asarray(identical, bool)
+    n = np.arange(1, len(identical) + 1)
+    return CollapseResult(n, np.where(identical, 0.0, 1.0 / n), 1.0 / n, identical,
+                          presets.get("paper-fig10"), get_precision("bf16"), 8, 0, 0.0,
+                          status=None if status is None else np.asarray(status))
+
+
+def test_summary_and_verdict_sentences():
+    from squash_sim.analysis.collapse import summarize
+
+    lasting = summarize(_result([0] * 5 + [1] + [0] * 4 + [1] * 30))  # N = 40, tail from 11
+    assert (lasting.status, lasting.lasting, lasting.first_identical) == ("collapse", 11, 6)
+    assert lasting.identical_share == 31 / 40
+    late = summarize(_result([0] * 35 + [1] * 5))  # identical only over the last eighth: chance
+    assert (late.status, late.lasting, late.first_identical) == ("no collapse", None, 36)
+    status = ["distinct"] * 39 + ["overflow"]
+    broken = summarize(_result([0] * 20 + [1] * 20, status))
+    assert (broken.status, broken.lasting) == ("overflow", None)  # never a collapse
+    text = explorer.verdict("bf16", "pure", "sequential", lasting, 381, None)
+    assert text == ("bf16, every op rounded, sequential sums: identical from n = 11 to the end "
+                    "of the sweep (n = 40); the softmax sum stopped growing at key 381, the "
+                    "weights·values sum kept growing.")
+    assert "no collapse is read" in explorer.verdict("fp8_e4m3fn", "storage", "fp32 (XLA)",
+                                                     broken, None, None)
+    assert "12% of pairs identical (the first at n = 36)" in explorer.verdict(
+        "bf16", "storage", "fp32 (XLA)", late, None, None)
