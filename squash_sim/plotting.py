@@ -81,7 +81,12 @@ def _finish(ax, title: str, xlabel: str, ylabel: str, spacing_line: bool = True)
     ax.set_ylabel(ylabel)
     ax.set_title("\n".join(textwrap.wrap(title, 60)))
     if ax.get_legend_handles_labels()[0]:
-        style.legend_outside(ax)
+        # right of the axes; below it when another panel sits to the right (never over data)
+        right = max(other.get_position().x1 for other in ax.figure.axes)
+        if ax.get_position().x1 < right - 1e-6:
+            style.legend_outside(ax, loc="upper left", bbox_to_anchor=(0.0, -0.16))
+        else:
+            style.legend_outside(ax)
     ax.grid(True, which="both", alpha=0.25)
 
 
@@ -225,7 +230,7 @@ def capitals_figure(sweeps: dict, windowed: dict, switch, baseline: dict, title:
                       label=f"{kind}, window")
     left.set_xlabel("k / L")
     left.set_ylabel("accuracy (greedy answer = capital)")
-    style.legend_outside(left, loc="lower left", bbox_to_anchor=(0.0, 1.02), ncol=2)
+    style.legend_outside(left, loc="upper left", bbox_to_anchor=(0.0, -0.16))
     left.grid(True, alpha=0.25)
     depth = switch.layers / switch.n_layers
     middle.plot(depth, switch.p_original.mean(-1), "o-", ms=3, label="P(original capital)")

@@ -17,6 +17,7 @@ from squash_sim.experiments.counting import CountingResult
 from squash_sim.experiments.precision_collapse import CollapseLength
 from squash_sim.experiments.sensitivity import Profile
 from squash_sim.experiments.softmax_tv import SoftmaxTVResult
+from squash_sim.interventions import SweepResult
 from squash_sim.precision import get as get_precision
 
 N = np.arange(1, 513)
@@ -54,6 +55,10 @@ def _figures():
     remedies = {"plain": collapse["none"], "commas every 3": _collapse(3.0),
                 "bf16-pure (lower precision)": _collapse(1.5, 200)}
     rng = np.random.default_rng(0)
+    layers = np.arange(6)
+    sweep = SweepResult("freeze", layers, 6, rng.uniform(0, 2, (6, 2, 3)),
+                        rng.uniform(size=(6, 2, 3)) > 0.3, rng.uniform(size=(6, 2, 3)),
+                        rng.uniform(size=(6, 2, 3)), rng.uniform(size=3))
     frozen = Profile("frozen", 2, 12, rng.uniform(0.1, 3, (2, 12)), np.full((2, 12), 20.0))
     real = Profile("real", 2, 12, rng.uniform(0.1, 3, (1, 12)), None)
     depth = [Profile("frozen", layers, 12, rng.uniform(0.1, 3, (2, 12)), None)
@@ -61,6 +66,7 @@ def _figures():
     return [("collapse", plotting.collapse_figure(collapse, "collapse")),
             ("remedies", plotting.collapse_figure(remedies, "remedies")),
             ("sensitivity", plotting.sensitivity_figure(frozen, real, depth, "sensitivity")),
+            ("intervention", plotting.intervention_figure(sweep, "intervention")),
             ("figure10", plotting.attention_collapse_figure(tenth, "Figure 10", {100: 0.02})),
             ("precision", plotting.precision_figure(lengths, "precision")),
             ("accumulation", plotting.accumulation_figure(rows, "accumulation")),
