@@ -113,9 +113,11 @@ def test_page_in_a_real_browser_offline(site):
     path, sync_playwright = _chromium()
     outside, errors = [], []
 
-    def route(request_route):
+    folder = out.resolve().as_uri() + "/"
+
+    def route(request_route):  # only files inside the site's folder may load
         url = request_route.request.url
-        if url.startswith("file://"):
+        if url.startswith(folder):
             request_route.continue_()
         else:
             outside.append(url)

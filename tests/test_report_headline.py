@@ -28,11 +28,15 @@ def test_headline_says_all_hold_and_names_the_errata():
 
 
 def test_printed_variant_failing_is_an_erratum_and_outside_instances_are_named(tmp_path):
-    row = {"module": "theorem_b5", "claim": "theorem_b5 [variant: printed C]",
+    from proofs_check.claims import theorem_b5
+
+    row = {"module": "theorem_b5", "claim": "theorem_b5 [variant: printed in the main text]",
            "printed_variant": True, "instances": 30, "violations": 3, "assumption_failures": 0,
            "max_tightness": 1.5, "worst_margin": -0.1,
            "summary": "fails with the printed C; holds with C·(1 + β)"}
-    assert runs._claim_verdict(row, tmp_path).verdict == "erratum"
+    printed = runs._claim_verdict(row, tmp_path)
+    assert printed.verdict == "erratum"
+    assert printed.latex == theorem_b5.VARIANT_LATEX["printed in the main text"] != theorem_b5.LATEX
     assert runs._claim_verdict(dict(row, summary=""), tmp_path).verdict == "violated"
     outside = dict(row, printed_variant=False, claim="theorem_b3", module="theorem_b3",
                    violations=0, assumption_failures=2, instances=4,
@@ -60,3 +64,4 @@ def test_statements_are_mathematics_in_the_page_and_the_markdown(tmp_path):
     assert html.index("headline") < html.index("<h2>Verdicts</h2>")
     assert "<math" in html.split("<h2>Verdicts</h2>")[1] and "||dy_n" not in html
     assert "$\\left\\Vert" in text and "||dy_n" not in text
+    assert "**The result holds wherever its hypotheses hold.**\n\n" in text  # its own paragraph
