@@ -46,16 +46,15 @@ DISTANCE_SHORT = r"$\|\Delta\|_1$"
 # Legible at 1280×720: a 6.4 in figure saved at 150 dpi is 960 px wide.
 RC = {"font.size": 12, "axes.titlesize": 12, "axes.labelsize": 12, "legend.fontsize": 10,
       "xtick.labelsize": 11, "ytick.labelsize": 11, "lines.linewidth": 1.8,
-      "lines.markersize": 5, "axes.prop_cycle": None, "svg.fonttype": "none",
-      "legend.frameon": False}
+      "lines.markersize": 5, "svg.fonttype": "none", "legend.frameon": False}
 
 
 def apply(plt) -> None:
-    """Set the style's defaults on matplotlib (plotting.py does this at import)."""
+    """Set the style's defaults on matplotlib (plotting.py does this at import); SVG text stays
+    text (searchable, scalable)."""
     from cycler import cycler
 
-    plt.rcParams.update({**{k: v for k, v in RC.items() if v is not None},
-                         "axes.prop_cycle": cycler(color=CYCLE)})
+    plt.rcParams.update({**RC, "axes.prop_cycle": cycler(color=CYCLE)})
 
 
 def _lookup(table: dict, label: str):
