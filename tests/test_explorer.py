@@ -56,6 +56,23 @@ def test_site_is_self_contained_and_holds_every_setting(site):
         assert abs(sum(at["attention"]) - 1) < 0.05
 
 
+def test_distances_are_the_collapse_experiments(site):
+    """The explorer's record of bf16-pure is the collapse experiment's sweep, bit for bit (an
+    ordered policy fixes every bit), and its summary is analysis.collapse.summarize of it."""
+    from squash_sim import presets
+    from squash_sim.analysis import collapse
+
+    _, data = site
+    record = data["runs"][explorer.key(*STAR[2])]
+    result = collapse.run(presets.get("paper-fig10"), "bf16-pure", max_len=32, seed=0)
+    assert record["l1"] == explorer._sig(result.l1)
+    assert record["status"] == [str(x) for x in result.status]
+    summary = collapse.summarize(result)
+    at = record["at"]["32"]
+    assert (at["status"], at["lasting"], at["first_identical"], at["identical_share"]) == (
+        summary.status, summary.lasting, summary.first_identical, summary.identical_share)
+
+
 def test_running_sums_are_the_accumulators_sums():
     """The softmax running sum of the bf16-pure setting equals an independent float-by-float
     sequential bf16 sum (ml_dtypes) of the same terms; the stall rule sees a sum of ones stop
