@@ -57,6 +57,7 @@ def main(site: str, shots: str | None = None) -> None:
         timings = page.evaluate("window.explorerTimings")
         browser.close()
     print(f"{len(timings)} redraws: median {statistics.median(timings):.1f} ms, "
+          f"second largest {sorted(timings)[-2]:.1f} ms, "
           f"max {max(timings):.1f} ms (first draw {timings[0]:.1f} ms)")
 
 
