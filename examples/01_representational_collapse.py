@@ -3,14 +3,14 @@
 #
 # **The question.** Give a causal Transformer a sequence, then the same sequence with its last
 # token repeated once more. Can its last-token output tell the two apart when the sequence is
-# long? Theorem B.3 of *Transformers need glasses!* says no: the outputs y_n and y*_{n+1} get
+# long? Theorem B.3 of *Transformers need glasses!* says no: the outputs $y_n$ and $y^*_{n+1}$ get
 # arbitrarily close as n grows. The paper gives no rate. For one NoPE layer the difference is
 # exactly
 #
-#     y_n − y*_{n+1} = α*_{n+1,n+1} · (m_n − v_n),    α*_{n+1,n+1} = Θ(1/n)
+# $$y_n - y^*_{n+1} = \alpha^*_{n+1,n+1}\,(m_n - v_n), \qquad \alpha^*_{n+1,n+1} = \Theta(1/n)$$
 #
-# where m_n is the attention average at n: the repeated token gets one more share of weight, and
-# that share is diluted among n others. So ‖Δ‖ ≈ c/n.
+# where $m_n$ is the attention average at $n$: the repeated token gets one more share of weight,
+# and that share is diluted among $n$ others. So $\|\Delta\| \approx c/n$.
 #
 # This notebook measures it in three steps: the paper's Figure 10 (one attention layer), the
 # attention weights that cause it, and a whole model swept in **one forward pass**.
@@ -41,9 +41,9 @@ FIGURES = "out/examples/01"  # where a script run writes the figures
 # %%
 ns = attention_collapse.log_grid(MAX_N)
 runs = [attention_collapse.run(p, ns, seeds=3) for p in attention_collapse.POSITIONALS]
-for r in runs:
-    print(f"{r.positional:>10}: ‖Δ‖₁ at n = {ns[-1]}: {r.mean[-1]:.4f}, "
-          f"fitted exponent {r.decay_exponent():.2f}")
+for r in runs:  # each finding as a sentence
+    print(f"{r.positional}: the distance falls like n^{r.decay_exponent():.2f} and is "
+          f"{r.mean[-1]:.4f} at n = {ns[-1]} (mean of 3 seeds).")
 plotting.show(plotting.attention_collapse_figure(
     runs, "Figure 10: one attention layer", readoffs={5: 0.95, 100: 0.065, 1000: 0.007}),
     f"{FIGURES}/figure10.png")
@@ -60,7 +60,7 @@ assert abs(nope.mean[1] / 0.065 - 1) < 0.15, "the n = 100 read-off of Figure 10"
 # %% [markdown]
 # ## 2. Why: the attention weights dilute
 #
-# `forward(..., return_attention=True)` returns every layer's weights α_ij. On a random prompt
+# `forward(..., return_attention=True)` returns every layer's weights $\alpha_{ij}$. On a random prompt
 # followed by ones, the last row spreads its weight over all the ones; one more one changes that
 # row by Θ(1/n). `plotting.attention_maps` draws them on a log scale, one panel per layer.
 
@@ -79,7 +79,7 @@ plotting.show(plotting.attention_maps(trace, title="tiny model, NoPE: prompt + 2
 # ## 3. A whole model, swept in one pass
 #
 # Causality gives every prefix for free: row j of a causal forward pass is the last-token output
-# of the prefix of length j + 1. So one pass over prompt + N + 1 ones yields y_n and y*_{n+1}
+# of the prefix of length j + 1. So one pass over prompt + N + 1 ones yields $y_n$ and $y^*_{n+1}$
 # for every n ≤ N. `collapse.run` does that and also records where the two float32 outputs are
 # the same bits.
 
@@ -87,7 +87,8 @@ plotting.show(plotting.attention_maps(trace, title="tiny model, NoPE: prompt + 2
 sweep = collapse.run(config, "fp32", max_len=256 if SMALL else 4096)
 for n in (1, 10, 100, sweep.n[-1]):
     print(f"n = {n:>5}: ‖y_n − y*_(n+1)‖₁ = {sweep.l1[n - 1]:.3e}")
-print(f"decay exponent {sweep.decay_exponent():.2f}; one forward pass took {sweep.seconds:.2f} s")
+print(f"The whole model's distance falls like n^{sweep.decay_exponent():.2f}; one forward pass "
+      f"gave all {sweep.n[-1]} pairs in {sweep.seconds:.2f} s.")
 assert sweep.l1[-1] < sweep.l1[9] / 10
 plotting.show(plotting.collapse_figure({"tiny, NoPE": sweep}, "prompt + n ones vs n + 1 ones"),
               f"{FIGURES}/model.png")

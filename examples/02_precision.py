@@ -1,9 +1,9 @@
 # %% [markdown]
 # # Lecture 2 — Precision: when n and n + 1 become the same number (Corollary B.10)
 #
-# Lecture 1 showed ‖y_n − y*_{n+1}‖ → 0. In a float format with spacing ε the two outputs
+# Lecture 1 showed $\|y_n - y^*_{n+1}\| \to 0$. In a float format with spacing $\varepsilon$ the two outputs
 # eventually round to the **same bits**, and then no readout can tell the counts apart: a model
-# cannot count past that point. The **collapse length** n* is the first n from which the two are
+# cannot count past that point. The **collapse length** $n^*$ is the first $n$ from which the two are
 # bit-identical. It depends on the format *and on where rounding happens*.
 # (Theory: squash_sim/theory.md#corollary_b10 and #precision.)
 
@@ -33,16 +33,23 @@ assert precision_collapse.sum_of_ones(1000, "bf16") == 256
 #
 # "bf16" stores activations in bf16 but computes in float32 (what inference does); "bf16-pure"
 # rounds every operation and accumulates in bf16. Beside the measured n* are two estimates from
-# the float32 curve: n_ε, where ‖Δ‖₁ drops below the spacing above 1 (the paper's reading), and
-# n_round, where every coordinate sits inside half a spacing of its value.
+# the float32 curve: $n_\varepsilon$, where $\|\Delta\|_1$ drops below the spacing above 1 (the paper's
+# reading), and $n_\mathrm{round}$, where every coordinate sits inside half a spacing of its value,
+# $|\Delta_i| < \tfrac12\,\mathrm{spacing}(y_i)$.
 
 # %%
 lengths = precision_collapse.run(max_len=256 if SMALL else 1024, mantissa_bits=(2, 3, 5),
                                  named=("fp8_e5m2", "fp8_e4m3fn") if SMALL else
                                  ("fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2"), ladder=not SMALL)
-for x in lengths:
-    star = x.n_star if x.n_star is not None else f"> {x.max_len}"
-    print(f"{x.label:>28}: n* = {star!s:>6}   n_ε = {x.n_eps!s:>5}   n_round = {x.n_round}")
+for x in lengths:  # each finding as a sentence
+    if x.status != "measured":
+        found = f"{x.status}: the format cannot hold the model's values, so no n* is read"
+    elif x.n_star is None:
+        found = f"no lasting collapse by n = {3 * x.max_len // 4}: n and n + 1 stay apart"
+    else:
+        found = f"n and n + 1 ones give the same bits from n = {x.n_star} on"
+    print(f"{x.label}: {found}; the fp32 curve estimates n_ε = {x.n_eps}, "
+          f"n_round = {x.n_round}.")
 plotting.show(plotting.precision_figure(lengths, "collapse length vs mantissa bits"),
               f"{FIGURES}/precision.png")
 

@@ -15,14 +15,17 @@ FIGURES = "out/examples/04"
 # %% [markdown]
 # ## Scale both counts by k and compare the states
 #
-# `counting.run(n0, n1, scales)` feeds 0^(k·n0) 1^(k·n1) for each k and returns, per setting, the
+# `counting.run(n0, n1, scales)` feeds $0^{k n_0} 1^{k n_1}$ for each $k$ and returns, per setting, the
 # largest difference of every layer's states from k = 1 (float64). The bidirectional NoPE model
 # is the proposition's; the others are controls that must break the symmetry.
 
 # %%
 result = counting.run(n0=1, n1=2, scales=(1, 2, 3), seeds=1, layers=2)
-for label, difference in result.difference.items():
-    print(f"{label:>32}: max |state(k) − state(1)| = {difference[:, 1:].max():.2e}")
+for label, difference in result.difference.items():  # each finding as a sentence
+    largest = difference[:, 1:].max()
+    verdict = "cannot tell the counts apart" if largest < 1e-12 else "tells the counts apart"
+    print(f"{label}: scaling both counts changes the states by at most {largest:.2e}, so it "
+          f"{verdict}.")
 assert result.difference["bidirectional, NoPE (Prop B.9)"].max() < 1e-12
 plotting.show(plotting.counting_figure(result, "only ratios are seen"), f"{FIGURES}/counting.png")
 

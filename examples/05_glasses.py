@@ -25,9 +25,10 @@ FIGURES = "out/examples/05"
 
 # %%
 runs = remedies.run(max_len=MAX_N)
-for label, result in runs.items():
-    print(f"{label:>32}: ‖Δ‖₁ at n = {MAX_N}: {result.l1[-1]:.3e}   "
-          f"bit-identical from n = {result.collapse_length}")
+for label, result in runs.items():  # each finding as a sentence
+    same = (f"the two outputs are the same bits from n = {result.collapse_length} on"
+            if result.collapse_length is not None else "the two outputs never become the same bits")
+    print(f"{label}: ‖Δ‖₁ = {result.l1[-1]:.3e} at n = {MAX_N}; {same}.")
 plotting.show(plotting.collapse_figure(runs, "the glasses beside the plain collapse"),
               f"{FIGURES}/remedies.png")
 

@@ -311,6 +311,19 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_explore(args) -> int:
+    from squash_sim import explorer
+
+    start = time.perf_counter()
+    grid = explorer.FULL if args.full else explorer.DEFAULT
+    with explorer.Progress(interrupted=lambda: bool(_INTERRUPTED)) as progress:
+        files = explorer.build(Path(args.out), grid, progress=progress)
+    index = Path(args.out).resolve() / "index.html"
+    print(f"wrote {len(files)} files to {args.out} in {time.perf_counter() - start:.0f} s; open "
+          f"{index.as_uri()} (works offline, no Python needed)")
+    return 0
+
+
 def cmd_real_collapse(args) -> int:
     from squash_sim import runs
 
@@ -488,6 +501,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="proofs_check instances per claim (default: each claim's own)")
     _outputs(report, "out/report", "; png is always embedded")
     report.set_defaults(run=cmd_report)
+
+    explore = commands.add_parser(
+        "explore", help="an install-free collapse explorer: a static site for teaching",
+        description="Precomputes the collapse of the Figure 10 model for a grid of float "
+                    "formats, policies, accumulation models, positional encodings, sweep "
+                    "lengths and seeds, and writes a self-contained site (index.html, its data, "
+                    "vendored uPlot) to --out: open index.html from file:// with no network and "
+                    "no Python. Default grid: a few minutes on 2 cores (docs/explorer.md).")
+    explore.add_argument("--out", type=_out_folder, default="out/explore",
+                         help="folder for the site (default: out/explore)")
+    explore.add_argument("--full", action="store_true",
+                         help="the extended grid: pairwise sums, 6 more e×m formats, ALiBi, "
+                              "3 seeds, sweeps to 2,048 (450 settings: an hour or more)")
+    explore.set_defaults(run=cmd_explore)
 
     real = commands.add_parser(
         "real", help="experiments on a real LLM (--model: Gemma 3 270M, SmolLM2-135M or a path)",

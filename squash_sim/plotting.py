@@ -11,11 +11,13 @@ matplotlib.use("Agg")  # files only; no display is assumed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from squash_sim import figure_style as style  # noqa: E402
 from squash_sim import floats  # noqa: E402
 
-# Large enough to read on a projector: the figures are drawn at 6.4 × 4.2 in, saved at results.DPI.
-plt.rcParams.update({"font.size": 11, "axes.titlesize": 11, "legend.fontsize": 10,
-                     "svg.fonttype": "none"})  # SVG text stays text (searchable, scalable)
+# One style (figure_style.py): fixed colour/marker per positional encoding and format, mathtext
+# labels, legends outside the data, sizes legible on a 1280×720 projector. The figures are drawn
+# at 6.4 × 4.2 in, saved at results.DPI; SVG text stays text (searchable, scalable).
+style.apply(plt)
 
 
 def collapse_figure(results: dict, title: str):
@@ -25,9 +27,11 @@ def collapse_figure(results: dict, title: str):
     positive_values = [r.l1[r.l1 > 0] for r in results.values()]
     floor = min((v.min() for v in positive_values if v.size), default=1e-12) / 2
     marked = flagged = False
-    for label, result in results.items():
+    looks = style.styles(results)
+    for index, (label, result) in enumerate(results.items()):
         positive = (result.l1 > 0) & result.sound
-        line, = ax.loglog(result.n[positive], result.l1[positive], label=label, lw=1.4)
+        line, = ax.loglog(result.n[positive], result.l1[positive], ms=4,
+                          markevery=style.markevery(index), **looks[label])
         same = result.bit_identical & result.sound  # overflowed pairs are never collapse
         if same.any():  # a zero distance has no place on a log axis: ticks at one shared floor
             ax.scatter(result.n[same], np.full(same.sum(), floor), s=30, color=line.get_color(),
@@ -43,7 +47,7 @@ def collapse_figure(results: dict, title: str):
     if flagged:
         ax.scatter([], [], s=30, marker="x", color="black",
                    label="overflow / non-finite (not collapse)")
-    _finish(ax, title, "n (number of ones)", "‖y_n − y*_{n+1}‖₁")
+    _finish(ax, title, "n (number of ones)", style.DISTANCE)
     return figure
 
 
@@ -52,10 +56,12 @@ def real_collapse_figure(results: list, title: str, window: int | None = 512):
     lengths marked below the curve. results: [RealCollapseResult]; window: the model's sliding
     window, marked (None: the model has none)."""
     figure, ax = plt.subplots(figsize=(6.4, 4.2))
-    for result in results:
+    looks = style.styles(str(r.precision) for r in results)
+    for index, result in enumerate(results):
         positive = result.l1 > 0
-        line, = ax.loglog(result.n[positive], result.l1[positive], lw=1.2,
-                          marker="o" if len(result.n) < 20 else None, label=result.precision)
+        line, = ax.loglog(result.n[positive], result.l1[positive], lw=1.4, ms=4,
+                          markevery=1 if len(result.n) < 20 else style.markevery(index),
+                          **looks[str(result.precision)])
         same = result.bit_identical
         if same.any():
             floor = result.l1[positive].min() if positive.any() else 1e-6
@@ -63,19 +69,24 @@ def real_collapse_figure(results: list, title: str, window: int | None = 512):
                        color=line.get_color(), label=f"{result.precision}: bit-identical")
     if window:
         ax.axvline(window, color="grey", ls=":", lw=1, label=f"sliding window {window}")
-    _finish(ax, title, "n", "‖y_n − y*_{n+1}‖₁ (final layer, last token)", spacing_line=False)
+    _finish(ax, title, "n", style.DISTANCE + " (final layer, last token)", spacing_line=False)
     return figure
 
 
 def _finish(ax, title: str, xlabel: str, ylabel: str, spacing_line: bool = True):
     """The shared tail of every figure: bf16 spacing line, labels, legend, grid."""
     if spacing_line:
-        ax.axhline(floats.BF16.eps, color="grey", ls="--", lw=1, label="bf16 spacing 2⁻⁷")
+        ax.axhline(floats.BF16.eps, color="grey", ls="--", lw=1, label=r"bf16 spacing $2^{-7}$")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title("\n".join(textwrap.wrap(title, 60)))
     if ax.get_legend_handles_labels()[0]:
-        ax.legend()
+        # right of the axes; below it when another panel sits to the right (never over data)
+        right = max(other.get_position().x1 for other in ax.figure.axes)
+        if ax.get_position().x1 < right - 1e-6:
+            style.legend_outside(ax, loc="upper left", bbox_to_anchor=(0.0, -0.16))
+        else:
+            style.legend_outside(ax)
     ax.grid(True, which="both", alpha=0.25)
 
 
@@ -83,15 +94,18 @@ def attention_collapse_figure(results: list, title: str, readoffs: dict | None =
     """Figure 10 / Figure 8: mean ‖y_n − y*_{n+1}‖₁ over seeds with min/max band, one curve per
     positional encoding; the paper's read-off values as crosses. results: [AttentionCollapseResult]"""
     figure, ax = plt.subplots(figsize=(6.4, 4.2))
-    for result in results:
+    for index, result in enumerate(results):
         keep = result.n > 1  # n = 1: both sequences are the same token, the distance is exactly 0
-        line, = ax.loglog(result.n[keep], result.mean[keep], lw=1.4, label=result.positional)
+        # coinciding curves (NoPE and RoPE here) stay visible: own dash, markers at staggered n
+        line, = ax.loglog(result.n[keep], result.mean[keep], lw=1.6, ms=6, mfc="none",
+                          markevery=style.markevery(index, 8), zorder=3 + index,
+                          **style.curve(result.positional, index))
         ax.fill_between(result.n[keep], result.l1[:, keep].min(axis=0),
                         result.l1[:, keep].max(axis=0), alpha=0.15, color=line.get_color())
     if readoffs:
         ax.scatter(list(readoffs), list(readoffs.values()), marker="x", color="black", zorder=5,
                    label="paper's read-offs")
-    _finish(ax, title, "n", "‖y_n − y*_{n+1}‖₁")
+    _finish(ax, title, "n", style.DISTANCE)
     return figure
 
 
@@ -102,8 +116,9 @@ def softmax_tv_figure(result, title: str):
     mean = result.mean
     ax.errorbar(result.n, mean, yerr=[mean - result.tv.min(axis=0), result.tv.max(axis=0) - mean],
                 fmt="o-", ms=3, capsize=3, label=f"mean of {result.tv.shape[0]} seeds (min/max)")
-    ax.plot(result.n, result.expected, "k:", label="expected δ̄(n) = 2(n−k)c/(n(n+c))")
-    _finish(ax, title, "n", "δ(softmax x, softmax x*)")
+    ax.plot(result.n, result.expected, "k:",
+            label=r"expected $\bar\delta(n) = \frac{2(n-k)c}{n(n+c)}$")
+    _finish(ax, title, "n", r"$\delta(\mathrm{softmax}\,x,\ \mathrm{softmax}\,x^*)$")
     return figure
 
 
@@ -121,36 +136,45 @@ def precision_figure(lengths: list, title: str):
         found = [(b, x.n_star) for b, x in zip(bits, rows, strict=True) if x.n_star is not None]
         beyond = [b for b, x in zip(bits, rows, strict=True) if x.n_star is None]
         label = "storage (bf16-style)" if suffix == "storage" else "everything rounded (-pure)"
-        line, = ax.semilogy([b for b, _ in found], [n for _, n in found], marker=marker, ls="-",
-                            label=f"n*: {label}")
+        pure = suffix == "-pure"  # the two can coincide: open markers under a dashed line
+        line, = ax.semilogy([b for b, _ in found], [n for _, n in found], marker=marker,
+                            ls="--" if pure else "-", ms=5 if pure else 9,
+                            mfc=None if pure else "none", zorder=3 if pure else 2,
+                            color=style.OKABE_ITO["vermillion" if pure else "black"],
+                            label=f"$n^*$: {label}")
         if beyond:
-            ax.scatter(beyond, [max_len * 1.3] * len(beyond), marker="^", color=line.get_color(),
-                       label=f"{label}: n* > {max_len}")
+            ax.scatter(beyond, [max_len * (1.3 if pure else 1.6)] * len(beyond), marker="^",
+                       color=line.get_color(),
+                       label=f"{label}: $n^* > {max_len}$")
     named = [x for x in lengths if x.family == "named"]
     labels: dict = {}  # one annotation per point, naming every policy drawn there
     for x in named:  # the table's formats at their mantissa width (their own exponent widths)
         bits = floats.get(x.fmt).mantissa_bits
         pure = x.label.endswith("-pure")
         y = x.n_star if x.n_star is not None else max_len * 1.3
+        color = style.curve(x.fmt)["color"]
         ax.scatter([bits], [y], marker=("^" if x.n_star is None else "D" if pure else "P"), s=55,
-                   facecolor="none" if pure else "tab:red", edgecolor="tab:red", zorder=5)
+                   facecolor="none" if pure else color, edgecolor=color, zorder=5)
         labels.setdefault((bits, y), []).append(x.label.replace("fp8_", ""))
-    for (bits, y), names in labels.items():
-        ax.annotate("\n".join(names), (bits, y), textcoords="offset points", xytext=(6, -4),
-                    fontsize=7, va="top")
+    rightmost = max([int(x.fmt.split("m")[1]) for x in sweep] + [b for b, _ in labels])
+    for (bits, y), names in labels.items():  # the rightmost labels go left, inside the axes
+        left = bits >= rightmost
+        ax.annotate("\n".join(names), (bits, y), textcoords="offset points", fontsize=8,
+                    xytext=(-8 if left else 6, -4), va="top", ha="right" if left else "left")
     if named:
-        ax.scatter([], [], marker="P", color="tab:red", label="named format, storage")
-        ax.scatter([], [], marker="D", facecolor="none", edgecolor="tab:red",
+        ax.scatter([], [], marker="P", color="grey", label="named format, storage")
+        ax.scatter([], [], marker="D", facecolor="none", edgecolor="grey",
                    label="named format, -pure")
     estimates = {int(x.fmt.split("m")[1]): (x.n_eps, x.n_round) for x in sweep}
     bits = sorted(estimates)
-    for index, (label, style) in enumerate((("n_ε: fp32 ‖Δ‖₁ < ε", "k--"),
-                                            ("n_round: |Δ_i| < ½ spacing(y_i)", "k:"))):
+    for index, (label, dash) in enumerate((
+            (r"$n_\varepsilon$: fp32 $\|\Delta\|_1 < \varepsilon$", "k--"),
+            (r"$n_\mathrm{round}$: $|\Delta_i| < \frac{1}{2}\,\mathrm{spacing}(y_i)$", "k:"))):
         points = [(b, estimates[b][index]) for b in bits if estimates[b][index] is not None]
-        ax.semilogy([b for b, _ in points], [n for _, n in points], style, label=label)
+        ax.semilogy([b for b, _ in points], [n for _, n in points], dash, label=label)
     ax.axhline(max_len, color="grey", lw=0.8, label=f"end of the sweep (n = {max_len})")
     _finish(ax, title, "mantissa bits (e8mX sweep; named formats at their own)",
-            "collapse length n*", spacing_line=False)
+            r"collapse length $n^*$", spacing_line=False)
     return figure
 
 
@@ -164,14 +188,15 @@ def sensitivity_figure(frozen, real, depth: list, title: str):
     left.semilogy(np.arange(1, real.n + 1), real.norms.mean(axis=0), "s-", ms=3,
                   label="real softmax + RMSNorm")
     left.set_xlabel("input position i")
-    left.set_ylabel("‖∂y_n/∂v_i‖₂ (mean over seeds)")
-    left.legend()
+    left.set_ylabel(r"$\|\partial y_n / \partial v_i\|_2$ (mean over seeds)")
+    style.legend_outside(left, loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=2)
     left.grid(True, which="both", alpha=0.25)
     for profile in depth:
         right.plot(np.arange(1, profile.n + 1), profile.share, lw=1.2, label=f"L = {profile.layers}")
     _finish(right, f"share of sensitivity by depth ({depth[0].setting})", "input position i",
-            "share of Σ_i ‖∂y_n/∂v_i‖₂", spacing_line=False)
+            r"share of $\Sigma_i \|\partial y_n / \partial v_i\|_2$", spacing_line=False)
     right.set_yscale("log")
+    figure.subplots_adjust(wspace=0.32)
     figure.suptitle(title)
     return figure
 
@@ -205,7 +230,7 @@ def capitals_figure(sweeps: dict, windowed: dict, switch, baseline: dict, title:
                       label=f"{kind}, window")
     left.set_xlabel("k / L")
     left.set_ylabel("accuracy (greedy answer = capital)")
-    left.legend()
+    style.legend_outside(left, loc="upper left", bbox_to_anchor=(0.0, -0.16))
     left.grid(True, alpha=0.25)
     depth = switch.layers / switch.n_layers
     middle.plot(depth, switch.p_original.mean(-1), "o-", ms=3, label="P(original capital)")
@@ -219,7 +244,7 @@ def capitals_figure(sweeps: dict, windowed: dict, switch, baseline: dict, title:
     for label, result in baseline.items():
         right.plot(result.depth, result.final_change.mean(axis=(1, 2)), "o-", ms=3, label=label)
     _finish(right, "relative change of the last output y_n", "k / L",
-            "‖y − y_clean‖ / ‖y_clean‖", spacing_line=False)
+            r"$\|y - y_\mathrm{clean}\| \,/\, \|y_\mathrm{clean}\|$", spacing_line=False)
     figure.suptitle(title)
     return figure
 
@@ -242,7 +267,7 @@ def real_tasks_figure(copy_rows, count_rows, profile, profile_text: str, title: 
     _finish(middle, "count the ones (few-shot)", "true count", "answer", spacing_line=False)
     right.semilogy(np.arange(profile.size), profile / profile.sum(), lw=1.2)
     _finish(right, "sensitivity of y_n to each input", "input position i (0 = BOS)",
-            "share of Σ_i ‖∂y_n/∂h0_i‖_F", spacing_line=False)
+            r"share of $\sum_i \|\partial y_n / \partial h^0_i\|_F$", spacing_line=False)
     figure.suptitle(f"{title}\n{profile_text}", fontsize=10)
     figure.tight_layout(rect=(0, 0, 1, 0.9))
     return figure
@@ -257,7 +282,7 @@ def accumulation_figure(rows: list, title: str):
     models = list(dict.fromkeys(r.model for r in rows))
     top = 3 * max(r.max_len for r in rows) // 4
     for j, model in enumerate(models):
-        color = f"C{j}"
+        color = style.CYCLE[(j + 1) % len(style.CYCLE)]
         for i, fmt in enumerate(formats):
             r = next((x for x in rows if x.fmt == fmt and x.model == model), None)
             x = i + (j - (len(models) - 1) / 2) * 0.12
@@ -274,23 +299,23 @@ def accumulation_figure(rows: list, title: str):
                            facecolors=color if r.mechanism == "accumulator stalled" else "none")
         ax.scatter([], [], marker="o", color=color, label=model)
     ax.axhline(top, color="grey", lw=0.8, ls=":", label="reach: 3/4 of the sweep")
-    ax.scatter([], [], marker="o", color="black", label="● accumulator stalled")
+    ax.scatter([], [], marker="o", color="black", label="filled: accumulator stalled")
     ax.scatter([], [], marker="o", facecolors="none", color="black",
-               label="○ representations round together")
-    ax.scatter([], [], marker="^", color="black", label="▲ no collapse within reach")
-    ax.scatter([], [], marker="x", color="black", label="× non-finite / overflow (not collapse)")
+               label="open: representations round together")
+    ax.scatter([], [], marker="^", color="black", label="no collapse within reach")
+    ax.scatter([], [], marker="x", color="black", label="non-finite / overflow (not collapse)")
     if any(r.status == "too large" for r in rows):
         ax.scatter([], [], marker="s", facecolors="none", color="black",
-                   label="□ not run: too large for the implementation")
+                   label="not run: too large for the implementation")
     done = {(r.fmt, r.model) for r in rows}
     if len(done) < len(formats) * len(models):
         ax.plot([], [], " ", label="(a gap: that cell was not run)")
     ax.set_yscale("log")
     ax.set_ylim(1, top * 2.2)  # n* = 1 at the bottom: a high marker is a late collapse, not zoom
     ax.set_xticks(range(len(formats)), formats)
-    ax.set_ylabel("collapse length n*")
-    ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=10)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_ylabel(r"collapse length $n^*$")
+    ax.set_title("\n".join(textwrap.wrap(title, 70)))
+    style.legend_outside(ax, fontsize=9)
     figure.tight_layout()
     return figure
 
@@ -327,7 +352,7 @@ def attention_maps(trace, *, head: int | None = 0, batch: int = 0, layers=None,
         if labels is not None:
             ax.set_xticks(range(len(labels)), labels, fontsize=6, rotation=90)
     axes[0][0].set_ylabel("query position i")
-    figure.colorbar(image, ax=axes[0].tolist(), label="α_ij (log scale)", shrink=0.85)
+    figure.colorbar(image, ax=axes[0].tolist(), label=r"$\alpha_{ij}$ (log scale)", shrink=0.85)
     figure.suptitle(title)
     return figure
 
@@ -385,3 +410,4 @@ def show(figure, path=None):
     elif path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_bytes(buffer.getvalue())
+        print(f"figure written to {Path(path).resolve()}")  # relative paths: from where it runs

@@ -333,15 +333,21 @@ class Numerics:
         format when one is set: in the "-pure" presets every operation is rounded."""
         return _round(x, self.p.accumulation)
 
+    def softmax_terms(self, scores, valid):
+        """The terms of the softmax denominator: exp(score − row max) in the softmax format,
+        exact zeros at masked keys (softmax adds these; the explorer shows their running sum)."""
+        fmt = self.p.softmax
+        row_max = jnp.max(jnp.where(valid, scores, -jnp.inf), axis=-1, keepdims=True)
+        exps = _round(jnp.exp(_round(scores - row_max, fmt)), fmt)
+        return jnp.where(valid, exps, 0.0)
+
     def softmax(self, scores, valid):
         """Softmax over the last axis, restricted to `valid` keys (every row has at least one).
 
         Masking is a select on the exponentials, so masked keys contribute exact zeros whatever the
         format (a saturating format could not hold −inf)."""
         fmt = self.p.softmax
-        row_max = jnp.max(jnp.where(valid, scores, -jnp.inf), axis=-1, keepdims=True)
-        exps = _round(jnp.exp(_round(scores - row_max, fmt)), fmt)
-        exps = jnp.where(valid, exps, 0.0)
+        exps = self.softmax_terms(scores, valid)
         sum_format = self.p.sum_format("softmax")
         if sum_format is None:
             total = jnp.sum(exps, axis=-1, keepdims=True)

@@ -26,6 +26,9 @@ VERDICTS = {
              "statement, but k of the N drawn instances lie outside them (e.g. ALiBi's unbounded "
              "logits, a positional term added to the residual stream). Those k are shown with "
              "what was observed; they are never counted as passes.",
+    "erratum": "the paper's printed form of a statement fails with its printed constant and the "
+               "corrected form (theory.md) holds: an erratum of the paper, not a failure of the "
+               "result; the failing instance is linked and replays like a counterexample.",
     "violated": "at least one instance that meets every assumption breaks the statement; the "
                 "shrunk counterexample is linked and replays with `python -m proofs_check "
                 "--replay FILE`.",
@@ -57,6 +60,7 @@ class Verdict:
     counterexample: str | None = None  # path relative to the report folder
     section: str = ""  # filled in from the section that carries the row
     mechanism: str = ""  # what produced a reported collapse (e.g. "softmax sum stalls at 256")
+    latex: str = ""  # the statement as LaTeX (claim modules' LATEX): shown as mathematics
 
     def __post_init__(self):
         if verdict_word(self.verdict) not in VERDICTS:
@@ -76,6 +80,73 @@ def decide(*, violations: int, assumption_failures: int, instances: int,
     if assumption_failures:
         return f"holds, assumption not met on {assumption_failures} of {instances}"
     return "holds"
+
+
+def headline(rows: list[Verdict]) -> str:
+    """The report's first sentence, from the verdict rows: whether every result holds where its
+    hypotheses hold, which printed variants are errata, and what is only measured."""
+    if not rows:
+        return "No section of this run decides a statement."
+    families = {}
+    for v in rows:
+        families.setdefault(verdict_word(v.verdict).split(",")[0], []).append(v)
+    holds = families.get("holds", [])
+    errata = families.get("erratum", [])
+    bad = families.get("violated", []) + families.get("overflow", [])
+    decided = len(holds) + len(bad)
+    names = lambda group: ", ".join(dict.fromkeys(v.paper.split(" — ")[0].split(" (")[0]
+                                                  for v in group))  # noqa: E731
+    if bad:
+        text = (f"{len(bad)} of {decided} results do not hold: {names(bad)} "
+                f"({', '.join(dict.fromkeys(v.verdict for v in bad))}); see the table")
+    elif holds:
+        text = (f"All {len(holds)} results hold wherever their hypotheses hold" if len(holds) > 1
+                else "The result holds wherever its hypotheses hold")
+        outside = [v for v in holds if v.verdict != "holds"]
+        if outside:
+            text += f" ({len(outside)} of them with instances outside their hypotheses, shown)"
+    else:
+        text = "No result was decided"
+    if errata:
+        many = len(errata) > 1
+        text += (f"; {len(errata)} printed variant{'s' if many else ''} of {names(errata)} "
+                 f"fail{'' if many else 's'} with the printed constant{'s' if many else ''} and "
+                 f"hold{'' if many else 's'} with the corrected one{'s' if many else ''}: "
+                 f"{'errata' if many else 'an erratum'}")
+    rest = {word: len(group) for word, group in families.items()
+            if word not in ("holds", "erratum", "violated", "overflow")}
+    if rest:
+        text += "; " + ", ".join(f"{count} {word}" for word, count in rest.items())
+    return text + "."
+
+
+def mathml(latex: str) -> str:
+    """LaTeX → inline MathML (latex2mathml: pure Python, no JavaScript in the page), its text
+    escaped so that Markdown leaves it alone inside a table cell. '' when it cannot convert."""
+    import re
+
+    try:
+        from latex2mathml.converter import convert
+        markup = convert(latex)
+    except Exception:  # an unsupported macro: the caller falls back to the plain statement
+        return ""
+    escape = {c: f"&#{ord(c)};" for c in "\\`*_[]|~"}
+    return re.sub(r">([^<]+)<", lambda m: ">" + "".join(escape.get(c, c) for c in m.group(1))
+                  + "<", markup.replace("\n", " "))
+
+
+def _statement(v: Verdict, html: bool) -> str:
+    """A verdict row's statement: mathematics where the row has LaTeX (MathML on the page,
+    $…$ in report.md, pipes written as \\vert so the table survives), else the plain text."""
+    if v.latex:
+        if html:
+            markup = mathml(v.latex)
+            if markup:
+                return markup
+        else:
+            tex = v.latex.replace("\\|", "\\Vert ").replace("|", "\\vert ")
+            return "$" + " ".join(tex.split()) + "$"
+    return _cell(v.statement)
 
 
 def all_finite(*values) -> bool:
@@ -171,7 +242,7 @@ def _environment() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["cell"] = _cell
-    env.globals.update(columns=_columns, badge=_badge, verdicts=VERDICTS)
+    env.globals.update(columns=_columns, badge=_badge, verdicts=VERDICTS, statement=_statement)
     return env
 
 
@@ -182,7 +253,8 @@ def markdown(sections: list[Section], title: str, preamble: list[str], *,
     rows = [v for s in sections for v in s.verdicts]
     preamble = [line.replace("](theory.md", f"]({theory}") for line in preamble]
     return _environment().get_template("report.md.j2").render(
-        sections=sections, title=title, preamble=preamble, rows=rows, theory=theory, html=html)
+        sections=sections, title=title, preamble=preamble, rows=rows, theory=theory, html=html,
+        headline=headline(rows))
 
 
 STYLE = """
@@ -196,6 +268,9 @@ img{max-width:100%;border:1px solid #eee}code{background:#f2f2f2;padding:0 .2em}
 .verdict{font-weight:bold;padding:1px 6px;border-radius:4px}
 .v-holds{background:#d6f5d6}.v-violated{background:#ffc9c9}.v-overflow{background:#ffd8a8}
 .v-not-reproducible{background:#e9ecef}.v-measured{background:#dbe4ff}
+.v-erratum{background:#fff3bf;font-style:italic}math{font-size:1.15em}
+.headline{font-size:1.15em;font-weight:600;border-left:6px solid #009E73;padding:.4em .8em;
+          background:#f3faf6}
 nav ul{columns:2}
 .verdicts td:nth-child(3){min-width:15em}.verdicts td:nth-child(5){min-width:13em}
 .verdicts td:nth-child(4){min-width:8em}

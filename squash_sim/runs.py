@@ -93,7 +93,10 @@ def collapse(out: Path, *, preset: str = "tiny", positionals=None, precision="fp
                                     instances=len(runs),
                                     finite=all(r.sound.all() for r in runs.values())),
         "; ".join(f"{p}: n={max_len} {float(r.l1[-1]):.3g}, exponent {exponent(r)}"
-                  for p, r in runs.items()), theory="theorem_b3")
+                  for p, r in runs.items())
+        + (f"; outside the hypotheses: {', '.join(outside)}" if outside and inside else ""),
+        theory="theorem_b3", latex=r"\|y_n - y^*_{n+1}\|_1 \text{ decreases with } n"
+                                   rf"\text{{ ({preset} model, prompt + n ones)}}")
     return Section("collapse", f"Representational collapse on the {preset} model",
                    "theorem_b3", [
                        f"‖y_n − y*_(n+1)‖₁ for a {prompt_len}-token random prompt + n ones vs n + 1 "
@@ -190,7 +193,11 @@ def attention_collapse(out: Path, *, figure: str = "figure10", positionals=None,
                 assumption_failures=len(outside), instances=len(runs), finite=finite),
             "; ".join([f"{r.positional} exponent {r.decay_exponent():.2f}" for r in runs]
                       + [f"n={n}: paper {FIGURE10_READOFFS[n]}, measured {v:.3g}"
-                         for n, v in measured.items()]), theory="theorem_b3")
+                         for n, v in measured.items()]
+                      + [f"outside the hypotheses: {r.positional} (logits unbounded below)"
+                         for r in outside]), theory="theorem_b3",
+            latex=r"\text{one attention layer: } \|y_n - y^*_{n+1}\|_1 \text{ decays}"
+                  r"\text{ (NoPE, sinusoidal, RoPE); the paper's read-offs}")
     else:
         crossings = {r.positional: r.first_below(EPS) for r in runs}
         text = ["The paper: the sinusoidal curve crosses 2⁻⁷ near n ≈ 500. Measured (sinusoidal "
@@ -236,7 +243,9 @@ def softmax_tv(out: Path, *, seeds: int = 5, formats=("png",), progress=_quiet) 
                       "follows the derived δ̄(n) ≈ 2c/n within 10 %",
                       "overflow" if not all_finite(result.mean) else
                       "holds" if worst <= 0.10 else "violated",
-                      f"max relative error {100 * worst:.1f} %", theory="lemma_b2")
+                      f"max relative error {100 * worst:.1f} %", theory="lemma_b2",
+                      latex=r"\text{softmax of eventually-equal sequences: mean } \delta"
+                            r"\text{ follows } \bar\delta(n) \approx 2c/n \text{ within 10\%}")
     return Section("figure9", "Figure 9: softmax total variation", "lemma_b2", [
         f"x ~ U[0,1]ⁿ, x* = x + U[0, 0.1] on the first {result.k} entries; δ = ‖·‖₁. The mean over "
         f"{seeds} seeds is within {100 * worst:.1f} % of the independently derived curve "
@@ -424,7 +433,9 @@ def sensitivity(out: Path, *, n: int = 32, seeds: int = 3, depths=(1, 2, 4, 8, 1
                 "position (frozen attention, theory norms)",
                 decide(violations=sum(not p.bound_holds for p in checked), assumption_failures=0,
                        instances=len(checked), finite=all_finite(tight)),
-                f"max LHS/RHS {tight:.3g} over {len(checked)} profiles", theory="theorem_b5"),
+                f"max LHS/RHS {tight:.3g} over {len(checked)} profiles", theory="theorem_b5",
+                latex=r"\|\partial y_n / \partial v_i\|_2 \le \text{the matrix-form bound at "
+                      r"every position (frozen attention, theory norms)}"),
         Verdict("Proposition B.8 [5.2], on a model", "with depth the first token takes over the "
                 "sensitivity (a statement about the bound; the true profile is measured)",
                 "measured", "first-token share " + ", ".join(
@@ -556,6 +567,8 @@ def _claim_verdict(row: dict, out: Path) -> Verdict:
     finite = all_finite(outcome.get("lhs"), outcome.get("rhs"))
     word = decide(violations=row["violations"], assumption_failures=row["assumption_failures"],
                   instances=row["instances"], finite=finite)
+    if row["printed_variant"] and word == "violated" and "holds with" in row.get("summary", ""):
+        word = "erratum"  # the printed constant fails, the corrected one holds (theory.md)
     # LHS/RHS reads as "how much of the bound is used" only for 0 ≤ ratio ≤ 1; a claim whose
     # sides are negative (a fitted exponent ≤ −0.5) holds with a ratio above 1, so show its
     # margin instead. NaN: no ratio (equalities).
@@ -570,9 +583,16 @@ def _claim_verdict(row: dict, out: Path) -> Verdict:
         key += f"; {row['violations']} violating"
     if row.get("summary"):  # a printed variant: which constant fails, which one holds
         key += f" — {row['summary']}"
+    if row["assumption_failures"] and row.get("not_judged"):  # which instances, and why
+        key += "; outside the hypotheses: " + ", ".join(
+            f"{count} {reason.split(': ', 1)[-1]}" for reason, count in row["not_judged"].items())
     path = row.get("counterexample_file")
+    latex = getattr(module, "LATEX", "")
+    if row["printed_variant"]:  # the printed form's own formula, never the checked one's
+        latex = getattr(module, "VARIANT_LATEX", {}).get(variant, "")
     return Verdict(paper, module.STATEMENT, word, key, theory=module.NAME,
-                   counterexample=Path(path).relative_to(out).as_posix() if path else None)
+                   counterexample=Path(path).relative_to(out).as_posix() if path else None,
+                   latex=latex)
 
 
 def claims(out: Path, *, examples: int | None = None, examples_scale: float = 1.0, formats=(),
@@ -1150,7 +1170,10 @@ def _report_write(out, sections, *, size, real, formats, progress, start):
         "Result names (`theorem_b3`, …) follow [theory.md](theory.md), the statements as this "
         "project checks them, with the paper's errata; \"[G]\" is *Transformers need glasses!* "
         "(Barbero et al., 2024), \"[A]\" *Attend First, Consolidate Later* (Ben-Artzy & "
-        "Schwartz, 2024)."]
+        "Schwartz, 2024).",
+        "To show precision-induced collapse interactively (a lecture, a reading group): "
+        "`squash-sim explore --out site` writes a collapse explorer that opens from a folder, "
+        "offline (docs/explorer.md)."]
     md, page = report_module.write(sections, out, "squash_sim report: Transformers need glasses!",
                                    preamble)
     return md, page, sections

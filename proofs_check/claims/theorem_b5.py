@@ -148,6 +148,17 @@ VARIANTS = {
     "printed in the main text": lambda inst: _check(inst, form="main"),
     "printed in the appendix statement": lambda inst: _check(inst, form="appendix"),
 }
+# The printed forms as the paper prints them (the report shows each beside its verdict).
+VARIANT_LATEX = {
+    "printed in the main text": (
+        r"\left\|\frac{\partial y_n}{\partial v_i^{(0)}}\right\|_2 \le \frac{1}{\beta_3}"
+        r"\prod_\ell\Big(\frac{\sigma_\psi}{\beta_2^{(\ell)}}+1\Big)"
+        r"\Big[\prod_\ell\big(\tfrac{\Lambda^{(\ell)}}{\beta_2^{(\ell)}}+I\big)\Big]_{n,i}"),
+    "printed in the appendix statement": (
+        r"\left\|\frac{\partial y_n}{\partial v_i^{(0)}}\right\|_2 \le \frac{1}{\beta_3}"
+        r"\prod_\ell \sigma_\psi \Big[\prod_\ell \tfrac{\Lambda^{(\ell)} + I}{\beta_1^{(\ell)}}"
+        r"\Big]_{n,i}"),
+}
 # The main text's C is unspecified ("C > 0"), so a printed form is refuted only for a stated C: the
 # runner reports "fails with the printed C, holds with C·(correction)" from what it measured.
 VARIANT_CORRECTIONS = {

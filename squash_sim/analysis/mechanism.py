@@ -149,3 +149,23 @@ def explain(run: Callable, precision: Precision | str, *, collapse_length: int |
     return Mechanism(str(precision), n_star, STALLED, str(counterfactual), other,
                      f"with fp32 accumulators the outputs still differ at n = {n_star} "
                      f"(collapse {later})", tuple(stalled))
+
+
+def first_stall(running, exact, fmt: floats.FloatFormat) -> int | None:
+    """Where a running sum stopped growing: the first term count m (1-based) from which the
+    running sum kept in `fmt` never changes again although the exact sum of the same terms moves
+    on by at least fmt's spacing at the stalled value (so the terms it dropped add up to
+    something the format could hold: a stall, not the last few rounding steps).
+    running, exact: (M,) the sums of the first 1..M terms (the accumulator's; float64).
+    None when nothing was lost that way."""
+    running = np.asarray(running, np.float64)
+    exact = np.asarray(exact, np.float64)
+    if running.shape != exact.shape or running.ndim != 1 or not len(running):
+        raise ValueError(f"first_stall: running and exact must be equal (M,) arrays, got shapes "
+                         f"{running.shape} and {exact.shape}")
+    moves = np.flatnonzero(running[1:] != running[:-1])  # index i: term i + 2 changed the sum
+    start = 0 if not len(moves) else int(moves[-1]) + 1  # the sum is constant from index start
+    spacing = float(floats.spacing(np.float32(abs(running[start])), fmt))
+    if start >= len(running) - 1 or abs(exact[-1] - exact[start]) < spacing:
+        return None
+    return start + 1
