@@ -19,6 +19,7 @@ took last time, corrected by how this run compares."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import hashlib
@@ -36,7 +37,7 @@ import time
 from pathlib import Path
 
 from squash_sim import results
-from squash_sim.report import VERDICTS, Section, verdict_word
+from squash_sim.report import VERDICTS, Section, Verdict, verdict_word
 
 PACKAGE = Path(__file__).resolve().parent
 # Files that only render or wire: editing them never changes a section's numbers. runs.py is
@@ -77,8 +78,9 @@ def _sha256(path: Path) -> str:
 
 RECORD_FORMAT = 2  # version of the record layout below; older records are recomputed
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_VERDICT_FIELDS = {"paper", "statement", "verdict", "key_number", "theory", "counterexample",
-                   "section", "mechanism"}
+# A row's fields are the Verdict dataclass's own: one definition, so a field added there (e.g.
+# `latex`) is part of the schema at once.
+_VERDICT_FIELDS = {field.name for field in dataclasses.fields(Verdict)}
 _SECTION_FIELDS = {"key", "title", "reference", "summary", "table", "figures", "data",
                    "seconds", "verdicts"}
 
