@@ -1,0 +1,301 @@
+"""Tensor-core arithmetic: block fused multiply-add models that reproduce NVIDIA hardware bit for bit.
+
+One tensor-core MMA instruction computes d = a·b + c over vectors of K products. Real hardware does
+not round each addition to nearest (squash_sim.accumulate's models); Khattak & Mikaitis, *Accurate
+Models of NVIDIA Tensor Cores* (arXiv 2512.07004, 2025), measured what it does instead. This module
+is written from that published description and fitted to their hardware outputs
+(../shared/hardware/tensor_cores; docs/precision_hardware.md, "Tensor cores, bit for bit"):
+
+  1. products are exact and unnormalised: a·b has exponent e_a + e_b (each input's exponent, its
+     format's emin for subnormals) and an integer significand M_a·M_b;
+  2. a fused group of G products and the accumulator input c are aligned to the largest exponent
+     E among them (zero terms take no part): each term keeps F = (output fraction bits) + X bits
+     below 2^E, X the "extra alignment bits" (negative: fewer), and its lower bits are truncated
+     toward zero (sign-magnitude);
+  3. the exact sum of the truncated terms is normalised and rounded once to the output format:
+     toward zero for fp32 output, to nearest-even for fp16 output; subnormals are kept;
+  4. a dot product longer than G adds successive groups: d ← group(products, d), d held in the
+     output format (c is the first d).
+
+Everything is integer arithmetic: the aligned terms and their sum are int64, under a scoped
+`jax.enable_x64(True)` that touches nothing outside it (the arrays coming in and going out are
+float32), so the model runs under jit, inside scans, on any backend, and gives the same bits
+eagerly. Non-finite inputs (never in the measured data) give what float32 arithmetic gives.
+
+Entry point: `mma(a, b, c, gpu="h100", input_format="bf16", output_format="fp32")` over rows of
+K-vectors; `dot_general`-style use in a forward goes through `tensor_core_einsum` (the precision
+policies "bf16+tc:h100", ...: squash_sim.precision).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from squash_sim import floats
+from squash_sim.floats import FloatFormat
+
+GPUS = ("v100", "a100", "h100", "b200")
+OUTPUTS = {"fp32": floats.FP32, "fp16": floats.FP16}
+_INPUT_ALIASES = {"e4m3": "fp8_e4m3fn", "fp8": "fp8_e4m3fn", "e5m2": "fp8_e5m2"}
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorCore:
+    """One GPU's MMA for one input format (the module docstring's steps).
+
+    group        G, products fused per alignment (with the accumulator input)
+    extra_bits   X, bits kept below the output precision when aligning (may be negative)
+    k            the MMA instruction's vector length (the measured data's K); informative
+    interleave   fp8 on H100/B200: a group of G products is added as `interleave` sub-groups of
+                 G / interleave, the products of sub-group j being those with index ≡ j (mod
+                 interleave); each sub-group is one fused addition into d
+    accumulator  the format a group's exact sum is rounded to before it leaves the adder: fp32,
+                 or e8m13 (14 significant bits) for H100 fp8 (found from the data: 100 %)
+    fp32_rounding  the final rounding of a group's exact sum ("toward_zero" or "nearest")
+    fp16_rounding  an fp16-output MMA: c enters rounded to fp16, each group's fp32 result (above)
+                   is rounded to fp16 by this mode (the fp16 d of the measured data: 100 %)
+    """
+
+    gpu: str
+    input_format: FloatFormat
+    group: int
+    extra_bits: int
+    k: int
+    interleave: int = 1
+    accumulator: FloatFormat = floats.FP32
+    fp32_rounding: str = "toward_zero"
+    fp16_rounding: str = "nearest"
+
+    def __str__(self) -> str:
+        return f"{self.gpu}/{self.input_format}"
+
+
+def _presets() -> dict[tuple[str, str], TensorCore]:
+    f16, b16, t32, e4, e5 = (floats.FP16, floats.BF16, floats.TF32, floats.FP8_E4M3FN,
+                             floats.FP8_E5M2)
+    e8m13 = FloatFormat(8, 13)
+    rz, rn = "toward_zero", "nearest"
+    rows = [  # gpu, input, G, X, K, accumulator, final rounding (fp32 out)
+        ("v100", f16, 4, 0, 4, floats.FP32, rz),
+        ("a100", f16, 8, 1, 8, floats.FP32, rz), ("a100", b16, 8, 1, 8, floats.FP32, rz),
+        ("a100", t32, 4, 1, 4, floats.FP32, rz),
+        ("h100", f16, 16, 2, 16, floats.FP32, rz), ("h100", b16, 16, 2, 16, floats.FP32, rz),
+        ("h100", t32, 8, 2, 4, floats.FP32, rz),
+        # Published: two interleaved groups of 16, −10 bits. The data: one fused group of 32,
+        # −10 bits, and the sum truncated to 13 fraction bits (docs/precision_hardware.md).
+        ("h100", e4, 32, -10, 32, e8m13, rz), ("h100", e5, 32, -10, 32, e8m13, rz),
+        ("b200", f16, 16, 2, 16, floats.FP32, rz), ("b200", b16, 16, 2, 16, floats.FP32, rz),
+        ("b200", t32, 8, 2, 4, floats.FP32, rz),
+        # Published: 2 bits, toward zero. The data: nearest-even, and ≥ 7 (e4m3) / 8 bits.
+        ("b200", e4, 32, 8, 32, floats.FP32, rn), ("b200", e5, 32, 8, 32, floats.FP32, rn),
+    ]
+    return {(gpu, fmt.name): TensorCore(gpu, fmt, g, x, k, accumulator=acc, fp32_rounding=mode)
+            for gpu, fmt, g, x, k, acc, mode in rows}
+
+
+PRESETS: dict[tuple[str, str], TensorCore] = _presets()
+
+
+def preset(gpu: str, input_format: str | FloatFormat = "bf16") -> TensorCore:
+    """The TensorCore of a GPU ("v100", "a100", "h100", "b200") for an input format."""
+    if not isinstance(gpu, str) or gpu.strip().lower() not in GPUS:
+        raise ValueError(f"hardware: gpu must be one of {', '.join(GPUS)}, got {gpu!r}")
+    gpu = gpu.strip().lower()
+    if isinstance(input_format, str):
+        input_format = _INPUT_ALIASES.get(input_format.strip().lower(), input_format)
+    try:
+        fmt = floats.get(input_format)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"hardware: input_format: {err}") from None
+    core = PRESETS.get((gpu, fmt.name))
+    if core is None:
+        known = sorted(name for g, name in PRESETS if g == gpu)
+        raise ValueError(f"hardware: {gpu} has no tensor-core model for input format {fmt}; "
+                         f"use one of {', '.join(known)}")
+    return core
+
+
+def _output(output_format) -> FloatFormat:
+    key = output_format if isinstance(output_format, str) else getattr(output_format, "name", None)
+    if key not in OUTPUTS:
+        raise ValueError(f"hardware: output_format must be 'fp32' or 'fp16', got {output_format!r}")
+    return OUTPUTS[key]
+
+
+# ---- the integer core -----------------------------------------------------------------------
+
+
+def _decompose(x, fmt: FloatFormat):
+    """float32 values of fmt → (negative, exponent, integer significand M) with x = ±M·2^(e − m),
+    e = max(⌊log₂|x|⌋, fmt.emin). int32 parts; M = 0 for zeros."""
+    bits = lax.bitcast_convert_type(x, jnp.uint32)
+    negative = (bits >> np.uint32(31)) == np.uint32(1)
+    field = ((bits >> np.uint32(23)) & np.uint32(0xFF)).astype(jnp.int32)
+    significand = ((bits & np.uint32(0x7FFFFF))
+                   | jnp.where(field > 0, np.uint32(1 << 23), np.uint32(0))).astype(jnp.int32)
+    leading = jnp.maximum(field, 1) - 127  # float32 subnormals: below any format's emin here
+    exponent = jnp.maximum(leading, fmt.emin)
+    shift = (exponent - fmt.mantissa_bits) - (jnp.maximum(field, 1) - 150)  # ≥ 0: x is in fmt
+    return negative, exponent, significand >> jnp.clip(shift, 0, 31)
+
+
+def _shift(value, right):
+    """value · 2^(−right), truncated toward zero (value ≥ 0, int64; right any int64)."""
+    down = value >> jnp.clip(right, 0, 63)
+    up = value << jnp.clip(-right, 0, 62)
+    return jnp.where(right >= 0, down, up)
+
+
+def _round_sum(total, quantum_exp, out: FloatFormat, mode: str):
+    """The exact value total·2^quantum_exp (int64 total, int32/64 exponent) rounded to `out`
+    (fp32 or fp16) by mode ("toward_zero" or "nearest"), as float32 bits."""
+    negative = total < 0
+    magnitude = jnp.abs(total)
+    length = 64 - lax.clz(magnitude)  # bit length; 0 for zero
+    lead = quantum_exp + length - 1
+    q = jnp.maximum(lead, out.emin) - out.mantissa_bits  # the output quantum's exponent
+    drop = q - quantum_exp
+    kept = _shift(magnitude, drop)  # truncated
+    if mode == "nearest":
+        d = jnp.clip(drop, 1, 63)
+        remainder = magnitude & ((jnp.int64(1) << d) - 1)
+        half = jnp.int64(1) << (d - 1)
+        up = (remainder > half) | ((remainder == half) & ((kept & 1) == 1))
+        kept = kept + jnp.where((drop > 0) & (drop < 64), up, False).astype(jnp.int64)
+    elif mode != "toward_zero":
+        raise ValueError(f"hardware: final rounding {mode!r} is not modelled")
+    # kept·2^q as float32 bits: kept < 2^(m+2) (2^(m+1) after a carry, a power of two).
+    klen = 64 - lax.clz(kept)
+    top = q + klen - 1  # exponent of the result's leading bit
+    normal_bits = (((top + 127).astype(jnp.int64) << 23)
+                   | (_shift(kept, klen - 24) & ((1 << 23) - 1)))
+    subnormal_bits = _shift(kept, -(q + 149))  # q ≥ −149 below float32's normal range
+    bits = jnp.where(top >= -126, normal_bits, subnormal_bits)
+    overflow = top > out.emax
+    max_bits = int(np.float32(out.max).view(np.uint32))
+    bits = jnp.where(overflow, max_bits if mode == "toward_zero" else 0x7F800000, bits)
+    bits = jnp.where(kept == 0, 0, bits)
+    bits = bits | jnp.where(negative, 1 << 31, 0)
+    return bits.astype(jnp.uint32)
+
+
+def _group_sum(neg, exp, sig, frac_bits, c, core: TensorCore):
+    """d = group(products, c) for one fused group, in fp32 (module docstring, steps 2–3)."""
+    out = floats.FP32
+    mode = core.fp32_rounding
+    keep = out.mantissa_bits + core.extra_bits  # bits kept below 2^E
+    c_neg, c_exp, c_sig = _decompose(c, out)
+    c_sig = c_sig.astype(jnp.int64)
+    none = jnp.int32(-(1 << 20))
+    p_exp = jnp.where(sig != 0, exp, none)
+    top = jnp.maximum(jnp.max(p_exp, axis=-1), jnp.where(c_sig != 0, c_exp, none))  # E (...)
+    quantum = top - keep  # the kept bits' lowest weight
+    p_terms = _shift(sig, (quantum[..., None] - (exp - frac_bits)).astype(jnp.int64))
+    c_term = _shift(c_sig, (quantum - (c_exp - out.mantissa_bits)).astype(jnp.int64))
+    total = (jnp.sum(jnp.where(neg, -p_terms, p_terms), axis=-1)
+             + jnp.where(c_neg, -c_term, c_term))
+    bits = _round_sum(total, quantum.astype(jnp.int64), core.accumulator, mode)
+    return lax.bitcast_convert_type(bits, jnp.float32)
+
+
+def _mma_rows(a, b, c, core: TensorCore, out: FloatFormat):
+    """a, b (..., K) float32 values of the input format, c (...) float32 values of `out`."""
+    fmt = core.input_format
+    a_neg, a_exp, a_sig = _decompose(a, fmt)
+    b_neg, b_exp, b_sig = _decompose(b, fmt)
+    with jax.enable_x64(True):
+        sig = a_sig.astype(jnp.int64) * b_sig.astype(jnp.int64)
+        neg = a_neg != b_neg
+        exp = a_exp + b_exp
+        frac_bits = 2 * fmt.mantissa_bits
+        k = a.shape[-1]
+        step = core.group // core.interleave
+        d = c
+        for start in range(0, k, core.group):
+            stop = min(start + core.group, k)
+            for j in range(core.interleave):
+                index = np.arange(start + j, stop, core.interleave)[:step]
+                if index.size:
+                    d = _group_sum(neg[..., index], exp[..., index], sig[..., index], frac_bits,
+                                   d, core)
+                    if out is not floats.FP32:  # fp16 output: the fp32 result rounded again
+                        d = floats.round_to(d, out, core.fp16_rounding)
+    return d
+
+
+def mma(a, b, c=None, gpu: str = "h100", input_format="bf16", output_format="fp32"):
+    """d = a·b + c for rows of K-vectors, as the tensor cores of `gpu` compute it.
+
+    a, b: (..., K) float arrays, rounded to `input_format` (nearest-even) first: values already in
+    it pass unchanged. c: (...) accumulator input (None: zeros), rounded to `output_format`
+    ("fp32" or "fp16"). K longer than the GPU's fused group adds successive groups into d in the
+    output format. Returns float32 (...) values of the output format; the same bits under jit
+    and eagerly.
+    """
+    core = preset(gpu, input_format)
+    out = _output(output_format)
+    a = jnp.asarray(a)
+    b = jnp.asarray(b)
+    if a.shape != b.shape or a.ndim < 1:
+        raise ValueError(f"hardware.mma: a and b must have the same shape (..., K), got {a.shape} "
+                         f"and {b.shape}")
+    for name, value in (("a", a), ("b", b)):
+        if not jnp.issubdtype(value.dtype, jnp.floating):
+            raise TypeError(f"hardware.mma: {name} must be a floating-point array, got "
+                            f"{value.dtype}")
+    a = floats.round_to(a.astype(jnp.float32), core.input_format)
+    b = floats.round_to(b.astype(jnp.float32), core.input_format)
+    c = jnp.zeros(a.shape[:-1], jnp.float32) if c is None else jnp.asarray(c, jnp.float32)
+    if c.shape != a.shape[:-1]:
+        raise ValueError(f"hardware.mma: c must have shape {a.shape[:-1]} (a's rows), got "
+                         f"{c.shape}")
+    c = floats.round_to(c, out)
+    return _with_specials(a, b, c, _mma_rows(a, b, c, core, out))
+
+
+def _with_specials(a, b, c, d):
+    """Rows with an infinite or NaN input take float32 arithmetic's result (inf, NaN)."""
+    finite = jnp.all(jnp.isfinite(a) & jnp.isfinite(b), axis=-1) & jnp.isfinite(c)
+    naive = jnp.sum(a * b, axis=-1) + c
+    return jnp.where(finite, d, naive)
+
+
+def describe(core: TensorCore) -> str:
+    """One line: the parameters of a model."""
+    return (f"{core.gpu} {core.input_format}: groups of {core.group} products"
+            + (f" ({core.interleave} interleaved sub-groups)" if core.interleave > 1 else "")
+            + f", {core.extra_bits:+d} extra alignment bits, fp32 out {core.fp32_rounding}, "
+            f"fp16 out {core.fp16_rounding}")
+
+
+# ---- the measured data ----------------------------------------------------------------------
+
+
+def read_measurements(folder, gpu: str, input_format: str, output_format: str = "fp32"):
+    """Khattak & Mikaitis's hardware outputs for one GPU × input format × output format, from
+    `folder` (…/tensor_cores, laid out as `<GPU>/<fmt>/{a,b,c,d}_<GPU>_<fmt>.txt`: see
+    ../shared/hardware/README.md) → (a, b, c, d) float32 NumPy arrays, (n, K) and (n,)."""
+    from pathlib import Path
+
+    gpu_dir = gpu.upper()
+    fmt_dir = {"fp8_e4m3fn": "E4M3", "fp8_e5m2": "E5M2"}.get(input_format, input_format)
+    base = Path(folder) / gpu_dir / fmt_dir
+
+    def words(path):  # hex float32 bit patterns, K per row
+        rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+        return np.array([[int(w, 16) for w in row] for row in rows], np.uint32).view(np.float32)
+
+    def binary(path):  # one 32-character binary string per row
+        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        return np.array([int(line, 2) for line in lines], np.uint32).view(np.float32)
+
+    a = words(base / f"a_{gpu_dir}_{fmt_dir}.txt")
+    b = words(base / f"b_{gpu_dir}_{fmt_dir}.txt")
+    c = binary(base / f"c_{gpu_dir}_fp32.txt")
+    d = binary(base / f"d_{gpu_dir}_{output_format}.txt")
+    return a, b, c, d
