@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -279,6 +280,88 @@ def describe(core: TensorCore) -> str:
     return (f"{core.gpu} {core.input_format}: groups of {core.group} products"
             + f", {core.extra_bits:+d} extra alignment bits, sum rounded {core.fp32_rounding} to "
             f"{core.accumulator}; fp16 output rounded nearest-even from that")
+
+
+# ---- every matmul of a forward ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Matmul:
+    """How a policy's contractions run on hardware (squash_sim.precision's "+tc:<gpu>" and
+    "tpu-default"): `core` a TensorCore (None: the operands are rounded to `input_format` and
+    multiplied and summed in float32 by XLA, which is what a TPU's default precision does: one
+    bf16 pass, fp32 accumulation), `output_format` fp32 or fp16."""
+
+    core: TensorCore | None
+    input_format: FloatFormat
+    output_format: FloatFormat = floats.FP32
+
+    def __str__(self) -> str:
+        if self.core is None:
+            return f"{self.input_format} inputs, fp32 accumulation"
+        out = "" if self.output_format is floats.FP32 else f"/{self.output_format}"
+        return f"tc:{self.core.gpu}{out} ({self.input_format})"
+
+
+def tensor_core(gpu: str, input_format, output_format="fp32") -> Matmul:
+    return Matmul(preset(gpu, input_format), preset(gpu, input_format).input_format,
+                  _output(output_format))
+
+
+def einsum(spec: str, a, b, matmul: Matmul):
+    """jnp.einsum(spec, a, b) as `matmul` computes it: every output element is one dot product
+    over the contracted axes (flattened in the order they appear in `a`), a chain of MMAs of
+    `core.group` products each, d starting at 0. → float32 (out)"""
+    fmt = matmul.input_format
+    a = floats.round_to(jnp.asarray(a, jnp.float32), fmt)
+    b = floats.round_to(jnp.asarray(b, jnp.float32), fmt)
+    if matmul.core is None:
+        return jnp.einsum(spec, a, b, precision=lax.Precision.HIGHEST)
+    inputs, out = spec.replace(" ", "").split("->")
+    sa, sb = inputs.split(",")
+    contracted = "".join(c for c in sa if c in sb and c not in out)
+    if any(c not in out and c not in contracted for c in sa + sb):
+        raise ValueError(f"hardware.einsum: {spec!r} sums an axis of one operand alone")
+
+    def as_vectors(x, letters):  # → (out axes, size 1 where x lacks one, K)
+        own = "".join(c for c in out if c in letters)
+        x = jnp.einsum(f"{letters}->{own}{contracted}", x)  # a transpose
+        k = math.prod(x.shape[len(own):])
+        x = x.reshape(*x.shape[:len(own)], k)
+        return x.reshape(*[x.shape[own.index(c)] if c in own else 1 for c in out], k)
+
+    a_v, b_v = as_vectors(a, sa), as_vectors(b, sb)
+    d = _dot_groups(a_v, b_v, _parameters(matmul.core), matmul.core.group,
+                    matmul.output_format is floats.FP16)
+    finite = jnp.all(jnp.isfinite(a_v), axis=-1) & jnp.all(jnp.isfinite(b_v), axis=-1)
+    return jnp.where(finite, d, jnp.einsum(spec, a, b, precision=lax.Precision.HIGHEST))
+
+
+@functools.partial(jax.jit, static_argnames=("group", "fp16_out"))
+def _dot_groups(a, b, p, group: int, fp16_out: bool):
+    """a (..., K), b (..., K) broadcastable float32 values of the input format: Σ a·b by MMAs of
+    `group` products (zero-padded at the end: zeros change nothing), d carried between them."""
+    k = a.shape[-1]
+    n = -(-k // group)
+    shape = jnp.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+
+    def split(x):  # (..., K) → (n, ..., G)
+        x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n * group - k)])
+        return jnp.moveaxis(x.reshape(*x.shape[:-1], n, group), -2, 0)
+
+    def one_group(d, slices):
+        a_g, b_g = slices
+        a_neg, a_exp, a_sig = _decompose(a_g, p["in_emin"], p["in_m"])
+        b_neg, b_exp, b_sig = _decompose(b_g, p["in_emin"], p["in_m"])
+        with jax.enable_x64(True):
+            sig = a_sig.astype(jnp.int64) * b_sig.astype(jnp.int64)
+            d = _group_sum(a_neg != b_neg, a_exp + b_exp, sig, d, p)
+        if fp16_out:
+            d = floats.round_to(d, floats.FP16)
+        return d, None
+
+    d, _ = lax.scan(one_group, jnp.zeros(shape, jnp.float32), (split(a), split(b)))
+    return d
 
 
 # ---- the measured data ----------------------------------------------------------------------
