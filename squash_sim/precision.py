@@ -75,8 +75,12 @@ presets already hold them in it). Norm and softmax sums keep the base's arithmet
 "bf16+tc:h100", "fp8_e4m3fn+tc:h100", "fp16+tc:v100/fp16", "tf32+tc:a100".
 
 "tpu-default" is float32 everywhere except that every contraction rounds its operands to bf16
-(nearest-even) and multiplies and accumulates in fp32: JAX's default matmul precision on TPU
-(`jax.lax.Precision.DEFAULT`, "one bf16 pass"; jax.default_matmul_precision's documentation).
+(nearest-even) and multiplies and accumulates in fp32 (XLA's order): what a float32 matmul gets
+on TPU by default. Sources: JAX, "Matmul precision" (docs.jax.dev/en/latest/201/precision.html:
+float32 dot products are computed with bfloat16 internally on TPU by default; the explicit
+algorithm is "BF16_BF16_F32", one pass); Google Cloud, "Improve your model's performance with
+bfloat16" (cloud.google.com/tpu/docs/bfloat16: matmuls with bfloat16 values and float32
+accumulation, the conversion rounding to nearest-even).
 """
 
 from __future__ import annotations

@@ -80,15 +80,13 @@ def test_correctly_rounded_sums_do_not_match_the_hardware():
     assert np.mean(exact.astype(np.float32).view(np.uint32) == d.view(np.uint32)) < 0.8
 
 
-def test_mma_entry_point_jit_eager_and_long_dot_products():
+def test_mma_entry_point_and_long_dot_products():
+    """(jit = eager: test_tc_einsum_..., on the same integer core.)"""
     a, b, c, d = hardware.read_measurements(FIXTURE, "h100", "bf16", "fp32")
     a, b, c, d = a[:8], b[:8], c[:8], d[:8]
     mma = jax.jit(hardware.mma, static_argnames=("gpu", "input_format", "output_format"))
     got = mma(a, b, c, gpu="h100", input_format="bf16", output_format="fp32")
     assert np.array_equal(np.asarray(got).view(np.uint32), d.view(np.uint32))
-    with jax.disable_jit():
-        eager = hardware.mma(a, b, c, gpu="h100", input_format="bf16")
-    assert np.array_equal(np.asarray(eager).view(np.uint32), d.view(np.uint32))
     # K = 32 on a 16-product group: two MMAs, d carried in fp32 between them.
     long_a, long_b = np.concatenate([a, b], axis=1), np.concatenate([b, a[:, ::-1]], axis=1)
     first = mma(long_a[:, :16], long_b[:, :16], c)
@@ -117,3 +115,54 @@ def test_bad_arguments_are_rejected_clearly():
         hardware.mma(x, jnp.ones((2, 3)))
     with pytest.raises(ValueError, match="c must have shape"):
         hardware.mma(x, x, jnp.ones(3))
+
+
+# ---- the policies: every matmul of a forward on the tensor-core model ------------------------
+
+
+def test_tc_policies_parse_and_name_the_model():
+    from squash_sim import precision
+
+    p = precision.get("fp8_e4m3fn+tc:h100")
+    assert p.matmul_hardware.core is hardware.preset("h100", "fp8_e4m3fn")
+    assert p.matmul_hardware.output_format is floats.FP32 and p.name == "fp8_e4m3fn+tc:h100"
+    assert precision.get("fp16+tc:v100/fp16").matmul_hardware.output_format is floats.FP16
+    assert precision.get("bf16-pure+tc:h100").prefix_bit_exact
+    tpu = precision.get("tpu-default")
+    assert tpu.matmul_hardware.core is None and tpu.matmul_hardware.input_format is floats.BF16
+    assert tpu.params is None and tpu.activations is None
+    for bad, word in [("fp32+tc:h100", "needs a base with a format"), ("bf16+tc:v100", "no tensor"),
+                      ("bf16+tc:h800", "gpu must be one of"), ("bf16+tc:h100/bf16", "output")]:
+        with pytest.raises(ValueError, match=word):
+            precision.get(bad)
+
+
+def test_tc_einsum_is_the_mma_of_every_output_element_jit_and_eager():
+    """hardware.einsum (what a tc forward calls for every contraction) equals mma() on each output
+    element's vector, K = 40 spanning three H100 groups with a zero-padded tail; jit = eager."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2, 3, 40)).astype(np.float32)
+    b = rng.standard_normal((40, 2)).astype(np.float32)
+    matmul = hardware.tensor_core("h100", "fp8_e4m3fn")
+    got = np.asarray(jax.jit(lambda a, b: hardware.einsum("bnd,df->bnf", a, b, matmul))(a, b))
+    rows_a = np.broadcast_to(a[:, :, None, :], (2, 3, 2, 40))
+    rows_b = np.broadcast_to(b.T[None, None], (2, 3, 2, 40))
+    want = np.asarray(hardware.mma(rows_a, rows_b, None, gpu="h100", input_format="fp8_e4m3fn"))
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    with jax.disable_jit():
+        eager = np.asarray(hardware.einsum("bnd,df->bnf", a[:1, :1], b[:, :1], matmul))
+    assert np.array_equal(eager.view(np.uint32), got[:1, :1, :1].view(np.uint32))
+
+
+def test_a_tc_forward_runs_and_changes_the_logits():
+    """One tiny forward (8 tokens) with every contraction on H100 fp8 tensor cores."""
+    from squash_sim.config import ModelConfig
+    from squash_sim.model import forward, init_params
+
+    config = ModelConfig(vocab_size=32, d_model=16, n_layers=1, n_heads=2)  # compiling: the cost
+    params = init_params(config, jax.random.key(0))
+    ids = jnp.arange(8) % config.vocab_size
+    tc = np.asarray(forward(params, ids, config, "fp8_e4m3fn+tc:h100").logits)
+    fp32 = np.asarray(forward(params, ids, config, "fp32").logits)
+    assert np.all(np.isfinite(tc)) and not np.array_equal(tc, fp32)
+    assert np.abs(tc - fp32).max() < 0.5 * np.abs(fp32).max()  # fp8 storage: coarse, not broken
