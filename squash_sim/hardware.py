@@ -12,8 +12,10 @@ is written from that published description and fitted to their hardware outputs
      E among them (zero terms take no part): each term keeps F = (output fraction bits) + X bits
      below 2^E, X the "extra alignment bits" (negative: fewer), and its lower bits are truncated
      toward zero (sign-magnitude);
-  3. the exact sum of the truncated terms is normalised and rounded once to the output format:
-     toward zero for fp32 output, to nearest-even for fp16 output; subnormals are kept;
+  3. the exact sum of the truncated terms is normalised and rounded once: toward zero to fp32
+     (fp32 output; H100 fp8 to 13 fraction bits; B200 fp8 to nearest-even); for fp16 output, c
+     is rounded to fp16 first and the fp32 result rounded again to nearest-even fp16 (B200: the
+     exact sum rounded once); subnormals are kept;
   4. a dot product longer than G adds successive groups: d ← group(products, d), d held in the
      output format (c is the first d).
 
@@ -56,8 +58,9 @@ class TensorCore:
     accumulator  the format a group's exact sum is rounded to before it leaves the adder: fp32,
                  or e8m13 (14 significant bits) for H100 fp8 (found from the data: 100 %)
     fp32_rounding  the final rounding of a group's exact sum ("toward_zero" or "nearest")
-    (fp16 output: c enters rounded to fp16, and each group's fp32 result above is rounded again
-    to fp16, nearest-even: what the measured fp16 d needs)
+    fp16_exact   fp16 output: c enters rounded to fp16; False: each group's fp32 result (above) is
+                 rounded again to fp16, nearest-even (V100, A100, H100); True: the exact sum is
+                 rounded once to fp16, nearest-even (B200). What the measured fp16 d need.
     """
 
     gpu: str
@@ -66,6 +69,7 @@ class TensorCore:
     extra_bits: int
     k: int
     accumulator: FloatFormat = floats.FP32
+    fp16_exact: bool = False
     fp32_rounding: str = "toward_zero"
 
     def __str__(self) -> str:
@@ -88,10 +92,12 @@ def _presets() -> dict[tuple[str, str], TensorCore]:
         ("h100", e4, 32, -10, 32, e8m13, rz), ("h100", e5, 32, -10, 32, e8m13, rz),
         ("b200", f16, 16, 2, 16, floats.FP32, rz), ("b200", b16, 16, 2, 16, floats.FP32, rz),
         ("b200", t32, 8, 2, 4, floats.FP32, rz),
-        # Published: 2 bits, toward zero. The data: nearest-even, and ≥ 7 (e4m3) / 8 bits.
+        # Published: 2 bits, toward zero. The data: nearest-even, and 8 bits (7 fit e4m3; e5m2
+        # misses one row from 8 bits up to an exact sum).
         ("b200", e4, 32, 8, 32, floats.FP32, rn), ("b200", e5, 32, 8, 32, floats.FP32, rn),
     ]
-    return {(gpu, fmt.name): TensorCore(gpu, fmt, g, x, k, accumulator=acc, fp32_rounding=mode)
+    return {(gpu, fmt.name): TensorCore(gpu, fmt, g, x, k, accumulator=acc, fp32_rounding=mode,
+                                        fp16_exact=gpu == "b200")
             for gpu, fmt, g, x, k, acc, mode in rows}
 
 
@@ -197,16 +203,24 @@ def _group_sum(neg, exp, sig, c, p):
     return lax.bitcast_convert_type(_round_sum(total, quantum, p), jnp.float32)
 
 
-def _parameters(core: TensorCore) -> dict:
+# B200's fp16 output shows no truncation (the exact a·b + c, c rounded to fp16 first, rounded once
+# to nearest-even fp16 matches every row; the fp32 path misses one): terms are then kept to 55 bits
+# below the largest exponent, the most int64 holds for 33 terms.
+EXACT_KEEP = 55
+
+
+def _parameters(core: TensorCore, out: FloatFormat = floats.FP32) -> dict:
     """A model's numbers as int32 scalars: traced, so that every model of the same group shape
     shares one compiled program (the hardware test compiles 4, not 22)."""
-    acc = core.accumulator
-    values = dict(in_m=core.input_format.mantissa_bits, in_emin=core.input_format.emin,
-                  keep=23 + core.extra_bits, acc_m=acc.mantissa_bits, acc_emin=acc.emin,
-                  acc_emax=acc.emax, acc_max_bits=int(np.float32(acc.max).view(np.uint32)),
-                  nearest=int(core.fp32_rounding == "nearest"))
     if core.fp32_rounding not in ("nearest", "toward_zero"):
         raise ValueError(f"hardware: final rounding {core.fp32_rounding!r} is not modelled")
+    fp16 = out is floats.FP16 and core.fp16_exact
+    acc = floats.FP16 if fp16 else core.accumulator
+    keep = EXACT_KEEP if fp16 else min(23 + core.extra_bits, EXACT_KEEP)
+    values = dict(in_m=core.input_format.mantissa_bits, in_emin=core.input_format.emin,
+                  keep=keep, acc_m=acc.mantissa_bits, acc_emin=acc.emin,
+                  acc_emax=acc.emax, acc_max_bits=int(np.float32(acc.max).view(np.uint32)),
+                  nearest=int(fp16 or core.fp32_rounding == "nearest"))
     return {name: np.int32(value) for name, value in values.items()}
 
 
@@ -215,8 +229,8 @@ def _groups(k: int, group: int) -> tuple[tuple[int, int], ...]:
     return tuple((start, min(start + group, k)) for start in range(0, k, group))
 
 
-@functools.partial(jax.jit, static_argnames=("groups", "fp16_out"))
-def _mma_rows(a, b, c, p, groups, fp16_out: bool):
+@functools.partial(jax.jit, static_argnames=("groups", "fp16_after"))
+def _mma_rows(a, b, c, p, groups, fp16_after: bool):
     """a, b (..., K) float32 values of the input format, c (...) float32 values of the output;
     p: _parameters; groups: _groups. → float32 (...)."""
     a_neg, a_exp, a_sig = _decompose(a, p["in_emin"], p["in_m"])
@@ -228,14 +242,18 @@ def _mma_rows(a, b, c, p, groups, fp16_out: bool):
         exp = a_exp + b_exp
         for start, stop in groups:
             d = _group_sum(neg[..., start:stop], exp[..., start:stop], sig[..., start:stop], d, p)
-            if fp16_out:  # the fp32 result rounded again, to nearest-even
+            if fp16_after:  # fp16 output by the fp32 path: its result rounded again
                 d = floats.round_to(d, floats.FP16)
     return d
 
 
 def _run(a, b, c, core: TensorCore, out: FloatFormat):
-    return _mma_rows(a, b, c, _parameters(core), _groups(a.shape[-1], core.group),
-                     out is floats.FP16)
+    return _mma_rows(a, b, c, _parameters(core, out), _groups(a.shape[-1], core.group),
+                     _fp16_after(core, out))
+
+
+def _fp16_after(core: TensorCore, out: FloatFormat) -> bool:
+    return out is floats.FP16 and not core.fp16_exact
 
 
 def mma(a, b, c=None, gpu: str = "h100", input_format="bf16", output_format="fp32"):
@@ -331,14 +349,14 @@ def einsum(spec: str, a, b, matmul: Matmul):
         return x.reshape(*[x.shape[own.index(c)] if c in own else 1 for c in out], k)
 
     a_v, b_v = as_vectors(a, sa), as_vectors(b, sb)
-    d = _dot_groups(a_v, b_v, _parameters(matmul.core), matmul.core.group,
-                    matmul.output_format is floats.FP16)
+    d = _dot_groups(a_v, b_v, _parameters(matmul.core, matmul.output_format), matmul.core.group,
+                    _fp16_after(matmul.core, matmul.output_format))
     finite = jnp.all(jnp.isfinite(a_v), axis=-1) & jnp.all(jnp.isfinite(b_v), axis=-1)
     return jnp.where(finite, d, jnp.einsum(spec, a, b, precision=lax.Precision.HIGHEST))
 
 
-@functools.partial(jax.jit, static_argnames=("group", "fp16_out"))
-def _dot_groups(a, b, p, group: int, fp16_out: bool):
+@functools.partial(jax.jit, static_argnames=("group", "fp16_after"))
+def _dot_groups(a, b, p, group: int, fp16_after: bool):
     """a (..., K), b (..., K) broadcastable float32 values of the input format: Σ a·b by MMAs of
     `group` products (zero-padded at the end: zeros change nothing), d carried between them."""
     k = a.shape[-1]
@@ -356,7 +374,7 @@ def _dot_groups(a, b, p, group: int, fp16_out: bool):
         with jax.enable_x64(True):
             sig = a_sig.astype(jnp.int64) * b_sig.astype(jnp.int64)
             d = _group_sum(a_neg != b_neg, a_exp + b_exp, sig, d, p)
-        if fp16_out:
+        if fp16_after:
             d = floats.round_to(d, floats.FP16)
         return d, None
 
