@@ -209,6 +209,78 @@ def _group_sum(neg, exp, sig, c, p):
     return lax.bitcast_convert_type(_round_sum(total, quantum, p), jnp.float32)
 
 
+# ---- the same in 32 bits, where every term and the sum fit ------------------------------------
+# With G products below 2^(keep+2) and c below 2^(keep+1), the positive and the negative terms
+# each sum below 2^32 when G·2^(keep+2) + 2^(keep+1) < 2^32 (every fp16/bf16/tf32 model with fp32
+# output, and H100 fp8): two uint32 sums and one subtraction give the exact total, at about
+# twice the speed of int64 on a CPU (benchmarks/bench_tensor_cores.py). The same bits (tested on
+# the measured data, which the test checks through both paths).
+
+
+def _shift32(value, right):
+    """value · 2^(−right), truncated (value uint32; right int32)."""
+    down = value >> jnp.clip(right, 0, 31).astype(jnp.uint32)
+    up = value << jnp.clip(-right, 0, 31).astype(jnp.uint32)
+    return jnp.where(right >= 0, down, up)
+
+
+def _round_sum32(magnitude, negative, quantum_exp, p):
+    """_round_sum for a uint32 magnitude and its sign → float32 bits (uint32)."""
+    length = 32 - lax.clz(magnitude).astype(jnp.int32)
+    lead = quantum_exp + length - 1
+    q = jnp.maximum(lead, p["acc_emin"]) - p["acc_m"]
+    drop = q - quantum_exp
+    kept = _shift32(magnitude, drop)
+    d = jnp.clip(drop, 1, 31).astype(jnp.uint32)
+    one = np.uint32(1)
+    remainder = magnitude & ((one << d) - one)
+    half = one << (d - one)
+    up = (remainder > half) | ((remainder == half) & ((kept & one) == one))
+    up = up & (drop > 0) & (drop < 32) & (p["nearest"] == 1)
+    kept = kept + up.astype(jnp.uint32)
+    klen = 32 - lax.clz(kept).astype(jnp.int32)
+    top = q + klen - 1
+    normal_bits = (((top + 127).astype(jnp.uint32) << np.uint32(23))
+                   | (_shift32(kept, klen - 24) & np.uint32((1 << 23) - 1)))
+    subnormal_bits = _shift32(kept, -(q + 149))
+    bits = jnp.where(top >= -126, normal_bits, subnormal_bits)
+    overflow_bits = jnp.where(p["nearest"] == 1, np.uint32(0x7F800000),
+                              p["acc_max_bits"].astype(jnp.uint32))
+    bits = jnp.where(top > p["acc_emax"], overflow_bits, bits)
+    bits = jnp.where(kept == 0, np.uint32(0), bits)
+    return bits | jnp.where(negative, np.uint32(1 << 31), np.uint32(0))
+
+
+def _group_sum32(neg, exp, sig, c, p):
+    """_group_sum with uint32 terms (sig: uint32 products)."""
+    c_neg, c_exp, c_sig = _decompose(c, floats.FP32.emin, 23)
+    c_sig = c_sig.astype(jnp.uint32)
+    none = jnp.int32(-(1 << 20))
+    p_exp = jnp.where(sig != 0, exp, none)
+    top = jnp.maximum(jnp.max(p_exp, axis=-1), jnp.where(c_sig != 0, c_exp, none))
+    quantum = top - p["keep"]
+    p_terms = _shift32(sig, quantum[..., None] - (exp - 2 * p["in_m"]))
+    c_term = _shift32(c_sig, quantum - (c_exp - 23))
+    zero = np.uint32(0)
+    positive = jnp.sum(jnp.where(neg, zero, p_terms), axis=-1) + jnp.where(c_neg, zero, c_term)
+    negative = jnp.sum(jnp.where(neg, p_terms, zero), axis=-1) + jnp.where(c_neg, c_term, zero)
+    below = negative > positive
+    magnitude = jnp.where(below, negative - positive, positive - negative)
+    return lax.bitcast_convert_type(_round_sum32(magnitude, below, quantum, p), jnp.float32)
+
+
+def _narrow(core: TensorCore, out: FloatFormat) -> bool:
+    """Whether the 32-bit path holds this model's terms and sums exactly (comment above)."""
+    keep = int(_parameters(core, out)["keep"])
+    return core.group * 2 ** (keep + 2) + 2 ** (keep + 1) < 2**32
+
+
+def _products(a_sig, b_sig, narrow: bool):
+    if narrow:
+        return a_sig.astype(jnp.uint32) * b_sig.astype(jnp.uint32)  # < 2^22
+    return a_sig.astype(jnp.int64) * b_sig.astype(jnp.int64)
+
+
 # B200's fp16 output shows no truncation (the exact a·b + c, c rounded to fp16 first, rounded once
 # to nearest-even fp16 matches every row; the fp32 path misses one): terms are then kept to 55 bits
 # below the largest exponent, the most int64 holds for 33 terms.
@@ -235,27 +307,30 @@ def _groups(k: int, group: int) -> tuple[tuple[int, int], ...]:
     return tuple((start, min(start + group, k)) for start in range(0, k, group))
 
 
-@functools.partial(jax.jit, static_argnames=("groups", "fp16_after"))
-def _mma_rows(a, b, c, p, groups, fp16_after: bool):
+@functools.partial(jax.jit, static_argnames=("groups", "fp16_after", "narrow"))
+def _mma_rows(a, b, c, p, groups, fp16_after: bool, narrow: bool = False):
     """a, b (..., K) float32 values of the input format, c (...) float32 values of the output;
     p: _parameters; groups: _groups. → float32 (...)."""
     a_neg, a_exp, a_sig = _decompose(a, p["in_emin"], p["in_m"])
     b_neg, b_exp, b_sig = _decompose(b, p["in_emin"], p["in_m"])
     d = c
-    with jax.enable_x64(True):
-        sig = a_sig.astype(jnp.int64) * b_sig.astype(jnp.int64)
+    group_sum = _group_sum32 if narrow else _group_sum
+    with jax.enable_x64(not narrow):
+        sig = _products(a_sig, b_sig, narrow)
         neg = a_neg != b_neg
         exp = a_exp + b_exp
         for start, stop in groups:
-            d = _group_sum(neg[..., start:stop], exp[..., start:stop], sig[..., start:stop], d, p)
+            d = group_sum(neg[..., start:stop], exp[..., start:stop], sig[..., start:stop], d, p)
             if fp16_after:  # fp16 output by the fp32 path: its result rounded again
                 d = floats.round_to(d, floats.FP16)
     return d
 
 
-def _run(a, b, c, core: TensorCore, out: FloatFormat):
+def _run(a, b, c, core: TensorCore, out: FloatFormat, narrow: bool | None = None):
+    """mma's arithmetic; narrow None: the 32-bit path where it holds (False forces int64)."""
+    narrow = _narrow(core, out) if narrow is None else narrow and _narrow(core, out)
     return _mma_rows(a, b, c, _parameters(core, out), _groups(a.shape[-1], core.group),
-                     _fp16_after(core, out))
+                     _fp16_after(core, out), narrow)
 
 
 def _fp16_after(core: TensorCore, out: FloatFormat) -> bool:
@@ -355,14 +430,15 @@ def einsum(spec: str, a, b, matmul: Matmul):
         return x.reshape(*[x.shape[own.index(c)] if c in own else 1 for c in out], k)
 
     a_v, b_v = as_vectors(a, sa), as_vectors(b, sb)
-    d = _dot_groups(a_v, b_v, _parameters(matmul.core, matmul.output_format), matmul.core.group,
-                    _fp16_after(matmul.core, matmul.output_format))
+    core, out = matmul.core, matmul.output_format
+    d = _dot_groups(a_v, b_v, _parameters(core, out), core.group, _fp16_after(core, out),
+                    _narrow(core, out))
     finite = jnp.all(jnp.isfinite(a_v), axis=-1) & jnp.all(jnp.isfinite(b_v), axis=-1)
     return jnp.where(finite, d, jnp.einsum(spec, a, b, precision=lax.Precision.HIGHEST))
 
 
-@functools.partial(jax.jit, static_argnames=("group", "fp16_after"))
-def _dot_groups(a, b, p, group: int, fp16_after: bool):
+@functools.partial(jax.jit, static_argnames=("group", "fp16_after", "narrow"))
+def _dot_groups(a, b, p, group: int, fp16_after: bool, narrow: bool):
     """a (..., K), b (..., K) broadcastable float32 values of the input format: Σ a·b by MMAs of
     `group` products (zero-padded at the end: zeros change nothing), d carried between them."""
     k = a.shape[-1]
@@ -377,9 +453,10 @@ def _dot_groups(a, b, p, group: int, fp16_after: bool):
         a_g, b_g = slices
         a_neg, a_exp, a_sig = _decompose(a_g, p["in_emin"], p["in_m"])
         b_neg, b_exp, b_sig = _decompose(b_g, p["in_emin"], p["in_m"])
-        with jax.enable_x64(True):
-            sig = a_sig.astype(jnp.int64) * b_sig.astype(jnp.int64)
-            d = _group_sum(a_neg != b_neg, a_exp + b_exp, sig, d, p)
+        with jax.enable_x64(not narrow):
+            sig = _products(a_sig, b_sig, narrow)
+            group_sum = _group_sum32 if narrow else _group_sum
+            d = group_sum(a_neg != b_neg, a_exp + b_exp, sig, d, p)
         if fp16_after:
             d = floats.round_to(d, floats.FP16)
         return d, None

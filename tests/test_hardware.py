@@ -169,3 +169,16 @@ def test_a_tc_forward_runs_and_changes_the_logits():
     fp32 = np.asarray(forward(params, ids, config, "fp32").logits)
     assert np.all(np.isfinite(tc)) and not np.array_equal(tc, fp32)
     assert np.abs(tc - fp32).max() < 0.5 * np.abs(fp32).max()  # fp8 storage: coarse, not broken
+
+
+@pytest.mark.parametrize("gpu, fmt, output", [("h100", "fp16", "fp16"), ("h100", "fp8_e5m2", "fp32"),
+                                              ("a100", "tf32", "fp32")])
+def test_the_32_bit_path_equals_the_int64_path(gpu, fmt, output):
+    """Models whose terms fit 32 bits run on uint32 (faster); the int64 path gives the same bits."""
+    core, out = hardware.preset(gpu, fmt), hardware.OUTPUTS[output]
+    assert hardware._narrow(core, out)
+    a, b, c, _ = hardware.read_measurements(FIXTURE, gpu, fmt, output)
+    c = np.asarray(floats.round_to(c, out))
+    narrow = np.asarray(hardware._run(a, b, c, core, out))
+    wide = np.asarray(hardware._run(a, b, c, core, out, narrow=False))
+    assert np.array_equal(narrow.view(np.uint32), wide.view(np.uint32))
