@@ -19,7 +19,8 @@ is written from that published description and fitted to their hardware outputs
   4. a dot product longer than G adds successive groups: d ← group(products, d), d held in the
      output format (c is the first d).
 
-Everything is integer arithmetic: the aligned terms and their sum are int64, under a scoped
+Everything is integer arithmetic: the aligned terms and their sum are uint32 where they fit
+(`_narrow`: positive and negative parts summed apart) and int64 otherwise, under a scoped
 `jax.enable_x64(True)` that touches nothing outside it (the arrays coming in and going out are
 float32), so the model runs under jit, inside scans, on any backend, and gives the same bits
 eagerly. Non-finite inputs (never in the measured data) give what float32 arithmetic gives.
