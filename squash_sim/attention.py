@@ -231,6 +231,10 @@ def band_keeps_bits(p: Precision, block: int, window: int) -> bool:
     the length) and indifferent to that: sequential and Kahan are (0 + x = x; Kahan skips zeros),
     blocked sums are when their block K divides B and W (the same keys share a partial sum), a
     pairwise tree is not (its shape follows the indices)."""
+    core = p.matmul_hardware.core if p.matmul_hardware is not None else None
+    if core is not None and (block % core.group or window % core.group):
+        return False  # tensor-core MMAs group keys from the band's start, not key 0
+
     def keeps(how, ordered: bool) -> bool:
         if not ordered:
             return False

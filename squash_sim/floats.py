@@ -8,9 +8,11 @@ A `FloatFormat` describes a binary floating-point format: 1 sign bit, `exponent_
     nan="fnuz"  finite + NaN, unsigned zero: NaN takes the −0 pattern, default bias 2^(e−1)
     nan="none"  every pattern is a finite number (fp6 e2m3fn, fp6 e3m2fn, fp4 e2m1fn)
 
-`round_to(x, fmt)` rounds to nearest, ties to even, and returns the nearest value of `fmt` held in
-x's container dtype (float32, or float64 inside `jax.enable_x64(True)`). Two measured facts rule
-out `lax.reduce_precision` and naive float arithmetic:
+`round_to(x, fmt)` rounds to nearest, ties to even (`mode=` also offers toward zero, up, down,
+round-to-odd and stochastic with an explicit key: round_to's docstring; those run on the integer
+reference `_round_bits`, the short paths below are nearest-even only), and returns the nearest
+value of `fmt` held in x's container dtype (float32, or float64 inside `jax.enable_x64(True)`).
+Two measured facts rule out `lax.reduce_precision` and naive float arithmetic:
   * XLA:CPU flushes float32 subnormals to zero in float arithmetic (1e-40 + 1e-40 == 0 under jit);
   * `lax.reduce_precision` flushes the *target's* subnormals (fp16: 1.3·2⁻²⁰ → 0, not 1.25e-6).
 So the reference rounder, `_round_bits`, works on the bit pattern with integer arithmetic only. Two
@@ -301,23 +303,69 @@ def _float_bits(c: _Container, value: float) -> int:
     return int(np.array(value, c.float_dtype).view(c.uint_dtype))
 
 
-def round_to(x, fmt: FloatFormat | str) -> jax.Array:
-    """Round x to the nearest value of `fmt` (ties to even), held in float32 (float64 for float64 x).
+# Rounding modes: the name round_to takes, then the short names it also accepts.
+MODES = ("nearest", "toward_zero", "up", "down", "odd", "stochastic")
+_MODE_ALIASES = {"rne": "nearest", "nearest_even": "nearest", "rz": "toward_zero",
+                 "truncate": "toward_zero", "ru": "up", "rd": "down", "ro": "odd",
+                 "sr": "stochastic"}
+
+
+def rounding_mode(mode: str, caller: str = "round_to") -> str:
+    """The canonical name of a rounding mode (MODES, or an alias such as "rz", "ro", "sr")."""
+    if not isinstance(mode, str):
+        raise TypeError(f"{caller}: mode must be a str, got {type(mode).__name__}")
+    key = mode.strip().lower().replace("-", "_")
+    key = _MODE_ALIASES.get(key, key)
+    if key not in MODES:
+        raise ValueError(f"{caller}: mode must be one of {', '.join(MODES)} (or "
+                         f"{', '.join(_MODE_ALIASES)}), got {mode!r}")
+    return key
+
+
+def round_to(x, fmt: FloatFormat | str, mode: str = "nearest", key=None) -> jax.Array:
+    """Round x to `fmt` by `mode`, held in float32 (float64 for float64 x).
+
+    mode  "nearest"      nearest, ties to even (the default; the only mode of the short paths)
+          "toward_zero"  truncate the magnitude (RZ)
+          "up", "down"   toward +inf / −inf (RU / RD)
+          "odd"          round to odd: truncate, and set the last kept bit if anything was dropped
+          "stochastic"   up in magnitude with probability (distance to the value below) / quantum,
+                         from `key` (a jax.random key; required, and the same key gives the same
+                         bits): W = the container's width (32 or 64) uniform random bits r per
+                         element, drawn as jax.random.bits(key, x.shape, uint32/uint64); the
+                         magnitude rounds up iff r < ⌊f·2^W⌋, f the dropped fraction of a quantum
+                         (exactly f when the dropped bits number ≤ W).
+    Overflow follows IEEE 754 §7.4: the result is ±max where the mode rounds toward zero there
+    (toward_zero, odd, up for negatives, down for positives), else what nearest gives (±inf for
+    "ieee" formats, NaN for "fn"/"fnuz", ±max for "none" or saturating formats). Infinite and NaN
+    inputs, subnormal flushing and "fnuz" zeros are handled as by nearest (module docstring).
 
     Identical bits under jit and eagerly, whichever path rounds (module docstring). Results that
     `fmt` holds but the container does not (e.g. 2^128 from fp32 max rounded to an e9 format) come
     back as ±inf, as any float32 would hold them.
     """
     fmt = _format(fmt, "round_to")
+    mode = rounding_mode(mode)
     c, x = _container_for(x, "round_to")
-    return rounder(c, fmt)(x)
+    if mode != "stochastic":
+        if key is not None:
+            raise ValueError(f"round_to: key is only used by mode='stochastic', not {mode!r}")
+        return rounder(c, fmt, mode)(x)
+    if key is None:
+        raise ValueError("round_to: mode='stochastic' needs key= (a jax.random key), so that the "
+                         "same key gives the same bits")
+    random_bits = jax.random.bits(key, x.shape, c.uint_dtype)
+    return _round_bits(x, fmt, "stochastic", random_bits)
 
 
-def rounder(c: "_Container", fmt: FloatFormat):
-    """The function that rounds container-`c` arrays to `fmt`: the shortest exact path."""
+def rounder(c: "_Container", fmt: FloatFormat, mode: str = "nearest"):
+    """The function that rounds container-`c` arrays to `fmt` by a deterministic `mode`: the
+    shortest exact path (nearest-even has three; the other modes use the integer reference)."""
     if (fmt.mantissa_bits >= c.mantissa and fmt.emin <= c.emin and fmt.emax >= c.bias
             and fmt.nan == "ieee" and fmt.subnormals and not fmt.saturate):
         return lambda x: x  # fmt holds every container value (fp32 or fp64 on float32)
+    if mode != "nearest":
+        return functools.partial(_round_bits, fmt=fmt, mode=mode)
     if c is _F32 and _carry_applies(fmt):
         return functools.partial(_round_carry, mantissa_bits=fmt.mantissa_bits)
     if c is _F32 and _magic_applies(fmt):
@@ -343,10 +391,11 @@ def _magic_applies(fmt: FloatFormat) -> bool:
     return m <= 21 and fmt.emin - m >= -125 and fmt.emax <= 103 + m
 
 
-@functools.partial(jax.jit, static_argnames="fmt")
-def _round_bits(x, fmt: FloatFormat):
-    """The rounder proper; jitted so that a model with hundreds of rounding points traces it once
-    per (shape, format) and reuses it."""
+@functools.partial(jax.jit, static_argnames=("fmt", "mode"))
+def _round_bits(x, fmt: FloatFormat, mode: str = "nearest", random_bits=None):
+    """The rounder proper, every mode (round_to's docstring); jitted so that a model with hundreds
+    of rounding points traces it once per (shape, format, mode) and reuses it. `random_bits`
+    (stochastic only): an unsigned array of x's shape and the container's width."""
     c = _F64 if x.dtype == jnp.float64 else _F32
     ut = c.uint_dtype
     M = c.mantissa
@@ -374,19 +423,45 @@ def _round_bits(x, fmt: FloatFormat):
     quantum_exponent = jnp.maximum(leading_exponent, fmt.emin) - fmt.mantissa_bits
     drop = quantum_exponent - lsb_exponent  # how many low bits of S round away
 
-    # Round S to a multiple of 2^drop, ties to even. With drop clamped to M+1 the quotient q is 0 or
-    # 1; past M+1 every container value is below half a quantum and rounds to zero.
+    # Round S to a multiple of 2^drop. With drop clamped to M+1 the quotient q is 0 and the
+    # remainder all of S; past M+1 the value is below half of fmt's smallest quantum, which
+    # nearest rounds to zero and the other modes to 0 or that quantum.
     d = jnp.clip(drop, 0, M + 1).astype(ut)
     one = u(1)
     half = (one << d) >> one
     remainder = significand & ((one << d) - one)
     q = significand >> d
-    round_up = (remainder > half) | ((remainder == half) & ((q & one) == one) & (d > u(0)))
+    negative = sign != u(0)
+    inexact = remainder != u(0)
+    tiny = drop > M + 1
+    if mode == "nearest":
+        round_up = (remainder > half) | ((remainder == half) & ((q & one) == one) & (d > u(0)))
+        round_up = round_up & ~tiny  # d was clamped: S is below the true half quantum
+    elif mode == "toward_zero":
+        round_up = jnp.zeros(x.shape, bool)
+    elif mode == "up":
+        round_up = inexact & ~negative
+    elif mode == "down":
+        round_up = inexact & negative
+    elif mode == "odd":
+        round_up = inexact & ((q & one) == u(0))
+    elif mode == "stochastic":
+        # ⌊remainder / 2^drop · 2^W⌋ (remainder < 2^drop; below the top quantum it is all of S).
+        W = c.width
+        drop0 = jnp.maximum(drop, 0)
+        fraction = jnp.where(drop0 <= W,
+                             remainder << jnp.clip(W - drop0, 0, W - 1).astype(ut),
+                             remainder >> jnp.clip(drop0 - W, 0, W - 1).astype(ut))
+        round_up = random_bits.astype(ut) < fraction
+    else:
+        raise ValueError(f"_round_bits: unknown mode {mode!r}")
     rounded = (q + round_up.astype(ut)) << d
     # Put the rounded significand back over the container's exponent. A carry out of the
     # significand moves into the exponent field, which is exactly the next binade.
     r = (a - significand) + rounded
-    r = jnp.where((drop > M + 1) | (rounded == u(0)), u(0), r)
+    smallest_quantum = u(_pow2_bits(c, fmt.emin - fmt.mantissa_bits))  # a container normal there
+    r = jnp.where(tiny, jnp.where(round_up, smallest_quantum, u(0)),
+                  jnp.where(rounded == u(0), u(0), r))
 
     if not fmt.subnormals:
         min_normal = _pow2_bits(c, fmt.emin)
@@ -399,8 +474,13 @@ def _round_bits(x, fmt: FloatFormat):
         overflow = u(inf_bits)
     else:
         overflow = u(inf_bits | (1 << (M - 1)))  # quiet NaN
+    inf_result = overflow if fmt.nan != "ieee" or fmt.saturate else u(inf_bits)  # every mode
+    if mode in ("toward_zero", "odd"):
+        overflow = u(max_bits)
+    elif mode in ("up", "down"):  # ±max where the direction points toward zero (IEEE 754 §7.4)
+        overflow = jnp.where(negative == (mode == "up"), u(max_bits), overflow)
     r = jnp.where(r > u(max_bits), overflow, r)
-    r = jnp.where(is_inf, overflow if fmt.nan != "ieee" or fmt.saturate else u(inf_bits), r)
+    r = jnp.where(is_inf, inf_result, r)
 
     if fmt.nan == "fnuz":
         sign = jnp.where(r == u(0), u(0), sign)  # no negative zero

@@ -62,6 +62,25 @@ the FP8 tensor-core accumulator DeepSeek-V3 measured: docs/precision_hardware.md
                               terms at a time in e8m13 (products rounded to e8m13) and the partial
                               sums in fp32 (DeepSeek-V3's promotion interval N_C = 128)
     fp8_e4m3fn+block128/fp32  the same with an fp32 inner accumulator
+
+Hardware matmuls (squash_sim.hardware holds the arithmetic; this module only parses and wires):
+
+    modifier  := "tc:" gpu ["/" out]        gpu: v100 | a100 | h100 | b200; out: fp32 | fp16
+
+makes every contraction (matmuls, attention scores, weights·values) the tensor-core MMA chain of
+that GPU, bit for bit as the hardware computes it (validated on measured outputs:
+docs/precision_hardware.md), with the base's format as the MMA input format (its params'
+format: bf16, fp16, tf32, fp8_e4m3fn or fp8_e5m2); the operands are rounded to it first (storage
+presets already hold them in it). Norm and softmax sums keep the base's arithmetic. Examples:
+"bf16+tc:h100", "fp8_e4m3fn+tc:h100", "fp16+tc:v100/fp16", "tf32+tc:a100".
+
+"tpu-default" is float32 everywhere except that every contraction rounds its operands to bf16
+(nearest-even) and multiplies and accumulates in fp32 (XLA's order): what a float32 matmul gets
+on TPU by default. Sources: JAX, "Matmul precision" (docs.jax.dev/en/latest/201/precision.html:
+float32 dot products are computed with bfloat16 internally on TPU by default; the explicit
+algorithm is "BF16_BF16_F32", one pass); Google Cloud, "Improve your model's performance with
+bfloat16" (cloud.google.com/tpu/docs/bfloat16: matmuls with bfloat16 values and float32
+accumulation, the conversion rounding to nearest-even).
 """
 
 from __future__ import annotations
@@ -72,7 +91,7 @@ import re
 import jax.numpy as jnp
 from jax import lax
 
-from squash_sim import floats
+from squash_sim import floats, hardware
 from squash_sim.accumulate import SEQUENTIAL, Accumulation, accumulated_einsum, accumulated_sum
 from squash_sim.floats import FloatFormat, round_to
 
@@ -98,6 +117,7 @@ class Precision:
     matmul_sum: Accumulation = SEQUENTIAL
     norm_sum: Accumulation = SEQUENTIAL
     softmax_sum: Accumulation = SEQUENTIAL
+    matmul_hardware: hardware.Matmul | None = None  # "+tc:<gpu>" / "tpu-default" (docstring)
 
     def __post_init__(self):
         for field in _FIELDS:
@@ -122,6 +142,10 @@ class Precision:
                 raise ValueError(f"Precision: {field}={how} needs an accumulator format: set "
                                  f"{'softmax' if scope == 'softmax' else 'accumulation'} or "
                                  f"{field}.format")
+        if self.matmul_hardware is not None and not isinstance(self.matmul_hardware,
+                                                               hardware.Matmul):
+            raise TypeError(f"Precision: matmul_hardware must be a hardware.Matmul or None, got "
+                            f"{self.matmul_hardware!r}")
         if self.compute_dtype not in ("float32", "float64"):
             raise ValueError(f"Precision: compute_dtype must be 'float32' or 'float64', got "
                              f"{self.compute_dtype!r}")
@@ -165,7 +189,8 @@ class Precision:
 
     @property
     def ordered_matmuls(self) -> bool:
-        return self.sum_format("matmul") is not None
+        tensor_cores = self.matmul_hardware is not None and self.matmul_hardware.core is not None
+        return tensor_cores or self.sum_format("matmul") is not None
 
     @property
     def ordered_softmax(self) -> bool:
@@ -190,7 +215,10 @@ def get(precision: "Precision | str") -> Precision:
     base, *modifiers = precision.strip().lower().split("+")
     policy = _base(base.strip(), precision)
     for modifier in modifiers:
-        policy = _apply(policy, modifier.strip(), precision)
+        if modifier.strip().startswith("tc:"):
+            policy = _tensor_cores(policy, modifier.strip(), precision)
+        else:
+            policy = _apply(policy, modifier.strip(), precision)
     if modifiers:
         policy = dataclasses.replace(policy, name="+".join(
             [policy.name] + [m.strip() for m in modifiers]))
@@ -202,6 +230,8 @@ def _base(key: str, text: str) -> Precision:
         return Precision(name="fp32")
     if key == "fp64":
         return Precision(compute_dtype="float64", name="fp64")
+    if key == "tpu-default":
+        return Precision(name="tpu-default", matmul_hardware=hardware.Matmul(None, floats.BF16))
     pure = key.endswith("-pure")
     base = key[: -len("-pure")] if pure else key
     try:
@@ -227,6 +257,20 @@ def _modifier_error(text: str, modifier: str, why: str) -> ValueError:
                       f"[matmul:|norm:|softmax:](sequential|pairwise|kahan)[/fmt] or "
                       f"[scope:]block<K>[/inner[/outer]], e.g. 'bf16-pure+pairwise', "
                       f"'fp8_e4m3fn+block128'")
+
+
+def _tensor_cores(policy: Precision, modifier: str, text: str) -> Precision:
+    """The policy with "+tc:<gpu>[/<out>]" applied: the base's format into that GPU's MMAs."""
+    gpu, _, output = modifier[len("tc:"):].partition("/")
+    if policy.params is None:
+        raise ValueError(f"precision {text!r}: '+{modifier}' needs a base with a format for the "
+                         f"MMA inputs, e.g. 'bf16+{modifier}' or 'fp8_e4m3fn+{modifier}'")
+    try:
+        matmul = hardware.tensor_core(gpu, policy.params, output or "fp32")
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"precision {text!r}: bad tensor-core modifier {modifier!r} ({error}); "
+                         f"use tc:<gpu>[/fp16], e.g. 'bf16+tc:h100', 'fp16+tc:v100/fp16'") from None
+    return dataclasses.replace(policy, matmul_hardware=matmul)
 
 
 def _apply(policy: Precision, modifier: str, text: str) -> Precision:
@@ -267,7 +311,8 @@ def _apply(policy: Precision, modifier: str, text: str) -> Precision:
         raise _modifier_error(text, modifier, str(error)) from None
 
 
-EXAMPLES = ("bf16-pure+pairwise", "bf16-pure+kahan", "bf16-pure+block32", "fp8_e4m3fn+block128")
+EXAMPLES = ("bf16-pure+pairwise", "bf16-pure+kahan", "bf16-pure+block32", "fp8_e4m3fn+block128",
+            "bf16+tc:h100", "fp8_e4m3fn+tc:h100", "fp16+tc:v100/fp16", "tpu-default")
 
 
 def names() -> list[str]:
@@ -316,6 +361,8 @@ class Numerics:
     def einsum(self, spec: str, a, b):
         """A contraction: XLA's when accumulation is None, else the ordered one. The caller
         rounds the result to where it is stored (act / logits)."""
+        if self.p.matmul_hardware is not None:
+            return hardware.einsum(spec, a, b, self.p.matmul_hardware)
         fmt = self.p.sum_format("matmul")
         if fmt is None:
             return jnp.einsum(spec, a, b, precision=lax.Precision.HIGHEST)

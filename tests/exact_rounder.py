@@ -11,8 +11,11 @@ from fractions import Fraction
 
 
 def exact_round(x: float, *, e: int, m: int, bias: int, nan: str, subnormals: bool,
-                saturate: bool) -> float:
-    """Nearest value of the format to x, as a Python float (nan for NaN)."""
+                saturate: bool, mode: str = "nearest", random_word: int = 0,
+                width: int = 32) -> float:
+    """x rounded to the format by `mode` (nearest = ties to even, toward_zero, up, down, odd,
+    stochastic: up in magnitude iff random_word < floor(fraction of a quantum · 2^width)), as a
+    Python float (nan for NaN). Overflow: ±max where the mode rounds toward zero there."""
     emin = 1 - bias
     top_field = 2**e - (2 if nan == "ieee" else 1)
     emax = top_field - bias
@@ -20,8 +23,10 @@ def exact_round(x: float, *, e: int, m: int, bias: int, nan: str, subnormals: bo
     max_value = Fraction(2**m + top_mantissa, 2**m) * Fraction(2) ** emax
     has_nan = nan != "none"
 
-    def overflow(sign):
-        if saturate or nan == "none":
+    def overflow(sign, rounding=True):
+        toward_zero = mode in ("toward_zero", "odd") or (mode == "up" and sign < 0) or (
+            mode == "down" and sign > 0)
+        if saturate or nan == "none" or (rounding and toward_zero):
             return sign * float(max_value)
         return sign * math.inf if nan == "ieee" else math.nan
 
@@ -33,7 +38,7 @@ def exact_round(x: float, *, e: int, m: int, bias: int, nan: str, subnormals: bo
     if math.isinf(x):
         if nan == "ieee" and not saturate:
             return x
-        return overflow(sign)
+        return overflow(sign, rounding=False)
     value = abs(Fraction(x))
     if value == 0:
         return 0.0 if nan == "fnuz" else sign * 0.0
@@ -41,7 +46,24 @@ def exact_round(x: float, *, e: int, m: int, bias: int, nan: str, subnormals: bo
     if Fraction(2) ** exponent > value:  # make 2^exponent ≤ value < 2^(exponent+1)
         exponent -= 1
     quantum = Fraction(2) ** (max(exponent, emin) - m)
-    rounded = round(value / quantum) * quantum  # Python rounds a Fraction half to even
+    steps = value / quantum
+    low = math.floor(steps)
+    inexact = steps != low
+    if mode == "nearest":
+        k = round(steps)  # Python rounds a Fraction half to even
+    elif mode == "toward_zero":
+        k = low
+    elif mode == "up":
+        k = low + (inexact and sign > 0)
+    elif mode == "down":
+        k = low + (inexact and sign < 0)
+    elif mode == "odd":
+        k = low + (inexact and low % 2 == 0)
+    elif mode == "stochastic":
+        k = low + (random_word < math.floor((steps - low) * 2**width))
+    else:
+        raise ValueError(mode)
+    rounded = k * quantum
     if rounded > max_value:
         return overflow(sign)
     if not subnormals and 0 < rounded < Fraction(2) ** emin:
