@@ -41,8 +41,9 @@ lengths = precision_collapse.run(max_len=256 if SMALL else 1024, mantissa_bits=(
                                  named=("fp8_e5m2", "fp8_e4m3fn") if SMALL else
                                  ("fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2"), ladder=not SMALL)
 for x in lengths:
-    star = x.n_star if x.n_star is not None else f"> {x.max_len}"
-    print(f"{x.label:>28}: n* = {star!s:>6}   n_ε = {x.n_eps!s:>5}   n_round = {x.n_round}")
+    star = x.n_star if x.n_star is not None else f"> {x.max_len // 2}"  # n* needs 2·n* swept
+    print(f"{x.label:>28}: n* = {star!s:>6}   first identical = {x.first_identical!s:>5}   "
+          f"n_ε = {x.n_eps!s:>5}   n_round = {x.n_round}")
 plotting.show(plotting.precision_figure(lengths, "collapse length vs mantissa bits"),
               f"{FIGURES}/precision.png")
 

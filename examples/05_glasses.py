@@ -20,14 +20,15 @@ FIGURES = "out/examples/05"
 # ## Every remedy beside the plain curve
 #
 # `remedies.run` sweeps prompt + n ones against n + 1 ones (one forward pass each) for the plain
-# model and each remedy; `collapse_length` is the first n from which the two outputs are the same
-# bits (None: not within the sweep).
+# model and each remedy; `result.collapse` judges each sweep by the project's one rule: n* is the
+# first n from which the two outputs are the same bits through the end of a sweep that reaches
+# 2·n* (otherwise "not within the sweep"), beside the first identical pair and their share.
 
 # %%
 runs = remedies.run(max_len=MAX_N)
 for label, result in runs.items():
     print(f"{label:>32}: ‖Δ‖₁ at n = {MAX_N}: {result.l1[-1]:.3e}   "
-          f"bit-identical from n = {result.collapse_length}")
+          f"{result.collapse.text()}, first identical n = {result.collapse.first_identical}")
 plotting.show(plotting.collapse_figure(runs, "the glasses beside the plain collapse"),
               f"{FIGURES}/remedies.png")
 

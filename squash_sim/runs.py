@@ -25,6 +25,67 @@ def _quiet(message: str) -> None:
     return None
 
 
+COLLAPSE_RULE = ("n* = the first n from which every pair is bit-identical through the end of the "
+                 "sweep, called only when the sweep reaches 2·n* (docs/theory.md, 'Collapse "
+                 "length, one definition'); otherwise 'not within the sweep'")
+POSITIONAL_NAMES = {"none": "NoPE", "sinusoidal": "sinusoidal", "learned": "learned",
+                    "rope": "RoPE", "alibi": "ALiBi"}
+OUTSIDE_B3 = {  # encodings outside Theorem B.3's hypotheses, and why
+    "alibi": "ALiBi's logits are unbounded below",
+    "sinusoidal": "sinusoidal positions are added to the residual stream, so the two last "
+                  "tokens differ",
+    "learned": "learned positions are added to the residual stream, so the two last tokens "
+               "differ"}
+
+
+def _article(number: int) -> str:
+    """'a' or 'an' before a number read aloud (an 8, an 11, an 18, an 80…; a 1, a 100)."""
+    digits = str(number)
+    spoken_vowel = digits[0] == "8" or digits in ("11", "18") or (
+        digits.startswith(("11", "18")) and len(digits) % 3 == 2)
+    return "an" if spoken_vowel else "a"
+
+
+def _outside_sentence(outside: list[str], max_len: int) -> str:
+    """Which encodings run lie outside Theorem B.3's hypotheses, and why (generated)."""
+    if not outside:
+        return "Every encoding run meets Theorem B.3's hypotheses."
+    if max_len < 11:
+        return (f"No verdict on the decay: n = 1..{max_len} does not reach n = 10, where the "
+                "check starts; every curve is shown as measured.")
+    names = [POSITIONAL_NAMES.get(p, p) for p in outside]
+    why = "; ".join(OUTSIDE_B3[p] for p in outside if p in OUTSIDE_B3)
+    return (f"Outside the theorem's hypotheses, shown but never counted as passes: "
+            f"{', '.join(names)} ({why}).")
+
+
+def collapse_cells(verdict) -> dict:
+    """An n* with the first identical pair and the share beside it (tables)."""
+    return {"n* (lasting)": verdict.short(), "first identical n": verdict.first_identical,
+            "identical share": round(verdict.share, 3)}
+
+
+def collapse_sentence(verdicts: dict, max_len: int) -> str:
+    """One generated sentence per sweep: lasting n* or not, and the intermittent identical pairs."""
+    parts = []
+    for label, v in verdicts.items():
+        label = POSITIONAL_NAMES.get(label, label)
+        if v.status != "sound":
+            parts.append(f"{label}: {v.reason}")
+        elif v.n_star is not None:
+            parts.append(f"{label}: bit-identical from n* = {v.n_star} to the end"
+                         + (f", and {v.intermittent} identical pairs before it from n = "
+                            f"{v.first_identical}" if v.intermittent else ""))
+        elif v.identical:
+            parts.append(f"{label}: no lasting collapse within n ≤ {max_len}, yet "
+                         f"{v.identical} of {v.pairs} pairs ({v.share:.0%}) are bit-identical, "
+                         f"the first at n = {v.first_identical}, on and off")
+        else:
+            parts.append(f"{label}: no bit-identical pair up to n = {max_len}")
+    return ("Collapse by the one rule (n* lasts to the end of a sweep that reaches 2·n*): "
+            + "; ".join(parts) + ".")
+
+
 def collapse(out: Path, *, preset: str = "tiny", positionals=None, precision="fp32",
              max_len: int = 1024, prompt_len: int = 8, seed: int = 0, formats=("png",),
              progress=_quiet) -> Section:
@@ -43,16 +104,22 @@ def collapse(out: Path, *, preset: str = "tiny", positionals=None, precision="fp
                  f"forward pass over {prompt_len + max_len + 1} positions")
         runs[positional] = experiment.run(config, precision, max_len=max_len,
                                           prompt_len=prompt_len, seed=seed)
+    verdicts = {p: r.collapse for p, r in runs.items()}  # the one definition (analysis.collapse)
     data = [results.write_csv(out / "collapse.csv",
-                              [{"positional": p, **row} for p, r in runs.items() for row in r.table()])]
-    summary = {p: {"decay_exponent": r.decay_exponent(), "collapse_length": r.collapse_length,
-                   "l1_at_max_len": float(r.l1[-1]), "seconds": r.seconds} for p, r in runs.items()}
+                              [{"positional": p, **row} for p, r in runs.items() for row in r.table()]),
+            results.write_csv(out / "collapse_summary.csv",
+                              [{"positional": p, **v.row()} for p, v in verdicts.items()])]
+    summary = {p: {"decay_exponent": r.decay_exponent(), "collapse_length": verdicts[p].n_star,
+                   **verdicts[p].row(), "l1_at_max_len": float(r.l1[-1]), "seconds": r.seconds}
+               for p, r in runs.items()}
     data.append(results.write_json(out / "collapse.json", {
         "experiment": "collapse (Theorem B.3)", "preset": preset, "precision": str(precision),
-        "max_len": max_len, "prompt_len": prompt_len, "seed": seed, "summary": summary}))
+        "max_len": max_len, "prompt_len": prompt_len, "seed": seed,
+        "n_star_rule": COLLAPSE_RULE, "summary": summary}))
     figures = _figures(out, "collapse", plotting.collapse_figure(
         runs, f"Representational collapse: {preset}, {precision}"), formats)
-    maps, weights = _attention_maps(base, seed, prompt_len)
+    maps_positional = positionals[0]
+    maps, weights = _attention_maps(base.replace(positional=maps_positional), seed, prompt_len)
     figures += _figures(out, "collapse_attention", maps, formats)
     data.append(results.write_csv(out / "collapse_attention.csv", [
         {"layer": layer, "head": head, "i": i, "j": j, "weight": float(weights[layer, head, i, j])}
@@ -60,16 +127,17 @@ def collapse(out: Path, *, preset: str = "tiny", positionals=None, precision="fp
                                                  * np.ones(weights.shape[:2])[..., None, None]),
                                      strict=True)]))
     data.append(results.write_json(out / "collapse_attention.json", {
-        "what": "attention weights α_ij, NoPE, every layer and head, random prompt + 24 ones",
+        "what": f"attention weights α_ij, {maps_positional} positions, every layer and head, "
+                "random prompt + 24 ones",
         "preset": preset, "seed": seed, "prompt_len": prompt_len,
         "weights (layer, head, i, j)": np.round(weights, 6).tolist()}))
     show = [n for n in (1, 10, 100, 1000, 10_000, 100_000) if n <= max_len]
     table = [{"positional": p, **{f"n={n}": float(r.l1[n - 1]) for n in show},
-              "decay exponent": r.decay_exponent(), "n* (bit-identical)": r.collapse_length}
+              "decay exponent": r.decay_exponent(), **collapse_cells(verdicts[p])}
              for p, r in runs.items()]
     # Outside Theorem B.3's hypotheses: ALiBi (logits unbounded below) and positions added to the
     # residual stream (v_n ≠ v*_(n+1)); their curves are shown, never counted as passes.
-    outside = [p for p in runs if p in ("alibi", "sinusoidal", "learned")]
+    outside = [p for p in runs if p in OUTSIDE_B3]
     inside = [p for p in runs if p not in outside]
     if max_len < 11:  # "decreases from n = 10 on" needs n = 10 and a later n
         outside, inside = list(runs), []
@@ -88,33 +156,37 @@ def collapse(out: Path, *, preset: str = "tiny", positionals=None, precision="fp
                   for p, r in runs.items()), theory="theorem_b3")
     return Section("collapse", f"Representational collapse on the {preset} model",
                    "theorem_b3", [
-                       f"‖y_n − y*_(n+1)‖₁ for a {prompt_len}-token random prompt + n ones vs n + 1 "
-                       f"ones, n = 1..{max_len}, from one forward pass per positional encoding "
-                       f"(precision {precision}, seed {seed}). Decay exponents are fitted over "
-                       f"n ≥ 10; bf16 spacing 2⁻⁷ = {EPS:.4g}. Bit-identical lengths are marked "
-                       f"below each curve (a zero distance has no place on a log axis).",
-                       f"- Outside the theorem's hypotheses here: {', '.join(outside) or 'none'} "
-                       "(ALiBi's logits are unbounded below; sinusoidal and learned positions are "
-                       "added to the residual stream, so the two last tokens differ).",
-                       "- The attention maps below (prompt + 24 ones, NoPE) show the mechanism: "
-                       "the last row spreads its weight over the ones, so one more one moves it "
-                       "by Θ(1/n)."],
+                       f"‖y_n − y*_(n+1)‖₁ for {_article(prompt_len)} {prompt_len}-token random "
+                       f"prompt + n ones vs n + 1 ones, n = 1..{max_len}, from one forward pass "
+                       f"per positional encoding (precision {precision}, seed {seed}). Decay "
+                       f"exponents are fitted over n ≥ 10; bf16 spacing 2⁻⁷ = {EPS:.4g}. "
+                       f"Bit-identical lengths are marked below each curve (a zero distance has no "
+                       f"place on a log axis).",
+                       "- " + collapse_sentence(verdicts, max_len),
+                       "- " + _outside_sentence(outside, max_len),
+                       f"- The attention maps below ({_article(prompt_len)} {prompt_len}-token "
+                       f"prompt + 24 ones, {POSITIONAL_NAMES.get(maps_positional, maps_positional)}"
+                       f" positions) show the mechanism: the last row spreads its weight over the "
+                       f"ones, so one more one moves it by Θ(1/n)."],
                    table, figures, data, time.perf_counter() - start, [verdict])
 
 
 def _attention_maps(config, seed: int, prompt_len: int, ones: int = 24):
-    """Attention weights of the model (NoPE) on a random prompt + `ones` ones, every layer."""
+    """Attention weights of the model (its positional encoding) on a random prompt + `ones` ones,
+    every layer."""
     import jax
 
     from squash_sim.experiments import collapse as experiment
     from squash_sim.model import forward, init_params
 
-    config = config.replace(positional="none")
+    if config.positional == "learned":
+        config = config.replace(max_len=max(config.max_len or 0, prompt_len + ones + 1))
     inputs, _ = experiment.make_sequence(config, ones, prompt_len, seed, "1")
     trace = forward(init_params(config, jax.random.key(seed)), inputs, config,
                     return_attention=True)
+    name = POSITIONAL_NAMES.get(config.positional, config.positional)
     figure = plotting.attention_maps(trace, title=f"Attention weights: {prompt_len}-token "
-                                     f"prompt + {ones} ones (NoPE, every layer, head 0)")
+                                     f"prompt + {ones} ones ({name}, every layer, head 0)")
     return figure, np.asarray(trace.attention, dtype=np.float64)
 
 
@@ -255,8 +327,15 @@ def precision(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, se
         "bf16_sum_of_1000_ones": stall}))
     figures = _figures(out, "precision", plotting.precision_figure(
         lengths, f"Collapse length vs mantissa bits ({preset}, n ≤ {max_len})"), formats)
-    table = [{"family": x.family, "policy": x.label,
-              "n*": x.n_star if x.n_star is not None else f"> {max_len}",
+    from squash_sim.analysis.collapse import REACH
+
+    def star(x) -> str:
+        return (x.status if x.status != "measured" else str(x.n_star) if x.n_star is not None
+                else f"> {max_len // REACH}")
+
+    table = [{"family": x.family, "policy": x.label, "n* (lasting)": star(x),
+              "first identical n": x.first_identical,
+              "identical share": round(x.identical_share, 3),
               "n_ε (paper's line)": x.n_eps, "n_round": x.n_round}
              for x in lengths if x.family != "mantissa"]
     # Corollary B.10 on the formats rounding every operation. A finite sweep decides "n* is
@@ -282,13 +361,15 @@ def precision(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, se
         "from a finite n* on (every operation rounded: -pure)",
         decide(violations=sum(x.n_star is None for x in pure if x not in undecidable),
                assumption_failures=len(undecidable), instances=len(pure)),
-        ", ".join((f"{x.label} n* = {x.n_star}" if x.n_star is not None else
-                   f"{x.label} n* > {max_len}") + f" (n_ε {x.n_eps})" for x in pure),
+        ", ".join(f"{x.label} n* {star(x)} (n_ε {x.n_eps})" for x in pure),
         theory="corollary_b10",
         mechanism="; ".join(f"{label}: {text}" for label, text in mechanisms.items()))
     return Section("precision", "Precision collapse lengths", "corollary_b10", [
         f"n* = first n from which prompt + n ones and + n + 1 ones give bit-identical outputs "
-        f"(one forward pass per policy, {preset}, n ≤ {max_len}). Estimates from the float32 "
+        f"through the end of the sweep, called only when the sweep reaches 2·n* "
+        f"(`> {max_len // REACH}`: not within the sweep); the first identical pair and the share "
+        f"of identical pairs are beside it (one forward pass per policy, {preset}, "
+        f"n ≤ {max_len}). Estimates from the float32 "
         f"curve: n_ε where ‖Δ‖₁ < ε (the paper's reading), n_round where every |Δ_i| < ½ spacing "
         f"at y_i.",
         f"- Where rounding happens matters: 1000 ones summed in order in bf16 give {stall:g} "
@@ -297,8 +378,8 @@ def precision(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, se
         "- Storage-only policies (float32 arithmetic, storage rounded) collapse much later than "
         "the estimates: each stored intermediate adds rounding noise of a spacing that keeps the "
         "two outputs in different rounding intervals. Measured n* against n_ε: "
-        + ", ".join(f"{x.label} {x.n_star if x.n_star is not None else f'> {max_len}'} vs "
-                    f"{x.n_eps}" for x in lengths if x.family == "named") + ".",
+        + ", ".join(f"{x.label} {star(x)} vs {x.n_eps}" for x in lengths
+                    if x.family == "named") + ".",
         "- The figure shows the named formats (fp16, bf16, fp8) at their mantissa widths beside "
         "the e8mX sweep; an upward triangle at the top marks a policy that did not collapse "
         "within the sweep."],
@@ -328,7 +409,9 @@ def accumulation(out: Path, *, preset: str = "paper-fig10", model: str | None = 
     figures = _figures(out, stem, plotting.accumulation_figure(
         rows, f"Collapse length n* per format and accumulation model ({label}, n ≤ {max_len})"),
         formats)
-    reach = 3 * max_len // 4
+    from squash_sim.analysis.collapse import REACH
+
+    reach = max_len // REACH
 
     def cell(r) -> str:
         if r.status != "ok":
@@ -363,12 +446,12 @@ def accumulation(out: Path, *, preset: str = "paper-fig10", model: str | None = 
              f"the Figure 10 model ({preset}, one forward pass per policy, n ≤ {max_len}")
     return Section(stem, "Precision collapse by accumulation model"
                    + (f": {label}" if llm is not None else ""), "corollary_b10", [
-        f"Every format × accumulation model on {where}; a collapse counts when it lasts over the "
-        "last quarter of the sweep). Cells: n* and its mechanism — *stall*: with fp32 "
-        "accumulators (storage rounding unchanged) the outputs at n* still differ, so a running "
-        "sum stopped growing; *spacing*: they collapse anyway, the representations round "
-        "together (squash_sim.analysis.mechanism). `> N`: no collapse within the sweep; "
-        "non-finite: a sum overflowed the format (never a collapse).",
+        f"Every format × accumulation model on {where}); n* by the one rule: bit-identical from "
+        "n* through the end of a sweep that reaches 2·n*. Cells: n* and its mechanism — "
+        "*stall*: with fp32 accumulators (storage rounding unchanged) the outputs at n* still "
+        "differ, so a running sum stopped growing; *spacing*: they collapse anyway, the "
+        "representations round together (squash_sim.analysis.mechanism). `> N`: no collapse "
+        "within the sweep; non-finite: a sum overflowed the format (never a collapse).",
         "- Σ of ones in the softmax's accumulator (sequential): "
         + ", ".join(f"{r.fmt} {r.sum_of_ones:g}" for r in rows if r.model == "sequential")
         + f" for {rows[0].ones} ones — the stall behind the sequential collapses.",
@@ -480,12 +563,14 @@ def remedies(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, see
     data = [results.write_csv(out / "remedies.csv",
                               [{"remedy": k, **row} for k, r in runs.items() for row in r.table()])]
     show = [n for n in (10, 100, 1000, 10_000) if n <= max_len]
+    verdicts = {k: r.collapse for k, r in runs.items()}  # the one definition (analysis.collapse)
     table = [{"remedy": k, **{f"n={n}": float(r.l1[n - 1]) for n in show},
-              "at max n": float(r.l1[-1]), "n* (bit-identical)": r.collapse_length}
+              "at max n": float(r.l1[-1]), **collapse_cells(verdicts[k])}
              for k, r in runs.items()]
     data.append(results.write_json(out / "remedies.json", {
         "experiment": "remedies (the glasses)", "preset": preset, "max_len": max_len,
-        "seed": seed, "table": table}))
+        "seed": seed, "n_star_rule": COLLAPSE_RULE, "table": table,
+        "collapse": {k: v.row() for k, v in verdicts.items()}}))
     figures = _figures(out, "remedies", plotting.collapse_figure(
         runs, f"The glasses: remedies beside the plain collapse ({preset})"), formats)
     plain, commas = runs["plain"].l1[-1], runs["commas every 3"].l1[-1]
@@ -503,8 +588,9 @@ def remedies(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, see
         "distance 0 up to float32 reassociation) — a remedy for dilution, not for counting.",
         "- Absolute positions added to the input (a positional signal that does not decay, "
         "Prop B.4) prevent collapse; bf16-pure collapses bit for bit where fp32 does not.",
-        "- Bit-identical lengths are marked by ticks below each curve, in the legend as "
-        "\"bit-identical\"."],
+        "- " + collapse_sentence(verdicts, max_len),
+        "- Bit-identical lengths are marked below each curve: a bar for the lasting collapse "
+        "(from n*), a dot for identical pairs that come and go."],
         table, figures, data, time.perf_counter() - start, [verdict])
 
 
@@ -702,9 +788,10 @@ def real_collapse(out: Path, *, prompt: str = "count-ones", precisions=("fp32",)
                                 max_len=max_len, seed=seed, progress=progress)
         runs.append(dataclasses.replace(result, precision="fp32, no sliding window"))
     stem = f"real_collapse_{prompt}{suffix}"
-    summary = {r.precision: {"bit_identical_lengths": int(r.bit_identical.sum()),
-                             "first_bit_identical_n": (int(r.n[r.bit_identical][0])
-                                                       if r.bit_identical.any() else None),
+    verdicts = {r.precision: r.collapse for r in runs}  # the one definition (analysis.collapse)
+    summary = {r.precision: {"bit_identical_lengths": verdicts[r.precision].identical,
+                             "first_bit_identical_n": verdicts[r.precision].first_identical,
+                             **verdicts[r.precision].row(),
                              "l1_at_max_len": float(r.l1[-1]), "tokens": r.tokens,
                              "seconds": r.seconds} for r in runs}
     data = [results.write_csv(out / f"{stem}.csv", [row for r in runs for row in r.rows()]),
@@ -732,11 +819,11 @@ def real_collapse(out: Path, *, prompt: str = "count-ones", precisions=("fp32",)
                 if any(model.config.sliding_window) else
                 " Every layer attends globally (no sliding window).")]
     for r in runs:
-        first = summary[r.precision]["first_bit_identical_n"]
-        lines.append(f"- {r.precision}: {int(r.bit_identical.sum())} of {len(r.n)} lengths "
-                     f"bit-identical{f' (first at n = {first})' if first else ''}; ‖Δ‖₁ "
-                     f"{r.l1[0]:.4g} at n = "
-                     f"{int(r.n[0])}, {r.l1[-1]:.4g} at n = {int(r.n[-1])}.")
+        v = verdicts[r.precision]
+        lines.append(f"- {r.precision}: {v.identical} of {v.pairs} lengths bit-identical"
+                     f"{f' (first at n = {v.first_identical})' if v.first_identical else ''}; "
+                     f"{v.text()}; ‖Δ‖₁ {r.l1[0]:.4g} at n = {int(r.n[0])}, {r.l1[-1]:.4g} at "
+                     f"n = {int(r.n[-1])}.")
     late = runs[0].n >= 600
     if compare_global and late.any() and prompt != "digits":
         lines.append(f"- Window effect: median ‖Δ‖₁ over n ≥ 600 is {np.median(runs[0].l1[late]):.3g}"

@@ -3,10 +3,10 @@
 For the Theorem B.3 pair — a prompt plus n ones, and the same plus n + 1 ones — the final
 readouts become bit-identical for large finite n, so a model cannot tell the counts apart. Per
 float format and precision policy we measure, from one forward pass of the Figure 10 model (NoPE,
-one layer), the collapse length n*: the first n from which every larger swept n gives
-bit-identical, finite outputs. A collapse counts only if it lasts over at least the last quarter
-of the sweep (a few identical n at the end can be chance: each coordinate straddles a rounding
-boundary with probability ≈ |Δᵢ|/spacing).
+one layer), the collapse length n* by the project's one definition
+(squash_sim.analysis.collapse.judge, docs/theory.md): bit-identical, finite outputs from n* through
+the end of a sweep that reaches 2·n* (a few identical n at the end can be chance: each coordinate
+straddles a rounding boundary with probability ≈ |Δᵢ|/spacing).
 
 Judged where the paper's assumptions hold — NoPE (positional information that decays), bounded
 (finite) representations — and its "large finite n" lies inside the sweep: an instance whose
@@ -85,8 +85,7 @@ def measure(precision: str, seed: int, max_len: int | None = None):
         return None, None, _failure(err)
     if _failure(result):
         return None, None, _failure(result)
-    found = result.collapse_length is not None and result.collapse_length <= 3 * max_len // 4
-    if not found:
+    if result.collapse.n_star is None:
         return result, None, None
     return result, mechanism.explain(lambda p: _run(p, seed, max_len), precision,
                                      collapse_length=result.collapse_length), None
@@ -108,9 +107,11 @@ def _check(inst, precision=None, forbid=None):
         return Outcome(float("nan"), float(max_len), False, False,
                        f"{policy}: the forward pass is {failure}", status=failure,
                        reason=f"{failure} outputs")
-    n_star = result.collapse_length
+    verdict = result.collapse
+    n_star = verdict.n_star
     found = why is not None
-    note = f"{policy}: n* {n_star} of {max_len}"
+    note = (f"{policy}: {verdict.text()}, sweep to {max_len}; first identical pair "
+            f"{verdict.first_identical}, {verdict.share:.0%} of pairs identical")
     if found:
         note += f" — {why.label()}: {why.evidence}"
     else:

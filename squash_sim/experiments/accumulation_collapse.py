@@ -6,8 +6,8 @@ narrow blocks promoted to fp32, or with compensation (docs/precision_hardware.md
 format F in FORMATS and accumulation model in MODELS, the policy "F-pure+<model>" (every rounding
 point in F; every reduction's accumulator in F, added by the model — blocks promoted to fp32) runs
 the one-pass sweep of experiments.collapse on the Figure 10 model ("paper-fig10", NoPE, one layer)
-and n* is measured exactly as experiments.precision_collapse measures it (bit-identical from n* to
-the end of the sweep, over at least its last quarter; None: beyond the sweep).
+and n* is analysis.collapse.judge's (the one definition, docs/theory.md; None: not within the
+sweep), with the first identical pair and the share of identical pairs beside it.
 
 Mechanism of a collapse — a counterfactual, not a guess. Two causes can make y_n and y*_{n+1} the
 same bits:
@@ -36,7 +36,6 @@ from __future__ import annotations
 import dataclasses
 
 import jax.numpy as jnp
-import numpy as np
 
 from squash_sim import presets
 from squash_sim.accumulate import TooLarge, accumulated_sum
@@ -64,6 +63,8 @@ class AccumulationCollapse:
     ones: int  # how many ones `sum_of_ones` adds (4·max_len)
     sum_of_ones: float  # their sum in the softmax's accumulator: far below `ones` = a stall
     max_len: int
+    first_identical: int | None = None  # the first bit-identical pair (judge)
+    identical_share: float = 0.0  # the share of swept n whose pair is bit-identical
 
     def row(self) -> dict:
         return dataclasses.asdict(self)
@@ -81,40 +82,28 @@ def sum_of_ones(precision: Precision, count: int) -> float:
     return float(accumulated_sum(ones, 0, precision.sum_format("softmax"), precision.softmax_sum))
 
 
-def _n_star(config, precision, max_len, seed, llm=None):
-    """(status, n*) with precision_collapse's rule (bit-identical over at least the last quarter)."""
+def judged(config, precision, max_len, seed, llm=None) -> tuple[str, collapse.Collapse | None]:
+    """(status, analysis.collapse.judge's verdict) of one sweep: the Figure 10 model's
+    (experiments.collapse) or, on a loaded LLM, the count-ones prompt's (experiments.real_collapse).
+    status: "ok", "non-finite" / "overflow" (never a collapse) or "too large" (not run; None)."""
     try:
         if llm is not None:
-            status, n_star = _real_n_star(llm, precision, max_len)
-            return status, _quarter_rule(n_star, max_len)
-        result = collapse.run(config, precision, max_len=max_len, seed=seed, keep_outputs=True)
+            from squash_sim.experiments import real_collapse
+
+            found = real_collapse.run(llm, "count-ones", precision, max_len=max_len).collapse
+        else:
+            found = collapse.run(config, precision, max_len=max_len, seed=seed).collapse
     except FloatingPointError:
         return "non-finite", None
     except TooLarge:
         return "too large", None  # pairwise on a model this size (accumulate.TooLarge)
-    if result.outputs is not None and not np.all(np.isfinite(result.outputs)):
-        return "non-finite", None
-    return "ok", _quarter_rule(result.collapse_length, max_len)
+    return ("ok" if found.status == "sound" else found.status), found
 
 
-def _real_n_star(llm, precision, max_len):
-    """n* of the count-ones sweep on a loaded LLM: the first n from which every pair is
-    bit-identical and sound (nothing overflowed, saturated or went non-finite on its path, from
-    the forward's numerics diagnostic). → (status, n*): "overflow" when the end of the sweep is
-    unsound (no n*, never a collapse)."""
-    from squash_sim.analysis.onset import first_from
-    from squash_sim.experiments import real_collapse
-
-    result = real_collapse.run(llm, "count-ones", precision, max_len=max_len)
-    if not result.sound[-1]:  # the end of the sweep overflowed or saturated: no verdict
-        return "overflow", None
-    return "ok", first_from(result.bit_identical & result.sound, result.n)
-
-
-def _quarter_rule(n_star, max_len):
-    if n_star is not None and n_star > 3 * max_len // 4:
-        return None
-    return n_star
+def _n_star(config, precision, max_len, seed, llm=None):
+    """(status, n*) of one sweep (`judged`)."""
+    status, found = judged(config, precision, max_len, seed, llm)
+    return status, None if found is None else found.n_star
 
 
 def run(config: ModelConfig | None = None, *, llm=None, max_len: int = 2048, seed: int = 0,
@@ -130,7 +119,8 @@ def run(config: ModelConfig | None = None, *, llm=None, max_len: int = 2048, see
         if progress:
             progress(f"accumulation [{index}/{len(jobs)}] {policy(fmt, model)}")
         precision = get_precision(policy(fmt, model))
-        status, n_star = _n_star(config, precision, max_len, seed, llm)
+        status, found = judged(config, precision, max_len, seed, llm)
+        n_star = None if found is None else found.n_star
         mechanism = n_cf = None
         if n_star is not None:
             counterfactual = mechanism_lib.with_fp32(precision)
@@ -139,7 +129,8 @@ def run(config: ModelConfig | None = None, *, llm=None, max_len: int = 2048, see
             mechanism = mechanism_lib.classify(n_star, n_cf if counterfactual else n_star)
         rows.append(AccumulationCollapse(fmt, model, str(precision), status, n_star, mechanism,
                                          n_cf, 4 * max_len, sum_of_ones(precision, 4 * max_len),
-                                         max_len))
+                                         max_len, found and found.first_identical,
+                                         round(found.share, 6) if found else 0.0))
         if progress:
             progress(f"  {policy(fmt, model)}: {status}, n* {n_star}, {mechanism}")
     return rows
@@ -175,7 +166,7 @@ def table(rows: list[AccumulationCollapse]) -> str:
             elif r.status != "ok":
                 cells.append(r.status)
             elif r.n_star is None:
-                cells.append(f"> {3 * r.max_len // 4}")
+                cells.append(f"> {r.max_len // collapse.REACH}")
             else:
                 cells.append(f"{r.n_star} ({r.mechanism})")
         lines.append(f"| {fmt} | " + " | ".join(cells) + " |")
