@@ -59,6 +59,18 @@ def _outside_sentence(outside: list[str], max_len: int) -> str:
             f"{', '.join(names)} ({why}).")
 
 
+def mechanism_text(explained: dict) -> str:
+    """What the per-sum counterfactuals showed, per collapse (generated from analysis.mechanism's
+    results: the report's mechanism sentences and the JSON come from the same objects)."""
+    if not explained:
+        return "No policy collapsed within the sweep, so no mechanism to name."
+    return ("Mechanism per collapse (the same policy with every sum in fp32, then each sum "
+            "restored alone and left alone in the format; storage rounding unchanged): "
+            + " ".join(f"{label}: {why.mechanism}" + (f" — {why.sentence()}" if why.sites else
+                                                       f" ({why.evidence}).")
+                       for label, why in explained.items()))
+
+
 def collapse_cells(verdict) -> dict:
     """An n* with the first identical pair and the share beside it (tables)."""
     return {"n* (lasting)": verdict.short(), "first identical n": verdict.first_identical,
@@ -351,11 +363,17 @@ def precision(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, se
     def sweep(policy):
         return collapse_lib.run(presets.get(preset), policy, max_len=max_len, seed=seed)
 
-    mechanisms = {x.label: mechanism.explain(sweep, x.precision,
-                                             collapse_length=x.n_star).label()
-                  for x in lengths if x.family == "named" and x.n_star is not None}
+    explained = {x.label: mechanism.explain(sweep, x.precision, collapse_length=x.n_star,
+                                            sites=mechanism.KEY_SUMS)
+                 for x in lengths if x.family == "named" and x.n_star is not None}
+    mechanisms = {label: why.label() for label, why in explained.items()}
     for row in table:
         row["mechanism"] = mechanisms.get(row["policy"], "")
+    data.append(results.write_json(out / "precision_mechanism.json", {
+        "what": "per collapse: every sum in fp32, then each sum over keys restored alone and "
+                "left alone in the format (squash_sim.analysis.mechanism)",
+        "preset": preset, "max_len": max_len, "seed": seed,
+        "mechanisms": {label: why.row() for label, why in explained.items()}}))
     verdict = Verdict(
         "Corollary B.10 [6.2]", "in finite precision, n and n + 1 ones give bit-identical outputs "
         "from a finite n* on (every operation rounded: -pure)",
@@ -372,9 +390,8 @@ def precision(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, se
         f"n ≤ {max_len}). Estimates from the float32 "
         f"curve: n_ε where ‖Δ‖₁ < ε (the paper's reading), n_round where every |Δ_i| < ½ spacing "
         f"at y_i.",
-        f"- Where rounding happens matters: 1000 ones summed in order in bf16 give {stall:g} "
-        f"(the sum stalls at 256), so a bf16 softmax sum stops normalising the weights beyond 256 "
-        f"keys; ladder row '+ softmax': no collapse within the sweep.",
+        f"- Where rounding happens matters: 1000 ones summed in order in bf16 give {stall:g}. "
+        + mechanism_text(explained),
         "- Storage-only policies (float32 arithmetic, storage rounded) collapse much later than "
         "the estimates: each stored intermediate adds rounding noise of a spacing that keeps the "
         "two outputs in different rounding intervals. Measured n* against n_ε: "
@@ -418,7 +435,7 @@ def accumulation(out: Path, *, preset: str = "paper-fig10", model: str | None = 
             return r.status
         if r.n_star is None:
             return f"> {reach}"
-        return f"{r.n_star} ({'stall' if r.mechanism == mechanism.STALLED else 'spacing'})"
+        return f"{r.n_star} ({experiment.cell_mechanism(r)})"
 
     models = list(dict.fromkeys(r.model for r in rows))
     def cell_of(fmt, model) -> str:
@@ -439,7 +456,7 @@ def accumulation(out: Path, *, preset: str = "paper-fig10", model: str | None = 
         f"({len(stalls)} by a stalled accumulator); with hardware-like accumulation "
         f"{sum(r.n_star is not None for r in hardware if r.status == 'ok')} of {len(hardware)}",
         theory="corollary_b10",
-        mechanism="; ".join(f"{r.policy}: {r.mechanism}" for r in collapsed))
+        mechanism="; ".join(f"{r.policy}: {experiment.cell_mechanism(r)}" for r in collapsed))
     where = (f"{label} on the count-ones prompt (\"How many ones are in the following "
              f"sequence? \" + n ones against n + 1; one forward pass per policy, n ≤ {max_len}"
              if llm is not None else
@@ -448,13 +465,17 @@ def accumulation(out: Path, *, preset: str = "paper-fig10", model: str | None = 
                    + (f": {label}" if llm is not None else ""), "corollary_b10", [
         f"Every format × accumulation model on {where}); n* by the one rule: bit-identical from "
         "n* through the end of a sweep that reaches 2·n*. Cells: n* and its mechanism — "
-        "*stall*: with fp32 accumulators (storage rounding unchanged) the outputs at n* still "
-        "differ, so a running sum stopped growing; *spacing*: they collapse anyway, the "
-        "representations round together (squash_sim.analysis.mechanism). `> N`: no collapse "
-        "within the sweep; non-finite: a sum overflowed the format (never a collapse).",
+        "*stall: S*: with every sum in fp32 (storage rounding unchanged) the outputs at n* "
+        "still differ, and S are the sums whose restoring alone to fp32 removes or moves the "
+        "collapse (the necessary stalls); *spacing*: it collapses anyway, the representations "
+        "round together (squash_sim.analysis.mechanism). `> N`: no collapse within the sweep; "
+        "non-finite: a sum overflowed the format (never a collapse). The JSON and CSV carry "
+        "every sum's counterfactuals (restored alone; left alone in the format) and the "
+        "sufficient stalls.",
         "- Σ of ones in the softmax's accumulator (sequential): "
         + ", ".join(f"{r.fmt} {r.sum_of_ones:g}" for r in rows if r.model == "sequential")
-        + f" for {rows[0].ones} ones — the stall behind the sequential collapses.",
+        + f" for {rows[0].ones} ones (a sum below the count is a stalled accumulator).",
+        *[f"- {r.policy}: {r.mechanism_text}" for r in stalls if r.mechanism_text],
         "- Which model corresponds to which hardware, with sources, is in "
         "docs/precision_hardware.md."], table, figures, data, time.perf_counter() - start,
         [verdict])

@@ -63,8 +63,7 @@ def test_every_consumer_reads_the_one_function(monkeypatch, tmp_path):
     from proofs_check.claims import corollary_b10
     from squash_sim import runs
     from squash_sim import testing as sst
-    from squash_sim.experiments import accumulation_collapse, precision_collapse, real_collapse
-    from squash_sim.experiments import remedies
+    from squash_sim.experiments import accumulation_collapse, precision_collapse, real_collapse, remedies
 
     real_judge = collapse.judge
 
@@ -79,7 +78,7 @@ def test_every_consumer_reads_the_one_function(monkeypatch, tmp_path):
                                    ladder=False)[:1]
     assert (row.n_star, row.first_identical) == (3, 2)
     [row] = accumulation_collapse.run(fig10, max_len=max_len, formats=("bf16",),
-                                      models=("sequential",))
+                                      models=("sequential",), sites=())
     assert (row.n_star, row.first_identical) == (3, 2)
     assert remedies.run(fig10, max_len=max_len)["plain"].collapse_length == 3
     runs.collapse(tmp_path, preset="paper-fig10", max_len=max_len, formats=())

@@ -12,12 +12,14 @@ Judged where the paper's assumptions hold — NoPE (positional information that 
 (finite) representations — and its "large finite n" lies inside the sweep: an instance whose
 outputs still differ at the end is "not reached" (with the distance left, in spacings), one with
 non-finite outputs "non-finite"; neither is ever called holds or violated. Each collapse names its
-mechanism (squash_sim.analysis.mechanism): the same run with the softmax sum and the matmul
-accumulation in fp32 tells an accumulator stall (the collapse disappears) from a representation
-difference below the spacing (it stays). The "-pure" policies stall (bf16-pure at n* ≈ 400–600:
-restoring either the softmax sum or the matmul accumulation to fp32 alone removes the collapse);
-storage-only ones collapse by the spacing, much later — which is why their sweep is longer
-(`sweep`: 4096 against 1024).
+mechanism (squash_sim.analysis.mechanism): the same run with every sum in fp32 tells an
+accumulator stall (the collapse disappears or moves later) from a representation difference
+below the spacing (it stays). A stall is then attributed per sum over the two sums over keys
+(ATTRIBUTED: the softmax denominator and the attention output's weights·values; the other sums
+have a fixed number of terms for every n, and the accumulation table runs them all): which
+stalls the collapse needs (restoring that sum alone to fp32 removes or moves it) and which
+suffice (that sum alone left in the format still collapses by n*). Storage-only policies collapse
+by the spacing, much later — which is why their sweep is longer (`sweep`: 4096 against 1024).
 Theory: docs/theory.md#corollary_b10
 """
 
@@ -44,6 +46,7 @@ DEFAULT_EXAMPLES = 6
 # e3m4-pure, left out only because each policy is one more ~5 s compile); of the storage-only
 # ones, the fp8 formats collapse by the spacing within 4096 (bf16 and fp16 storage need more).
 POLICIES = ("bf16-pure", "fp8_e4m3fn-pure", "fp8_e5m2", "fp8_e4m3fn")
+ATTRIBUTED = mechanism.KEY_SUMS  # per-sum counterfactuals (2 runs each)
 DOMAIN = Record({"precision": OneOf(tuple(p for p in precision_module.names() if p != "fp64")),
                  "seed": SEED})
 
@@ -88,7 +91,8 @@ def measure(precision: str, seed: int, max_len: int | None = None):
     if result.collapse.n_star is None:
         return result, None, None
     return result, mechanism.explain(lambda p: _run(p, seed, max_len), precision,
-                                     collapse_length=result.collapse_length), None
+                                     collapse_length=result.collapse.n_star,
+                                     sites=ATTRIBUTED), None
 
 
 def _remaining(result, precision: str) -> str:
@@ -97,9 +101,10 @@ def _remaining(result, precision: str) -> str:
     return f"‖Δ‖∞ at n = {int(result.n[-1])} is {result.linf[-1] / fmt.eps:.3g} spacings (ε)"
 
 
-def _check(inst, precision=None, forbid=None):
+def _check(inst, precision=None, forbid=None, unneeded=None):
     """precision: judge another policy's run (the fp64 mutant); forbid: a mechanism that the
-    statement claims never happens (the mechanism mutants)."""
+    statement claims never happens (the mechanism mutants); unneeded: a sum whose stall the
+    statement claims no collapse needs (the per-sum mutant)."""
     policy = precision or inst["precision"]
     max_len = sweep(inst["precision"])
     result, why, failure = measure(policy, inst["seed"], max_len)
@@ -113,14 +118,15 @@ def _check(inst, precision=None, forbid=None):
     note = (f"{policy}: {verdict.text()}, sweep to {max_len}; first identical pair "
             f"{verdict.first_identical}, {verdict.share:.0%} of pairs identical")
     if found:
-        note += f" — {why.label()}: {why.evidence}"
+        note += f" — {why.label()}: {why.evidence}" + (f". {why.sentence()}" if why.sites else "")
     else:
         note += f" — {_remaining(result, policy)}"
     if not found and precision is None:
         return Outcome(float("inf"), float(max_len), False, False, note + " — not reached",
                        status="not reached", reason="n* beyond the sweep (the corollary's "
                        "'large finite n')")
-    holds = found and (forbid is None or why.mechanism != forbid)
+    holds = (found and (forbid is None or why.mechanism != forbid)
+             and (unneeded is None or unneeded not in why.stalled))
     return Outcome(float(n_star if found else np.inf), float(max_len), holds, True, note)
 
 
@@ -133,4 +139,6 @@ MUTANTS = {
     "every collapse is a representation difference below spacing (nothing stalls)":
         lambda inst: _check(inst, forbid=mechanism.STALLED),
     "every collapse is an accumulator stall": lambda inst: _check(inst, forbid=mechanism.REPRESENTATION),
+    "no collapse needs the weights·values stall (restoring that sum alone changes nothing)":
+        lambda inst: _check(inst, unneeded="weights·values"),
 }

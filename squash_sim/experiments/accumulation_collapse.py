@@ -16,12 +16,15 @@ same bits:
   * accumulator  a running sum stalls (e.g. ones summed sequentially in bf16 stop at 256: every
                  further term is below half the accumulator's spacing), so sums over n and n + 1
                  keys come out the same before any storage rounding sees them.
-The counterfactual run (squash_sim.analysis.mechanism.with_fp32, shared with proofs_check's
-corollary_b10) keeps every storage rounding point in F and gives every reduction an fp32
-sequential accumulator. If the outputs at n* then still differ (the collapse disappears or comes
-later), an accumulator stalled; if it still collapses by n*, storage rounding alone suffices
-(mechanism.classify). `sum_of_ones` beside it is Σ 1 over 4·max_len ones in the
-softmax's accumulator: a sum far below the count is the stall, the mechanism's signature alone.
+The counterfactual runs (squash_sim.analysis.mechanism, shared with proofs_check's corollary_b10
+and the report's precision section) keep every storage rounding point in F and give sums an fp32
+sequential accumulator: all of them at once (a collapse that then disappears or comes later is a
+stall; one that stays is the spacing), then each accumulation site alone — the softmax
+denominator, weights·values, the scores q·k, projections & MLP, norm sums where the model has
+them — and each site as the only sum left in F. Each row names the *necessary* stalls (restoring
+that sum alone removes or moves the collapse) and the *sufficient* ones (that sum alone in F still
+collapses by n*), and every site's outcome ("removed", "moved", "kept"). `sum_of_ones` beside it
+is Σ 1 over 4·max_len ones in the softmax's accumulator.
 
 A run whose outputs are not finite reports status "non-finite" and no n* (never a collapse).
 
@@ -59,15 +62,21 @@ class AccumulationCollapse:
     #              (accumulate.TooLarge: not run) — every status but "ok" carries no n*
     n_star: int | None  # collapse length (None: none within the sweep, or not finite)
     mechanism: str | None  # mechanism.STALLED | mechanism.REPRESENTATION | None (no collapse)
-    n_star_fp32_sums: int | None  # the counterfactual's n* (fp32 accumulators, storage in fmt)
+    n_star_fp32_sums: int | None  # the counterfactual's n* (every sum in fp32, storage in fmt)
     ones: int  # how many ones `sum_of_ones` adds (4·max_len)
     sum_of_ones: float  # their sum in the softmax's accumulator: far below `ones` = a stall
     max_len: int
     first_identical: int | None = None  # the first bit-identical pair (judge)
     identical_share: float = 0.0  # the share of swept n whose pair is bit-identical
+    necessary: str = ""  # the stalls the collapse needs ("; "-joined sites), per-sum counterfactual
+    sufficient: str = ""  # the stalls that alone (every other sum fp32) still collapse by n*
+    sites: dict = dataclasses.field(default_factory=dict)  # site → "alone: …; only: …"
+    mechanism_text: str = ""  # the per-sum finding in words (mechanism.Mechanism.sentence)
 
     def row(self) -> dict:
-        return dataclasses.asdict(self)
+        row = dataclasses.asdict(self)
+        sites = row.pop("sites")
+        return row | {f"restore {site}": text for site, text in sites.items()}
 
 
 def policy(fmt: str, model: str) -> str:
@@ -87,12 +96,7 @@ def judged(config, precision, max_len, seed, llm=None) -> tuple[str, collapse.Co
     (experiments.collapse) or, on a loaded LLM, the count-ones prompt's (experiments.real_collapse).
     status: "ok", "non-finite" / "overflow" (never a collapse) or "too large" (not run; None)."""
     try:
-        if llm is not None:
-            from squash_sim.experiments import real_collapse
-
-            found = real_collapse.run(llm, "count-ones", precision, max_len=max_len).collapse
-        else:
-            found = collapse.run(config, precision, max_len=max_len, seed=seed).collapse
+        found = _sweep(config, precision, max_len, seed, llm).collapse
     except FloatingPointError:
         return "non-finite", None
     except TooLarge:
@@ -100,40 +104,62 @@ def judged(config, precision, max_len, seed, llm=None) -> tuple[str, collapse.Co
     return ("ok" if found.status == "sound" else found.status), found
 
 
-def _n_star(config, precision, max_len, seed, llm=None):
-    """(status, n*) of one sweep (`judged`)."""
-    status, found = judged(config, precision, max_len, seed, llm)
-    return status, None if found is None else found.n_star
-
-
 def run(config: ModelConfig | None = None, *, llm=None, max_len: int = 2048, seed: int = 0,
-        formats=FORMATS, models=tuple(MODELS), progress=None) -> list[AccumulationCollapse]:
+        formats=FORMATS, models=tuple(MODELS), sites=None,
+        progress=None) -> list[AccumulationCollapse]:
     """n*, its mechanism and the counterfactual for every format × accumulation model, on `config`
-    (default: the Figure 10 model) or on a loaded LLM `llm` (module docstring)."""
+    (default: the Figure 10 model) or on a loaded LLM `llm` (module docstring). sites: the
+    accumulation sites whose per-sum counterfactuals run for each stall (default: every site the
+    model has, mechanism.sites_of; on an LLM the two sums over keys, mechanism.KEY_SUMS; 2 runs
+    each)."""
     if llm is not None and config is not None:
         raise ValueError("accumulation_collapse.run: pass config or llm, not both")
     config = None if llm is not None else (config or presets.get("paper-fig10"))
     rows = []
     jobs = [(f, m) for f in formats for m in models]
+    if sites is None:  # an LLM's runs take minutes each: the sums over keys only
+        sites = mechanism_lib.KEY_SUMS if llm is not None else mechanism_lib.sites_of(config)
     for index, (fmt, model) in enumerate(jobs, 1):
         if progress:
             progress(f"accumulation [{index}/{len(jobs)}] {policy(fmt, model)}")
         precision = get_precision(policy(fmt, model))
         status, found = judged(config, precision, max_len, seed, llm)
         n_star = None if found is None else found.n_star
-        mechanism = n_cf = None
+        why = None
         if n_star is not None:
-            counterfactual = mechanism_lib.with_fp32(precision)
-            if counterfactual is not None:
-                _, n_cf = _n_star(config, counterfactual, max_len, seed, llm)
-            mechanism = mechanism_lib.classify(n_star, n_cf if counterfactual else n_star)
-        rows.append(AccumulationCollapse(fmt, model, str(precision), status, n_star, mechanism,
-                                         n_cf, 4 * max_len, sum_of_ones(precision, 4 * max_len),
-                                         max_len, found and found.first_identical,
-                                         round(found.share, 6) if found else 0.0))
+            why = mechanism_lib.explain(lambda p: _sweep(config, p, max_len, seed, llm),
+                                        precision, collapse_length=n_star, sites=tuple(sites))
+        rows.append(AccumulationCollapse(
+            fmt, model, str(precision), status, n_star, why and why.mechanism,
+            why and why.counterfactual_collapse_length, 4 * max_len,
+            sum_of_ones(precision, 4 * max_len), max_len,
+            found.first_identical if found else None, round(found.share, 6) if found else 0.0,
+            "; ".join(why.stalled) if why else "", "; ".join(why.sufficient) if why else "",
+            {e.site: f"alone: {_said(e.alone, e.alone_n_star)}; only: "
+                     f"{_said(e.only, e.only_n_star)}" for e in (why.sites if why else ())},
+            why.sentence() if why else ""))
         if progress:
-            progress(f"  {policy(fmt, model)}: {status}, n* {n_star}, {mechanism}")
+            progress(f"  {policy(fmt, model)}: {status}, n* {n_star}, "
+                     f"{why.label() if why else 'no collapse'}")
     return rows
+
+
+def _sweep(config, precision, max_len, seed, llm=None):
+    """One sweep's result (with .collapse): the Figure 10 model's or the LLM's count-ones."""
+    if llm is not None:
+        from squash_sim.experiments import real_collapse
+
+        return real_collapse.run(llm, "count-ones", precision, max_len=max_len)
+    return collapse.run(config, precision, max_len=max_len, seed=seed)
+
+
+def _said(outcome: str, n_star: int | None) -> str:
+    """"removed", "moved to 1016", "kept (n* 398)"."""
+    if outcome == "moved":
+        return f"moved to {n_star}" if n_star is not None else "moved past the sweep's reach"
+    if outcome == "kept" and n_star is not None:
+        return f"kept (n* {n_star})"
+    return outcome
 
 
 def write(rows: list[AccumulationCollapse], stem) -> list[str]:
@@ -153,6 +179,13 @@ def write(rows: list[AccumulationCollapse], stem) -> list[str]:
     return [str(stem.with_suffix(".json")), str(stem.with_suffix(".csv"))]
 
 
+def cell_mechanism(r: AccumulationCollapse) -> str:
+    """"stall: weights·values" (the necessary stalls), "spacing", or the mechanism's word."""
+    if r.mechanism == mechanism_lib.STALLED:
+        return f"stall: {r.necessary or 'no single sum'}"
+    return "spacing" if r.mechanism == mechanism_lib.REPRESENTATION else str(r.mechanism)
+
+
 def table(rows: list[AccumulationCollapse]) -> str:
     """A markdown table: formats down, accumulation models across, 'n* (mechanism)' per cell."""
     models = list(dict.fromkeys(r.model for r in rows))
@@ -168,7 +201,7 @@ def table(rows: list[AccumulationCollapse]) -> str:
             elif r.n_star is None:
                 cells.append(f"> {r.max_len // collapse.REACH}")
             else:
-                cells.append(f"{r.n_star} ({r.mechanism})")
+                cells.append(f"{r.n_star} ({cell_mechanism(r)})")
         lines.append(f"| {fmt} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
