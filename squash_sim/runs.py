@@ -659,12 +659,15 @@ def _claim_verdict(row: dict, out: Path) -> Verdict:
     # sides are negative (a fitted exponent ≤ −0.5) holds with a ratio above 1, so show its
     # margin instead. NaN: no ratio (equalities).
     tight, margin = row["max_tightness"], row.get("worst_margin", float("nan"))
+    judged = row["instances"] - row["assumption_failures"]
+    counted = (f"{row['instances']} instances" if judged == row["instances"] else
+               f"{judged} of {row['instances']} instances judged")
     if tight == tight and (0 <= tight <= 1 or row["violations"]):
-        key = f"{row['instances']} instances; max LHS/RHS {tight:.3g}"
+        key = f"{counted}; max LHS/RHS {tight:.3g} (judged)"
     elif margin == margin:
-        key = f"{row['instances']} instances; worst margin RHS − LHS {margin:.3g}"
+        key = f"{counted}; worst margin RHS − LHS {margin:.3g} (judged)"
     else:
-        key = f"{row['instances']} instances"
+        key = counted
     if row["violations"]:
         key += f"; {row['violations']} violating"
     if row.get("summary"):  # a printed variant: which constant fails, which one holds
@@ -683,22 +686,27 @@ def claims(out: Path, *, examples: int | None = None, examples_scale: float = 1.
     data = [results.write_json(out / "claims.json", [
         {k: (str(v) if isinstance(v, Path) else v) for k, v in r.items()} for r in rows])]
     data += sorted({Path(r["counterexample_file"]) for r in rows if r.get("counterexample_file")})
-    table = [{"claim": r["claim"], "instances": r["instances"], "violations": r["violations"],
-              "assumption not met": r["assumption_failures"], "max tightness": r["max_tightness"],
-              "seconds": r["seconds"]} for r in rows]
+    table = [{"claim": r["claim"], "instances": r["instances"],
+              "judged": r["instances"] - r["assumption_failures"], "violations": r["violations"],
+              "not judged": r["assumption_failures"],
+              "median tightness (judged)": r["median_tightness"],
+              "max tightness (judged)": r["max_tightness"], "seconds": r["seconds"]}
+             for r in rows]
     verdicts = [_claim_verdict(r, out) for r in rows]
     checked = [r for r in rows if not r["printed_variant"]]
     violated = [r["claim"] for r in checked if r["violations"]]
     outside = sum(r["assumption_failures"] for r in checked)
     return Section("claims", "Every formal result, checked (proofs_check)", "results", [
         f"{sum(r['instances'] for r in rows)} Hypothesis instances over {len(checked)} results "
-        f"and {len(rows) - len(checked)} printed variants (float64; max tightness = largest "
-        "LHS/RHS, 1 is tight). "
+        f"and {len(rows) - len(checked)} printed variants (float64; tightness = LHS/RHS, 1 is "
+        "tight, median and max over the judged instances only). "
         + (f"**Violated: {', '.join(violated)}** — the shrunk counterexamples are linked in the "
            "verdict table." if violated else "No statement is violated inside its hypotheses."),
-        f"- {outside} instances lie outside their claim's hypotheses (e.g. theorem_b3 with "
-        "additive positions): they are counted in the table, never as passes."
-        if outside else "- Every instance met its claim's hypotheses.",
+        f"- {outside} instances were not judged (outside their claim's hypotheses, e.g. "
+        "theorem_b3 with additive positions; non-finite; not reached; or both sides below "
+        "float64 resolution): they are counted in the table, never as passes nor in the "
+        "statistics."
+        if outside else "- Every instance was judged.",
         "- The paper's printed variants (rows marked \"as printed\") are reported beside the "
         "checked form; a violated printed variant does not fail the run (see the errata in "
         "theory.md)."], table, [], data, time.perf_counter() - start, verdicts)

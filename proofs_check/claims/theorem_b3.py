@@ -98,6 +98,9 @@ def pair(inst):
     return (short_hidden, short_attention), (long_hidden, long_attention)
 
 
+RESOLUTION = 1e-13  # the absolute slack of the comparison: sides below it are rounding noise
+
+
 def _check(inst, include_last_term=True, vector_norm=1):
     (hidden, attention), (hidden_star, attention_star) = pair(inst)
     n = inst["n"]
@@ -112,7 +115,7 @@ def _check(inst, include_last_term=True, vector_norm=1):
     rows = np.abs(a[: n - 1] - a_star[: n - 1]).sum()
     last = abs(a[n - 1] - a_star[n - 1] - a_star[n]) if include_last_term else 0.0
     rhs = np.linalg.norm(u, ord=vector_norm, axis=1).max() * (rows + last)
-    holds = lhs <= rhs * (1 + 1e-12) + 1e-13
+    holds = lhs <= rhs * (1 + 1e-12) + RESOLUTION
     note = f"{inst['positional']}, n {n}"
     if inst["positional"] == "none" and include_last_term:
         m_n = a @ u[:n]
@@ -122,6 +125,10 @@ def _check(inst, include_last_term=True, vector_norm=1):
     reason = "" if met else "additive positions enter the residual stream"
     if not met:
         note += f": assumption not met ({reason})"
+    elif max(lhs, rhs) <= RESOLUTION:  # e.g. n = 1: both sides are 0 up to rounding
+        return Outcome(float(lhs), float(rhs), False, False, note + f": both sides ≤ "
+                       f"{RESOLUTION:g}, float64 rounding noise", status="below resolution",
+                       reason=f"both sides ≤ {RESOLUTION:g}")
     return Outcome(float(lhs), float(rhs), bool(holds), assumptions_met=met, note=note,
                    reason=reason)
 
