@@ -233,8 +233,8 @@ def _fake_run(lengths):
 
 def test_mechanism_is_decided_by_the_fp32_accumulator_counterfactual():
     """Pure bf16: with every sum in fp32 the collapse at 398 disappears (it comes at 1016) → an
-    accumulator stalled; restoring the weights·values sum alone removes it, restoring the softmax
-    sum alone moves it to 700, the others keep it → necessary: those two; with only the
+    accumulator stalled; restoring the weights·values sum alone removes it (necessary), restoring
+    the softmax sum alone moves it to 700 (moved, not a cause); with only the
     weights·values left in bf16 it still collapses at 398 → sufficient: that one. If the
     all-fp32 counterfactual collapses as early → the representation difference fell below the
     spacing. Storage-only bf16 has no sum in the format: below the spacing by construction."""
@@ -244,7 +244,7 @@ def test_mechanism_is_decided_by_the_fp32_accumulator_counterfactual():
                every - {"softmax sum"}: None}
     stall = mechanism.explain(_fake_run(lengths), "bf16-pure", sites=mechanism.KEY_SUMS)
     assert (stall.mechanism, stall.counterfactual_collapse_length) == (mechanism.STALLED, 1016)
-    assert stall.stalled == ("softmax sum", "weights·values")
+    assert stall.stalled == ("weights·values",) and stall.moved == ("softmax sum",)
     assert [(e.alone, e.only) for e in stall.sites] == [("moved", "removed"), ("removed", "kept")]
     assert stall.sufficient == ("weights·values",) and "moves it to n = 700" in stall.sentence()
     spacing = mechanism.explain(_fake_run({frozenset(): 398, every: 390}), "bf16-pure")

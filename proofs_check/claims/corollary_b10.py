@@ -17,8 +17,9 @@ accumulator stall (the collapse disappears or moves later) from a representation
 below the spacing (it stays). A stall is then attributed per sum over the two sums over keys
 (ATTRIBUTED: the softmax denominator and the attention output's weights·values; the other sums
 have a fixed number of terms for every n, and the accumulation table runs them all): which
-stalls the collapse needs (restoring that sum alone to fp32 removes or moves it) and which
-suffice (that sum alone left in the format still collapses by n*). Storage-only policies collapse
+stalls the collapse needs (restoring that sum alone to fp32 removes it; one that only moves it
+later is named as moving it, not as a cause) and which suffice (that sum alone left in the format
+still collapses by n*). Storage-only policies collapse
 by the spacing, much later — which is why their sweep is longer (`sweep`: 4096 against 1024).
 Theory: docs/theory.md#corollary_b10
 """

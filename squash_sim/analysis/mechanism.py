@@ -18,10 +18,12 @@ policy (sums already fp32) is the second kind by construction.
 Which sum: the counterfactual per accumulation site (SITES) — the softmax denominator, the
 attention output's weights·values sum over keys, the scores q·k, the projection and MLP dot
 products, the norm sums — each restored to fp32 alone, and each left alone in the format with
-every other sum restored. A site whose restoring alone removes the collapse (or moves it later)
-is *necessary*: the collapse at n* needs that stall. A site that, left as the only sum in the
-format, still collapses by n* is *sufficient*. "Moved" is said where the collapse comes later
-but still comes; "removed" where no pair is identical through the end of the sweep.
+every other sum restored. A site whose restoring alone removes the collapse is *necessary*: the
+collapse at n* needs that stall. One whose restoring alone only makes the collapse come later
+*moves* it (it is not called a cause). A site that, left as the only sum in the format, still
+collapses by n* is *sufficient*. "Removed" means no pair is identical through the end of the
+sweep; "moved", a later lasting collapse, or an identical run to the end that starts too late in
+the sweep to be called (analysis.collapse's rule).
 
 `explain(run, precision)` takes the experiment as a function (precision → a result with
 `.collapse`, the one definition of analysis.collapse), so experiments, the report and
@@ -107,7 +109,11 @@ class SiteEffect:
 
     @property
     def necessary(self) -> bool:
-        return self.alone in ("removed", "moved")
+        return self.alone == "removed"
+
+    @property
+    def moves(self) -> bool:
+        return self.alone == "moved"
 
     @property
     def sufficient(self) -> bool:
@@ -128,8 +134,13 @@ class Mechanism:
 
     @property
     def stalled(self) -> tuple[str, ...]:
-        """The necessary stalls: sums whose restoring alone removes or moves the collapse."""
+        """The necessary stalls: sums whose restoring alone removes the collapse."""
         return tuple(s.site for s in self.sites if s.necessary)
+
+    @property
+    def moved(self) -> tuple[str, ...]:
+        """Sums whose restoring alone only moves the collapse later."""
+        return tuple(s.site for s in self.sites if s.moves)
 
     @property
     def sufficient(self) -> tuple[str, ...]:
@@ -137,13 +148,14 @@ class Mechanism:
         return tuple(s.site for s in self.sites if s.sufficient)
 
     def label(self) -> str:
-        """Short text for tables: "accumulator stalled (necessary: weights·values)"."""
+        """Short text for tables: "accumulator stalled (necessary: weights·values; …)"."""
         if self.mechanism is None:
             return "no collapse"
         if not self.sites:
             return self.mechanism
-        return (f"{self.mechanism} (necessary: {', '.join(self.stalled) or 'none alone'}; "
-                f"sufficient: {', '.join(self.sufficient) or 'none alone'})")
+        return (f"{self.mechanism} (necessary: {', '.join(self.stalled) or 'none alone'}"
+                + (f"; moved by: {', '.join(self.moved)}" if self.moved else "")
+                + f"; sufficient: {', '.join(self.sufficient) or 'none alone'})")
 
     def sentence(self) -> str:
         """The per-sum finding in words, generated from the counterfactuals."""
@@ -168,7 +180,8 @@ class Mechanism:
         """For JSON: the mechanism, the necessary and sufficient stalls and every site."""
         return {"mechanism": self.mechanism, "n_star": self.collapse_length,
                 "n_star_all_sums_fp32": self.counterfactual_collapse_length,
-                "necessary": list(self.stalled), "sufficient": list(self.sufficient),
+                "necessary": list(self.stalled), "moved_by": list(self.moved),
+                "sufficient": list(self.sufficient),
                 "sites": [dataclasses.asdict(s) for s in self.sites]}
 
 

@@ -22,8 +22,9 @@ sequential accumulator: all of them at once (a collapse that then disappears or 
 stall; one that stays is the spacing), then each accumulation site alone — the softmax
 denominator, weights·values, the scores q·k, projections & MLP, norm sums where the model has
 them — and each site as the only sum left in F. Each row names the *necessary* stalls (restoring
-that sum alone removes or moves the collapse) and the *sufficient* ones (that sum alone in F still
-collapses by n*), and every site's outcome ("removed", "moved", "kept"). `sum_of_ones` beside it
+that sum alone removes the collapse), the sums that only move it later, and the *sufficient* ones
+(that sum alone in F still collapses by n*), and every site's outcome ("removed", "moved",
+"kept"). `sum_of_ones` beside it
 is Σ 1 over 4·max_len ones in the softmax's accumulator.
 
 A run whose outputs are not finite reports status "non-finite" and no n* (never a collapse).
@@ -68,7 +69,8 @@ class AccumulationCollapse:
     max_len: int
     first_identical: int | None = None  # the first bit-identical pair (judge)
     identical_share: float = 0.0  # the share of swept n whose pair is bit-identical
-    necessary: str = ""  # the stalls the collapse needs ("; "-joined sites), per-sum counterfactual
+    necessary: str = ""  # the stalls the collapse needs ("; "-joined sites): restoring one removes it
+    moved_by: str = ""  # sums whose restoring alone only moves the collapse later
     sufficient: str = ""  # the stalls that alone (every other sum fp32) still collapse by n*
     sites: dict = dataclasses.field(default_factory=dict)  # site → "alone: …; only: …"
     mechanism_text: str = ""  # the per-sum finding in words (mechanism.Mechanism.sentence)
@@ -134,7 +136,8 @@ def run(config: ModelConfig | None = None, *, llm=None, max_len: int = 2048, see
             why and why.counterfactual_collapse_length, 4 * max_len,
             sum_of_ones(precision, 4 * max_len), max_len,
             found.first_identical if found else None, round(found.share, 6) if found else 0.0,
-            "; ".join(why.stalled) if why else "", "; ".join(why.sufficient) if why else "",
+            "; ".join(why.stalled) if why else "", "; ".join(why.moved) if why else "",
+            "; ".join(why.sufficient) if why else "",
             {e.site: f"alone: {_said(e.alone, e.alone_n_star)}; only: "
                      f"{_said(e.only, e.only_n_star)}" for e in (why.sites if why else ())},
             why.sentence() if why else ""))
