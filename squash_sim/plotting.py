@@ -69,8 +69,16 @@ def real_collapse_figure(results: list, title: str, window: int | None = 512):
         same = result.bit_identical
         if same.any():
             floor = result.l1[positive].min() if positive.any() else 1e-6
-            ax.scatter(result.n[same], np.full(same.sum(), floor / 2), s=6, marker="|",
-                       color=line.get_color(), label=f"{result.precision}: bit-identical")
+            n_star = result.collapse.n_star  # the one definition (analysis.collapse.judge)
+            lasting = same & (result.n >= n_star) if n_star is not None else np.zeros_like(same)
+            if lasting.any():
+                ax.scatter(result.n[lasting], np.full(lasting.sum(), floor / 2), s=6,
+                           marker="|", color=line.get_color(),
+                           label=f"{result.precision}: lasting collapse from n* = {n_star}")
+            if (same & ~lasting).any():
+                ax.scatter(result.n[same & ~lasting], np.full((same & ~lasting).sum(), floor / 2),
+                           s=4, marker=".", color=line.get_color(),
+                           label=f"{result.precision}: bit-identical, intermittent")
     if window:
         ax.axvline(window, color="grey", ls=":", lw=1, label=f"sliding window {window}")
     _finish(ax, title, "n", "‖y_n − y*_{n+1}‖₁ (final layer, last token)", spacing_line=False)

@@ -31,11 +31,9 @@ COLLAPSE_RULE = ("n* = the first n from which every pair is bit-identical throug
 POSITIONAL_NAMES = {"none": "NoPE", "sinusoidal": "sinusoidal", "learned": "learned",
                     "rope": "RoPE", "alibi": "ALiBi"}
 OUTSIDE_B3 = {  # encodings outside Theorem B.3's hypotheses, and why
-    "alibi": "ALiBi's logits are unbounded below",
-    "sinusoidal": "sinusoidal positions are added to the residual stream, so the two last "
-                  "tokens differ",
-    "learned": "learned positions are added to the residual stream, so the two last tokens "
-               "differ"}
+    "alibi": "its logits are unbounded below",
+    "sinusoidal": "added to the residual stream, so the two last tokens differ",
+    "learned": "added to the residual stream, so the two last tokens differ"}
 
 
 def _article(number: int) -> str:
@@ -53,10 +51,9 @@ def _outside_sentence(outside: list[str], max_len: int) -> str:
     if max_len < 11:
         return (f"No verdict on the decay: n = 1..{max_len} does not reach n = 10, where the "
                 "check starts; every curve is shown as measured.")
-    names = [POSITIONAL_NAMES.get(p, p) for p in outside]
-    why = "; ".join(OUTSIDE_B3[p] for p in outside if p in OUTSIDE_B3)
-    return (f"Outside the theorem's hypotheses, shown but never counted as passes: "
-            f"{', '.join(names)} ({why}).")
+    return ("Outside the theorem's hypotheses, shown but never counted as passes: "
+            + "; ".join(f"{POSITIONAL_NAMES.get(p, p)} ({OUTSIDE_B3[p]})" for p in outside)
+            + ".")
 
 
 def mechanism_text(explained: dict) -> str:
@@ -89,7 +86,7 @@ def collapse_sentence(verdicts: dict, max_len: int) -> str:
                          + (f", and {v.intermittent} identical pairs before it from n = "
                             f"{v.first_identical}" if v.intermittent else ""))
         elif v.identical:
-            parts.append(f"{label}: no lasting collapse within n ≤ {max_len}, yet "
+            parts.append(f"{label}: no lasting collapse within the sweep to n = {max_len}, yet "
                          f"{v.identical} of {v.pairs} pairs ({v.share:.0%}) are bit-identical, "
                          f"the first at n = {v.first_identical}, on and off")
         else:
