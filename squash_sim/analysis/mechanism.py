@@ -106,6 +106,8 @@ class SiteEffect:
     alone_n_star: int | None  # the counterfactual's n* (None: not within the sweep)
     only: str  # this sum the only one left in the format: same words
     only_n_star: int | None
+    alone_run_from: int | None = None  # where that run's identical run to the end starts
+    only_run_from: int | None = None
 
     @property
     def necessary(self) -> bool:
@@ -163,8 +165,10 @@ class Mechanism:
             return self.evidence
         parts = []
         for s in self.sites:
-            alone = {"removed": "removes it", "moved": f"moves it to n = {s.alone_n_star}"
-                     if s.alone_n_star is not None else "moves it past the sweep's reach",
+            alone = {"removed": "removes it within the sweep",
+                     "moved": f"moves it to n = {s.alone_n_star}" if s.alone_n_star is not None
+                     else f"moves it later (identical from n = {s.alone_run_from} to the end, too "
+                          f"late in the sweep to call)",
                      "kept": "keeps it" + (f" (n* = {s.alone_n_star})"
                                            if s.alone_n_star not in (None, self.collapse_length)
                                            else ""),
@@ -238,14 +242,15 @@ def attribute(run: Callable, precision: Precision | str, n_star: int,
         for chosen in ([site], [s for s in SITES if s != site]):  # alone; the only one left
             policy = restore(precision, chosen)
             if policy is None:
-                measured.append(("no change", None))
+                measured.append(("no change", None, None))
                 continue
             found, failed = _judged(run, policy)
-            measured.append((failed, None) if failed else (outcome(n_star, found), found.n_star))
-        (alone, alone_n), (only, only_n) = measured
+            measured.append((failed, None, None) if failed else
+                            (outcome(n_star, found), found.n_star, found.run_from))
+        (alone, alone_n, alone_from), (only, only_n, only_from) = measured
         if only == "no change":  # nothing else to restore: the policy itself, collapsed at n*
-            only, only_n = "kept", n_star
-        effects.append(SiteEffect(site, alone, alone_n, only, only_n))
+            only, only_n, only_from = "kept", n_star, n_star
+        effects.append(SiteEffect(site, alone, alone_n, only, only_n, alone_from, only_from))
     return tuple(effects)
 
 

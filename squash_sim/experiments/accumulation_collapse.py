@@ -138,8 +138,9 @@ def run(config: ModelConfig | None = None, *, llm=None, max_len: int = 2048, see
             found.first_identical if found else None, round(found.share, 6) if found else 0.0,
             "; ".join(why.stalled) if why else "", "; ".join(why.moved) if why else "",
             "; ".join(why.sufficient) if why else "",
-            {e.site: f"alone: {_said(e.alone, e.alone_n_star)}; only: "
-                     f"{_said(e.only, e.only_n_star)}" for e in (why.sites if why else ())},
+            {e.site: f"alone: {_said(e.alone, e.alone_n_star, e.alone_run_from)}; only: "
+                     f"{_said(e.only, e.only_n_star, e.only_run_from)}"
+             for e in (why.sites if why else ())},
             why.sentence() if why else ""))
         if progress:
             progress(f"  {policy(fmt, model)}: {status}, n* {n_star}, "
@@ -156,10 +157,11 @@ def _sweep(config, precision, max_len, seed, llm=None):
     return collapse.run(config, precision, max_len=max_len, seed=seed)
 
 
-def _said(outcome: str, n_star: int | None) -> str:
-    """"removed", "moved to 1016", "kept (n* 398)"."""
+def _said(outcome: str, n_star: int | None, run_from: int | None = None) -> str:
+    """"removed", "moved to 1016", "moved (identical from 1985 to the end)", "kept (n* 398)"."""
     if outcome == "moved":
-        return f"moved to {n_star}" if n_star is not None else "moved past the sweep's reach"
+        return (f"moved to {n_star}" if n_star is not None else
+                f"moved (identical from {run_from} to the end, too late to call)")
     if outcome == "kept" and n_star is not None:
         return f"kept (n* {n_star})"
     return outcome
