@@ -19,9 +19,13 @@ FIGURES = "out/examples/02"
 # %% [markdown]
 # ## 1. Where rounding happens: a sum of ones in bf16
 #
-# bf16 keeps 8 significant bits: 256 + 1 is not representable and rounds back to 256. A softmax
-# whose running sum is kept in bf16 therefore stops normalising after 256 keys — a collapse
-# mechanism of its own, unrelated to the 1/n decay.
+# bf16 keeps 8 significant bits: 256 + 1 is not representable and rounds back to 256. Any running
+# sum kept in bf16 therefore stops growing once its terms fall below half its spacing — the softmax
+# denominator after about 256 keys, and the attention output's weights·values sum too. Which stall
+# a collapse needs is a measurement, not a guess: `squash_sim.analysis.mechanism` restores one sum
+# at a time to fp32 (`squash-sim accumulation`, docs/precision_hardware.md). On the Figure 10
+# model the "-pure" collapses need the weights·values stall; restoring the softmax sum alone only
+# delays them.
 
 # %%
 print("1000 ones summed in bf16:", precision_collapse.sum_of_ones(1000, "bf16"))

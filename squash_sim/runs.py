@@ -318,9 +318,10 @@ def softmax_tv(out: Path, *, seeds: int = 5, formats=("png",), progress=_quiet) 
 
 
 def precision(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, seed: int = 0,
-              mantissa_bits=None, named=None, ladder: bool = True, formats=("png",),
+              mantissa_bits=None, named=None, ladder: bool = True, sites=None, formats=("png",),
               progress=_quiet) -> Section:
-    """Corollary B.10: collapse lengths per format and policy."""
+    """Corollary B.10: collapse lengths per format and policy. sites: the sums whose per-sum
+    counterfactuals run for each stall (default: the sums over keys, mechanism.KEY_SUMS)."""
     from squash_sim.experiments import precision_collapse as experiment
 
     start = time.perf_counter()
@@ -361,7 +362,7 @@ def precision(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, se
         return collapse_lib.run(presets.get(preset), policy, max_len=max_len, seed=seed)
 
     explained = {x.label: mechanism.explain(sweep, x.precision, collapse_length=x.n_star,
-                                            sites=mechanism.KEY_SUMS)
+                                            sites=tuple(sites or mechanism.KEY_SUMS))
                  for x in lengths if x.family == "named" and x.n_star is not None}
     mechanisms = {label: why.label() for label, why in explained.items()}
     for row in table:
@@ -402,10 +403,11 @@ def precision(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, se
 
 def accumulation(out: Path, *, preset: str = "paper-fig10", model: str | None = None,
                  max_len: int = 2048, seed: int = 0, float_formats=None, models=None,
-                 formats=("png",), progress=_quiet) -> Section:
+                 sites=None, formats=("png",), progress=_quiet) -> Section:
     """Collapse length n* per float format × accumulation model, each collapse with its mechanism
     (docs/precision_hardware.md says which model matches which hardware). model: a real LLM
-    (models.load name or path) swept on the count-ones prompt instead of the preset."""
+    (models.load name or path) swept on the count-ones prompt instead of the preset. sites: the
+    sums whose per-sum counterfactuals run for each stall (default: experiment.run's)."""
     from squash_sim.analysis import mechanism
     from squash_sim.experiments import accumulation_collapse as experiment
 
@@ -414,7 +416,8 @@ def accumulation(out: Path, *, preset: str = "paper-fig10", model: str | None = 
     stem = f"accumulation{'_' + llm.name if llm is not None else ''}"
     rows = experiment.run(None if llm is not None else presets.get(preset), llm=llm,
                           max_len=max_len, seed=seed, formats=float_formats or experiment.FORMATS,
-                          models=models or tuple(experiment.MODELS), progress=progress)
+                          models=models or tuple(experiment.MODELS), sites=sites,
+                          progress=progress)
     data = [results.write_csv(out / f"{stem}.csv", [r.row() for r in rows]),
             results.write_json(out / f"{stem}.json", {
                 "experiment": "collapse length per format × accumulation model", "model": label,
@@ -1078,7 +1081,7 @@ REPORT_SIZES = {
                   accumulation_formats=("fp8_e5m2",),
                   accumulation_models=("sequential", "blocked K=32 → fp32"),
                   real_accumulation_n=64, real_accumulation_formats=("bf16",),
-                  real_accumulation_models=("sequential",)),
+                  real_accumulation_models=("sequential",), sites=("weights·values",)),
 }
 
 
@@ -1097,14 +1100,16 @@ def report_steps(size: str = "quick", *, real: bool = False, claims_table: bool 
                                                                   "alibi"],
                                       max_len=z["collapse_n"])),
         ("precision", "precision", dict(max_len=z["precision_n"], named=z["named"],
-                                        mantissa_bits=z["mantissa_bits"], ladder=z["ladder"])),
+                                        mantissa_bits=z["mantissa_bits"], ladder=z["ladder"],
+                                        sites=z.get("sites"))),
         ("sensitivity", "sensitivity", dict(n=z["sensitivity_n"], seeds=z["few_seeds"],
                                             depths=z["depths"])),
         ("counting", "counting", dict(seeds=z["few_seeds"], scales=z["scales"])),
         ("remedies", "remedies", dict(max_len=z["remedies_n"])),
         ("accumulation", "accumulation", dict(max_len=z["accumulation_n"],
                                               float_formats=z["accumulation_formats"],
-                                              models=z["accumulation_models"])),
+                                              models=z["accumulation_models"],
+                                              sites=z.get("sites"))),
     ]
     if real:  # every real model; their findings side by side after the loop (report())
         for name in REAL_MODELS:

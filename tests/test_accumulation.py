@@ -583,3 +583,22 @@ def test_a_real_model_sweep_that_saturates_reports_overflow_not_collapse():
     status, found = ac.judged(None, saturating, 24, 0, big)
     assert status == "overflow" and found.n_star is None and found.status == "overflow"
     assert ac.judged(None, saturating, 24, 0, llm)[0] == "ok"
+
+
+def test_the_docs_table_and_mechanism_sentences_are_the_committed_data():
+    """docs/precision_hardware.md shows the table that experiments.accumulation_collapse.table
+    makes from docs/accumulation_collapse.json, and its per-collapse mechanism sentences are
+    the JSON's (so the page cannot drift from the data it cites)."""
+    from squash_sim.experiments import accumulation_collapse as ac
+
+    docs = pathlib.Path(__file__).parent.parent / "docs"
+    rows = []
+    for row in json.loads((docs / "accumulation_collapse.json").read_text()):
+        sites = {k.removeprefix("restore "): row.pop(k) for k in list(row)
+                 if k.startswith("restore ")}
+        rows.append(ac.AccumulationCollapse(**row, sites=sites))
+    page = (docs / "precision_hardware.md").read_text()
+    assert ac.table(rows) in page
+    for r in rows:
+        if r.mechanism_text:
+            assert f"{r.policy}: {r.mechanism_text}" in page, r.policy

@@ -121,7 +121,7 @@ def _check(inst, precision=None, forbid=None, unneeded=None):
     if found:
         note += f" — {why.label()}: {why.evidence}" + (f". {why.sentence()}" if why.sites else "")
     else:
-        note += f" — {_remaining(result, policy)}"
+        note += f" — {_remaining(result, policy)}; {verdict.reason}"
     if not found and precision is None:
         return Outcome(float("inf"), float(max_len), False, False, note + " — not reached",
                        status="not reached", reason="n* beyond the sweep (the corollary's "
