@@ -22,8 +22,8 @@ every other sum restored. A site whose restoring alone removes the collapse is *
 collapse at n* needs that stall. One whose restoring alone only makes the collapse come later
 *moves* it (it is not called a cause). A site that, left as the only sum in the format, still
 collapses by n* is *sufficient*. "Removed" means no pair is identical through the end of the
-sweep; "moved", a later lasting collapse, or an identical run to the end that starts too late in
-the sweep to be called (analysis.collapse's rule).
+sweep by analysis.collapse's rule (identical pairs may return near its end, too late to call);
+"moved", a later lasting collapse.
 
 `explain(run, precision)` takes the experiment as a function (precision → a result with
 `.collapse`, the one definition of analysis.collapse), so experiments, the report and
@@ -165,10 +165,10 @@ class Mechanism:
             return self.evidence
         parts = []
         for s in self.sites:
-            alone = {"removed": "removes it within the sweep",
-                     "moved": f"moves it to n = {s.alone_n_star}" if s.alone_n_star is not None
-                     else f"moves it later (identical from n = {s.alone_run_from} to the end, too "
-                          f"late in the sweep to call)",
+            alone = {"removed": "removes it within the sweep" + (
+                         f" (identical again from n = {s.alone_run_from} to the end, too late "
+                         f"to call)" if s.alone_run_from is not None else ""),
+                     "moved": f"moves it to n = {s.alone_n_star}",
                      "kept": "keeps it" + (f" (n* = {s.alone_n_star})"
                                            if s.alone_n_star not in (None, self.collapse_length)
                                            else ""),
@@ -220,14 +220,15 @@ def classify(n_star: int, counterfactual_n_star: int | None) -> str:
 
 
 def outcome(n_star: int, counterfactual) -> str:
-    """What a counterfactual (a Collapse, or a failure string) did to the collapse at n*."""
+    """What a counterfactual (a Collapse, or a failure string) did to the collapse at n*, by the
+    one definition: "kept" (a lasting collapse by n*), "moved" (a lasting collapse, later) or
+    "removed" (no lasting collapse within the sweep — identical pairs may return near its end,
+    too late to call: SiteEffect keeps where)."""
     if isinstance(counterfactual, str):
         return counterfactual
-    if counterfactual.n_star is not None and counterfactual.n_star <= n_star:
-        return "kept"
-    if counterfactual.n_star is not None or counterfactual.run_from is not None:
-        return "moved"  # later, or identical to the end from a point the sweep cannot call
-    return "removed"
+    if counterfactual.n_star is None:
+        return "removed"
+    return "kept" if counterfactual.n_star <= n_star else "moved"
 
 
 def attribute(run: Callable, precision: Precision | str, n_star: int,

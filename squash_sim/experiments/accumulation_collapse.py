@@ -158,10 +158,12 @@ def _sweep(config, precision, max_len, seed, llm=None):
 
 
 def _said(outcome: str, n_star: int | None, run_from: int | None = None) -> str:
-    """"removed", "moved to 1016", "moved (identical from 1985 to the end)", "kept (n* 398)"."""
+    """"removed", "removed (identical again from 2033 to the end, …)", "moved to 400",
+    "kept (n* 398)"."""
     if outcome == "moved":
-        return (f"moved to {n_star}" if n_star is not None else
-                f"moved (identical from {run_from} to the end, too late to call)")
+        return f"moved to {n_star}"
+    if outcome == "removed" and run_from is not None:
+        return f"removed (identical again from {run_from} to the end, too late to call)"
     if outcome == "kept" and n_star is not None:
         return f"kept (n* {n_star})"
     return outcome
@@ -178,7 +180,7 @@ def write(rows: list[AccumulationCollapse], stem) -> list[str]:
     data = [r.row() for r in rows]
     stem.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
     with open(stem.with_suffix(".csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(data[0]))
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in data for k in row)))
         writer.writeheader()
         writer.writerows(data)
     return [str(stem.with_suffix(".json")), str(stem.with_suffix(".csv"))]
