@@ -51,6 +51,9 @@ SITES = {"softmax sum": ("softmax_sum", "softmax"),
          "projections & MLP": ("matmul_sum", "matmul"),
          "norm sums": ("norm_sum", "norm")}
 
+SPOKEN = {"softmax sum": "softmax sum", "weights·values": "weights·values sum",
+          "scores q·k": "q·k score sum", "projections & MLP": "projection and MLP sums",
+          "norm sums": "norm sums"}  # the sites in a sentence
 # The sums over keys: the only ones whose number of terms grows with n (the others add a fixed
 # number of terms for every n). The report's precision section and proofs_check attribute these;
 # the accumulation table attributes every site.
@@ -173,10 +176,10 @@ class Mechanism:
                                            if s.alone_n_star not in (None, self.collapse_length)
                                            else ""),
                      "no change": "changes nothing (already fp32)"}.get(s.alone, s.alone)
-            parts.append(f"restoring the {s.site} alone {alone}")
-        only = [s.site for s in self.sites if s.sufficient]
-        return (f"n* = {self.collapse_length}: " + "; ".join(parts) + ". Left alone in the "
-                "format with every other sum in fp32, "
+            parts.append(f"restoring the {SPOKEN[s.site]} alone {alone}")
+        only = [SPOKEN[s.site] for s in self.sites if s.sufficient]
+        return (f"n* = {self.collapse_length}: " + "; ".join(parts) + ". Left as the only sum "
+                "in the format (every other sum in fp32), "
                 + (f"the {' / '.join(only)} still collapse{'s' if len(only) == 1 else ''} by n*"
                    if only else "no single sum collapses by n*") + ".")
 
