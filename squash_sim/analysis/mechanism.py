@@ -152,15 +152,23 @@ class Mechanism:
         """Sums whose stall alone (every other sum in fp32) still collapses by n*."""
         return tuple(s.site for s in self.sites if s.sufficient)
 
+    @property
+    def sufficiency_tested(self) -> bool:
+        return all(s.only != "not run" for s in self.sites)
+
     def label(self) -> str:
-        """Short text for tables: "accumulator stalled (necessary: weights·values; …)"."""
+        """Short text for tables: "accumulator stalled (necessary: weights·values; …)", naming
+        the sums restored alone when not every site was."""
         if self.mechanism is None:
             return "no collapse"
         if not self.sites:
             return self.mechanism
-        return (f"{self.mechanism} (necessary: {', '.join(self.stalled) or 'none alone'}"
+        tested = "" if len(self.sites) == len(SITES) else (
+            f"of {', '.join(s.site for s in self.sites)} restored alone, ")
+        return (f"{self.mechanism} ({tested}necessary: {', '.join(self.stalled) or 'none'}"
                 + (f"; moved by: {', '.join(self.moved)}" if self.moved else "")
-                + f"; sufficient: {', '.join(self.sufficient) or 'none alone'})")
+                + (f"; sufficient: {', '.join(self.sufficient) or 'none alone'}"
+                   if self.sufficiency_tested else "") + ")")
 
     def sentence(self) -> str:
         """The per-sum finding in words, generated from the counterfactuals."""
@@ -178,6 +186,8 @@ class Mechanism:
                      "no change": "changes nothing (already fp32)"}.get(s.alone, s.alone)
             parts.append(f"restoring the {SPOKEN[s.site]} alone {alone}")
         only = [SPOKEN[s.site] for s in self.sites if s.sufficient]
+        if not self.sufficiency_tested:
+            return f"n* = {self.collapse_length}: " + "; ".join(parts) + "."
         return (f"n* = {self.collapse_length}: " + "; ".join(parts) + ". Left as the only sum "
                 "in the format (every other sum in fp32), "
                 + (f"the {' / '.join(only)} still collapse{'s' if len(only) == 1 else ''} by n*"
@@ -235,15 +245,18 @@ def outcome(n_star: int, counterfactual) -> str:
 
 
 def attribute(run: Callable, precision: Precision | str, n_star: int,
-              sites=tuple(SITES)) -> tuple[SiteEffect, ...]:
-    """Per-sum counterfactuals for a collapse at n*: each of `sites` restored alone, and each
-    left as the only sum in the format (every other site of SITES restored). 2·len(sites) runs
-    at most."""
+              sites=tuple(SITES), sufficiency: bool = True) -> tuple[SiteEffect, ...]:
+    """Per-sum counterfactuals for a collapse at n*: each of `sites` restored alone, and (with
+    `sufficiency`) each left as the only sum in the format (every other site of SITES restored;
+    otherwise `only` reads "not run"). 2·len(sites) runs at most."""
     precision = get_precision(precision)
     effects = []
     for site in sites:
         measured = []
         for chosen in ([site], [s for s in SITES if s != site]):  # alone; the only one left
+            if chosen != [site] and not sufficiency:
+                measured.append(("not run", None, None))
+                continue
             policy = restore(precision, chosen)
             if policy is None:
                 measured.append(("no change", None, None))
@@ -259,7 +272,7 @@ def attribute(run: Callable, precision: Precision | str, n_star: int,
 
 
 def explain(run: Callable, precision: Precision | str, *, collapse_length: int | None = None,
-            sites=()) -> Mechanism:
+            sites=(), sufficiency: bool = True) -> Mechanism:
     """Name the mechanism of the collapse `run(precision)` shows (see the module docstring).
 
     run: precision → result with `.collapse` (analysis.collapse.judge's verdict).
@@ -288,7 +301,7 @@ def explain(run: Callable, precision: Precision | str, *, collapse_length: int |
     if classify(n_star, other) == REPRESENTATION:
         return Mechanism(str(precision), n_star, REPRESENTATION, str(counterfactual), other,
                          f"with every sum in fp32 it still collapses (from n = {other})")
-    effects = attribute(run, precision, n_star, sites) if sites else ()
+    effects = attribute(run, precision, n_star, sites, sufficiency) if sites else ()
     later = (f"only from n = {other}" if other is not None else
              "past the sweep's reach" if found.run_from is not None else "not within the sweep")
     return Mechanism(str(precision), n_star, STALLED, str(counterfactual), other,
