@@ -55,7 +55,7 @@ class Verdict:
     theory: str = ""  # anchor in docs/theory.md (a claim module's name)
     counterexample: str | None = None  # path relative to the report folder
     section: str = ""  # filled in from the section that carries the row
-    mechanism: str = ""  # what produced a reported collapse (e.g. "softmax sum stalls at 256")
+    mechanism: str = ""  # what produced a reported collapse (analysis.mechanism.Mechanism.label())
 
     def __post_init__(self):
         if verdict_word(self.verdict) not in VERDICTS:

@@ -164,7 +164,7 @@ class Mechanism:
         if not self.sites:
             return self.mechanism
         tested = "" if len(self.sites) == len(SITES) else (
-            f"of {', '.join(s.site for s in self.sites)} restored alone, ")
+            f"restored alone: {', '.join(s.site for s in self.sites)}; ")
         return (f"{self.mechanism} ({tested}necessary: {', '.join(self.stalled) or 'none'}"
                 + (f"; moved by: {', '.join(self.moved)}" if self.moved else "")
                 + (f"; sufficient: {', '.join(self.sufficient) or 'none alone'}"
