@@ -77,6 +77,20 @@ def test_every_claim_declares_what_a_reader_needs():
         assert module.MUTANTS, module.__name__
 
 
+def test_an_instance_within_rounding_of_zero_is_not_judged():
+    """theorem_b3 at n = 1 with RoPE: 1.7e-16 ≤ 5.1e-17 'held' only through the absolute slack and
+    made the table's max tightness 3.24 with no violation; it is 'below resolution' now, outside
+    the statistics. 0 ≤ 0 exactly (NoPE, n = 1) is still judged."""
+    from proofs_check.claims import theorem_b3
+
+    base = {"d": 4, "n": 1, "norm": "none", "beta": 1.0}
+    noise = theorem_b3.evaluate(base | {"positional": "rope", "scale": 0.26903236706476313,
+                                        "seed": 292})
+    assert noise.verdict == "below resolution" and 0 < noise.lhs <= theorem_b3.RESOLUTION
+    exact = theorem_b3.evaluate(base | {"positional": "none", "scale": 0.1, "seed": 0})
+    assert exact.verdict == "holds" and exact.lhs == exact.rhs == 0
+
+
 def test_theorem_b3_reports_unmet_assumptions_instead_of_passing():
     from proofs_check.claims import theorem_b3
 
