@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import pathlib
+import types
 from fractions import Fraction
 
 import jax
@@ -347,11 +348,14 @@ def test_mechanism_is_a_counterfactual(monkeypatch):
                                      (40, mechanism.REPRESENTATION),
                                      (12, mechanism.REPRESENTATION)):
         def fake(config, precision, max_len, seed, llm=None, counterfactual=counterfactual):
-            return "ok", counterfactual if "with fp32" in precision.name else 40
+            n_star = counterfactual if "with fp32" in precision.name else 40
+            return types.SimpleNamespace(collapse=types.SimpleNamespace(
+                n_star=n_star, status="sound", run_from=n_star, first_identical=n_star,
+                share=0.5))
 
-        monkeypatch.setattr(ac, "_n_star", fake)
+        monkeypatch.setattr(ac, "_sweep", fake)
         monkeypatch.setattr(ac, "sum_of_ones", lambda precision, count: 0.0)
-        (row,) = ac.run(formats=("bf16",), models=("sequential",), max_len=64)
+        (row,) = ac.run(formats=("bf16",), models=("sequential",), max_len=64, sites=())
         assert (row.n_star, row.mechanism, row.n_star_fp32_sums) == (40, expected, counterfactual)
 
 
