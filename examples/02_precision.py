@@ -19,9 +19,13 @@ FIGURES = "out/examples/02"
 # %% [markdown]
 # ## 1. Where rounding happens: a sum of ones in bf16
 #
-# bf16 keeps 8 significant bits: 256 + 1 is not representable and rounds back to 256. A softmax
-# whose running sum is kept in bf16 therefore stops normalising after 256 keys — a collapse
-# mechanism of its own, unrelated to the 1/n decay.
+# bf16 keeps 8 significant bits: 256 + 1 is not representable and rounds back to 256. Any running
+# sum kept in bf16 therefore stops growing once its terms fall below half its spacing — the softmax
+# denominator after about 256 keys, and the attention output's weights·values sum too. Which stall
+# a collapse needs is a measurement, not a guess: `squash_sim.analysis.mechanism` restores one sum
+# at a time to fp32 (`squash-sim accumulation`, docs/precision_hardware.md). On the Figure 10
+# model the "-pure" collapses need the weights·values stall; restoring the softmax sum alone only
+# delays them.
 
 # %%
 print("1000 ones summed in bf16:", precision_collapse.sum_of_ones(1000, "bf16"))
@@ -41,13 +45,16 @@ assert precision_collapse.sum_of_ones(1000, "bf16") == 256
 lengths = precision_collapse.run(max_len=256 if SMALL else 1024, mantissa_bits=(2, 3, 5),
                                  named=("fp8_e5m2", "fp8_e4m3fn") if SMALL else
                                  ("fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2"), ladder=not SMALL)
-for x in lengths:  # each finding as a sentence
+for x in lengths:  # each finding as a sentence, by the one rule (n* needs the sweep to reach 2·n*)
+    first = (f"the first identical pair is n = {x.first_identical} "
+             f"({x.identical_share:.0%} of pairs identical)" if x.first_identical else
+             "no pair is identical")
     if x.status != "measured":
         found = f"{x.status}: the format cannot hold the model's values, so no n* is read"
     elif x.n_star is None:
-        found = f"no lasting collapse by n = {3 * x.max_len // 4}: n and n + 1 stay apart"
+        found = f"no lasting collapse within the sweep ({x.n_star_reason}); {first}"
     else:
-        found = f"n and n + 1 ones give the same bits from n = {x.n_star} on"
+        found = f"n and n + 1 ones give the same bits from n = {x.n_star} on; {first}"
     print(f"{x.label}: {found}; the fp32 curve estimates n_ε = {x.n_eps}, "
           f"n_round = {x.n_round}.")
 plotting.show(plotting.precision_figure(lengths, "collapse length vs mantissa bits"),

@@ -20,15 +20,19 @@ FIGURES = "out/examples/05"
 # ## Every remedy beside the plain curve
 #
 # `remedies.run` sweeps prompt + n ones against n + 1 ones (one forward pass each) for the plain
-# model and each remedy; `collapse_length` is the first n from which the two outputs are the same
-# bits (None: not within the sweep).
+# model and each remedy; `result.collapse` judges each sweep by the project's one rule: n* is the
+# first n from which the two outputs are the same bits through the end of a sweep that reaches
+# 2·n* (otherwise "not within the sweep"), beside the first identical pair and their share.
 
 # %%
 runs = remedies.run(max_len=MAX_N)
-for label, result in runs.items():  # each finding as a sentence
-    same = (f"the two outputs are the same bits from n = {result.collapse_length} on"
-            if result.collapse_length is not None else "the two outputs never become the same bits")
-    print(f"{label}: ‖Δ‖₁ = {result.l1[-1]:.3e} at n = {MAX_N}; {same}.")
+for label, result in runs.items():  # each finding as a sentence, by the one rule
+    found = result.collapse
+    same = (f"the two outputs are the same bits from n = {found.n_star} on" if found.n_star
+            else f"no lasting collapse ({found.reason})")
+    first = (f"first identical pair n = {found.first_identical}, {found.share:.0%} of pairs"
+             if found.first_identical else "no identical pair")
+    print(f"{label}: ‖Δ‖₁ = {result.l1[-1]:.3e} at n = {MAX_N}; {same}; {first}.")
 plotting.show(plotting.collapse_figure(runs, "the glasses beside the plain collapse"),
               f"{FIGURES}/remedies.png")
 

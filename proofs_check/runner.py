@@ -89,7 +89,8 @@ class ClaimReport:
     """One row of the table: a claim (or one of its printed variants / mutants) over its draws.
 
     not_judged counts the instances that were not judged, by "verdict: reason" (assumption not
-    met, non-finite, overflow, not reached); assumption_failures is their total."""
+    met, non-finite, overflow, not reached, below resolution); assumption_failures is their
+    total. The margin and tightness statistics are over the judged instances only."""
 
     claim: str
     instances: int

@@ -51,7 +51,7 @@ def visible(query_positions, key_positions, causal: bool, window: int | None):
 
 def _scores(q, k, query_positions, key_positions, alibi_slopes, causal, num: Numerics):
     """Scaled scores plus positional bias, rounded as attention logits. → (b, k, g, n, m)"""
-    scores = num.einsum("bnkgh,bmkh->bkgnm", q, k)
+    scores = num.einsum("bnkgh,bmkh->bkgnm", q, k, site="scores")
     if alibi_slopes is not None:
         n_kv, group = q.shape[2], q.shape[3]
         bias = positional.alibi_bias(query_positions, key_positions, alibi_slopes, causal, q.dtype)
@@ -64,7 +64,7 @@ def dense(q, k, v, query_positions, key_positions, *, causal, window, alibi_slop
     """→ output (b, n, k, g, h), weights (b, k, g, n, m)"""
     scores = _scores(q, k, query_positions, key_positions, alibi_slopes, causal, num)
     weights = num.softmax(scores, visible(query_positions, key_positions, causal, window))
-    out = num.act(num.einsum("bkgnm,bmkh->bnkgh", weights, v))
+    out = num.act(num.einsum("bkgnm,bmkh->bnkgh", weights, v, site="values"))
     return out, weights
 
 
@@ -205,7 +205,7 @@ def banded(q, k, v, positions, *, window: int, alibi_slopes, num: Numerics, bloc
         v_i = lax.dynamic_slice_in_dim(v, start, span, axis=1)
         query_positions = start + offsets
         key_positions = start - window + jnp.arange(span)
-        scores = num.einsum("rngh,rmh->rngm", q_i, k_i)  # (r, B, g, B + W)
+        scores = num.einsum("rngh,rmh->rngm", q_i, k_i, site="scores")  # (r, B, g, B + W)
         if alibi_slopes is not None:
             bias = positional.alibi_bias(query_positions, key_positions, alibi_slopes, True,
                                          scores.dtype)  # (heads, B, B + W) = (k·g, B, B + W)
@@ -214,7 +214,7 @@ def banded(q, k, v, positions, *, window: int, alibi_slopes, num: Numerics, bloc
         scores = num.logits(scores)
         ok = visible(query_positions, key_positions, True, window) & (key_positions >= 0)
         weights = num.softmax(scores, ok[:, None, :])  # mask (B, 1, B + W): every head alike
-        return num.einsum("rngm,rmh->rngh", weights, v_i)  # (r, B, g, h)
+        return num.einsum("rngm,rmh->rngh", weights, v_i, site="values")  # (r, B, g, h)
 
     out = lax.map(query_block, jnp.arange(n_blocks))  # (nb, r, B, g, h)
     out = jnp.moveaxis(out, 0, 1).reshape(b, n_kv, padded, group, d_head)
@@ -242,7 +242,8 @@ def band_keeps_bits(p: Precision, block: int, window: int) -> bool:
             return block % how.block == 0 and window % how.block == 0
         return how.mode in ("sequential", "kahan")
 
-    return keeps(p.matmul_sum, p.ordered_matmuls) and keeps(p.softmax_sum, p.ordered_softmax)
+    return (keeps(p.summation("values"), p.sum_format("values") is not None)
+            and keeps(p.softmax_sum, p.ordered_softmax))
 
 
 def attention(q, k, v, *, causal: bool, window: int | None, alibi_slopes, num: Numerics,

@@ -26,24 +26,34 @@ def collapse_figure(results: dict, title: str):
     figure, ax = plt.subplots(figsize=(6.4, 4.2))
     positive_values = [r.l1[r.l1 > 0] for r in results.values()]
     floor = min((v.min() for v in positive_values if v.size), default=1e-12) / 2
-    marked = flagged = False
+    marked = flagged = intermittent = False
     looks = style.styles(results)
     for index, (label, result) in enumerate(results.items()):
         positive = (result.l1 > 0) & result.sound
         line, = ax.loglog(result.n[positive], result.l1[positive], ms=4,
                           markevery=style.markevery(index), **looks[label])
         same = result.bit_identical & result.sound  # overflowed pairs are never collapse
-        if same.any():  # a zero distance has no place on a log axis: ticks at one shared floor
-            ax.scatter(result.n[same], np.full(same.sum(), floor), s=30, color=line.get_color(),
-                       marker="|")
+        n_star = result.collapse.n_star  # the one definition (analysis.collapse.judge)
+        lasting = same & (result.n >= n_star) if n_star is not None else np.zeros_like(same)
+        come_and_go = same & ~lasting
+        if lasting.any():  # a zero distance has no place on a log axis: marks at a shared floor
+            ax.scatter(result.n[lasting], np.full(lasting.sum(), floor), s=30,
+                       color=line.get_color(), marker="|")
             marked = True
+        if come_and_go.any():
+            ax.scatter(result.n[come_and_go], np.full(come_and_go.sum(), floor * 0.8), s=4,
+                       color=line.get_color(), marker=".")
+            intermittent = True
         if not result.sound.all():
             ax.scatter(result.n[~result.sound], np.full((~result.sound).sum(), floor / 2), s=30,
                        color=line.get_color(), marker="x")
             flagged = True
     if marked:
         ax.scatter([], [], s=30, marker="|", color="black",
-                   label="bit-identical (drawn below the curves)")
+                   label="lasting collapse from n* (below the curves)")
+    if intermittent:
+        ax.scatter([], [], s=4, marker=".", color="black",
+                   label="bit-identical, intermittent (below the curves)")
     if flagged:
         ax.scatter([], [], s=30, marker="x", color="black",
                    label="overflow / non-finite (not collapse)")
@@ -65,8 +75,16 @@ def real_collapse_figure(results: list, title: str, window: int | None = 512):
         same = result.bit_identical
         if same.any():
             floor = result.l1[positive].min() if positive.any() else 1e-6
-            ax.scatter(result.n[same], np.full(same.sum(), floor / 2), s=6, marker="|",
-                       color=line.get_color(), label=f"{result.precision}: bit-identical")
+            n_star = result.collapse.n_star  # the one definition (analysis.collapse.judge)
+            lasting = same & (result.n >= n_star) if n_star is not None else np.zeros_like(same)
+            if lasting.any():
+                ax.scatter(result.n[lasting], np.full(lasting.sum(), floor / 2), s=6,
+                           marker="|", color=line.get_color(),
+                           label=f"{result.precision}: lasting collapse from n* = {n_star}")
+            if (same & ~lasting).any():
+                ax.scatter(result.n[same & ~lasting], np.full((same & ~lasting).sum(), floor / 2),
+                           s=4, marker=".", color=line.get_color(),
+                           label=f"{result.precision}: bit-identical, intermittent")
     if window:
         ax.axvline(window, color="grey", ls=":", lw=1, label=f"sliding window {window}")
     _finish(ax, title, "n", style.DISTANCE + " (final layer, last token)", spacing_line=False)
@@ -145,7 +163,7 @@ def precision_figure(lengths: list, title: str):
         if beyond:
             ax.scatter(beyond, [max_len * (1.3 if pure else 1.6)] * len(beyond), marker="^",
                        color=line.get_color(),
-                       label=f"{label}: $n^* > {max_len}$")
+                       label=f"{label}: $n^* > {max_len // 2}$")
     named = [x for x in lengths if x.family == "named"]
     labels: dict = {}  # one annotation per point, naming every policy drawn there
     for x in named:  # the table's formats at their mantissa width (their own exponent widths)
@@ -280,7 +298,7 @@ def accumulation_figure(rows: list, title: str):
     figure, ax = plt.subplots(figsize=(8.4, 4.2))
     formats = list(dict.fromkeys(r.fmt for r in rows))
     models = list(dict.fromkeys(r.model for r in rows))
-    top = 3 * max(r.max_len for r in rows) // 4
+    top = max(r.max_len for r in rows) // 2  # n* is called only where the sweep reaches 2·n*
     for j, model in enumerate(models):
         color = style.CYCLE[(j + 1) % len(style.CYCLE)]
         for i, fmt in enumerate(formats):
@@ -298,7 +316,8 @@ def accumulation_figure(rows: list, title: str):
                 ax.scatter(x, r.n_star, marker="o", color=color,
                            facecolors=color if r.mechanism == "accumulator stalled" else "none")
         ax.scatter([], [], marker="o", color=color, label=model)
-    ax.axhline(top, color="grey", lw=0.8, ls=":", label="reach: 3/4 of the sweep")
+    ax.axhline(top, color="grey", lw=0.8, ls=":",
+               label="reach: half the sweep ($n^*$ needs $2n^*$ swept)")
     ax.scatter([], [], marker="o", color="black", label="filled: accumulator stalled")
     ax.scatter([], [], marker="o", facecolors="none", color="black",
                label="open: representations round together")

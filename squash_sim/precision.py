@@ -40,6 +40,12 @@ format is the field above (`accumulation` for dot products and norms, `softmax` 
 sum) unless the Accumulation names its own: storage (activations) and accumulator formats are
 separate.
 
+Two dot products of attention may take their own accumulation (the per-sum counterfactuals of
+squash_sim.analysis.mechanism use this; no preset or policy string sets them): `score_sum` (the
+scores q·k, a sum over the head dimension) and `value_sum` (weights·values, the attention output's
+sum over keys). None, the default, means `matmul_sum`, so `matmul_sum` alone still covers every
+dot product and every existing policy keeps its bits.
+
 String grammar (the CLI's --precision and the presets):
 
     policy    := base ("+" modifier)*            base: a preset above
@@ -97,6 +103,8 @@ from squash_sim.floats import FloatFormat, round_to
 
 _FIELDS = ("params", "activations", "attention_logits", "softmax", "accumulation")
 _SUMS = {"matmul": "matmul_sum", "norm": "norm_sum", "softmax": "softmax_sum"}
+# The dot products inside attention that may be set apart from the other matmuls (None: matmul_sum).
+_DOT_SITES = {"scores": "score_sum", "values": "value_sum"}
 # Where a modifier finds no accumulator format in its base (module docstring).
 _FALLBACK = floats.FP32
 _BLOCK_FALLBACK = floats.FloatFormat(8, 13)  # e8m13: 14 significant bits
@@ -118,6 +126,8 @@ class Precision:
     norm_sum: Accumulation = SEQUENTIAL
     softmax_sum: Accumulation = SEQUENTIAL
     matmul_hardware: hardware.Matmul | None = None  # "+tc:<gpu>" / "tpu-default" (docstring)
+    score_sum: Accumulation | None = None  # q·k; None: matmul_sum
+    value_sum: Accumulation | None = None  # weights·values; None: matmul_sum
 
     def __post_init__(self):
         for field in _FIELDS:
@@ -146,6 +156,13 @@ class Precision:
                                                                hardware.Matmul):
             raise TypeError(f"Precision: matmul_hardware must be a hardware.Matmul or None, got "
                             f"{self.matmul_hardware!r}")
+        for field in _DOT_SITES.values():
+            how = getattr(self, field)
+            if how is not None and not isinstance(how, Accumulation):
+                raise TypeError(f"Precision: {field} must be an Accumulation or None, got {how!r}")
+            if how is not None and how.format is None and self.accumulation is None:
+                raise ValueError(f"Precision: {field}={how} needs an accumulator format: set "
+                                 f"accumulation or {field}.format")
         if self.compute_dtype not in ("float32", "float64"):
             raise ValueError(f"Precision: compute_dtype must be 'float32' or 'float64', got "
                              f"{self.compute_dtype!r}")
@@ -183,14 +200,23 @@ class Precision:
     def _field_format(self, scope: str) -> FloatFormat | None:
         return self.softmax if scope == "softmax" else self.accumulation
 
+    def summation(self, scope: str) -> Accumulation:
+        """How a reduction adds: "matmul", "norm", "softmax", or the attention dot products
+        "scores" / "values" (their own Accumulation if set, else matmul_sum's)."""
+        if scope in _DOT_SITES:
+            return getattr(self, _DOT_SITES[scope]) or self.matmul_sum
+        return getattr(self, _SUMS[scope])
+
     def sum_format(self, scope: str) -> FloatFormat | None:
-        """The accumulator format of a reduction ("matmul", "norm", "softmax"); None: XLA's."""
-        return getattr(self, _SUMS[scope]).format or self._field_format(scope)
+        """The accumulator format of a reduction (scopes as in `summation`); None: XLA's."""
+        field_scope = "matmul" if scope in _DOT_SITES else scope
+        return self.summation(scope).format or self._field_format(field_scope)
 
     @property
     def ordered_matmuls(self) -> bool:
         tensor_cores = self.matmul_hardware is not None and self.matmul_hardware.core is not None
-        return tensor_cores or self.sum_format("matmul") is not None
+        return tensor_cores or any(self.sum_format(scope) is not None
+                                   for scope in ("matmul", *_DOT_SITES))
 
     @property
     def ordered_softmax(self) -> bool:
@@ -358,15 +384,19 @@ class Numerics:
     def logits(self, x):
         return _round(x, self.p.attention_logits)
 
-    def einsum(self, spec: str, a, b):
-        """A contraction: XLA's when accumulation is None, else the ordered one. The caller
-        rounds the result to where it is stored (act / logits)."""
-        if self.p.matmul_hardware is not None:
+    def einsum(self, spec: str, a, b, site: str = "matmul"):
+        """A contraction: XLA's when its accumulator format is None, else the ordered one. site:
+        "matmul" (projections, MLP, logits), "scores" (q·k) or "values" (weights·values). The
+        caller rounds the result to where it is stored (act / logits). Under "+tc:<gpu>" /
+        "tpu-default" every contraction is that hardware's, except a site given its own sum
+        (score_sum / value_sum: a per-sum counterfactual restores that one site)."""
+        if self.p.matmul_hardware is not None and (
+                site == "matmul" or getattr(self.p, _DOT_SITES[site]) is None):
             return hardware.einsum(spec, a, b, self.p.matmul_hardware)
-        fmt = self.p.sum_format("matmul")
+        fmt = self.p.sum_format(site)
         if fmt is None:
             return jnp.einsum(spec, a, b, precision=lax.Precision.HIGHEST)
-        return accumulated_einsum(spec, a, b, fmt, self.p.matmul_sum)
+        return accumulated_einsum(spec, a, b, fmt, self.p.summation(site))
 
     def sum(self, x, axis: int = -1, keepdims: bool = False):
         """A reduction inside a norm (over features)."""

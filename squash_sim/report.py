@@ -59,7 +59,7 @@ class Verdict:
     theory: str = ""  # anchor in squash_sim/theory.md (a claim module's name)
     counterexample: str | None = None  # path relative to the report folder
     section: str = ""  # filled in from the section that carries the row
-    mechanism: str = ""  # what produced a reported collapse (e.g. "softmax sum stalls at 256")
+    mechanism: str = ""  # what produced a reported collapse (analysis.mechanism.Mechanism.label())
     latex: str = ""  # the statement as LaTeX (claim modules' LATEX): shown as mathematics
 
     def __post_init__(self):

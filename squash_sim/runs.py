@@ -26,6 +26,76 @@ def _quiet(message: str) -> None:
     return None
 
 
+COLLAPSE_RULE = ("n* = the first n from which every pair is bit-identical through the end of the "
+                 "sweep, called only when the sweep reaches 2·n* (docs/theory.md, 'Collapse "
+                 "length, one definition'); otherwise 'not within the sweep'")
+POSITIONAL_NAMES = {"none": "NoPE", "sinusoidal": "sinusoidal", "learned": "learned",
+                    "rope": "RoPE", "alibi": "ALiBi"}
+OUTSIDE_B3 = {  # encodings outside Theorem B.3's hypotheses, and why
+    "alibi": "its logits are unbounded below",
+    "sinusoidal": "added to the residual stream, so the two last tokens differ",
+    "learned": "added to the residual stream, so the two last tokens differ"}
+
+
+def _article(number: int) -> str:
+    """'a' or 'an' before a number read aloud (an 8, an 11, an 18, an 80…; a 1, a 100)."""
+    digits = str(number)
+    spoken_vowel = digits[0] == "8" or digits in ("11", "18") or (
+        digits.startswith(("11", "18")) and len(digits) % 3 == 2)
+    return "an" if spoken_vowel else "a"
+
+
+def _outside_sentence(outside: list[str], max_len: int) -> str:
+    """Which encodings run lie outside Theorem B.3's hypotheses, and why (generated)."""
+    if not outside:
+        return "Every encoding run meets Theorem B.3's hypotheses."
+    if max_len < 11:
+        return (f"No verdict on the decay: n = 1..{max_len} does not reach n = 10, where the "
+                "check starts; every curve is shown as measured.")
+    return ("Outside the theorem's hypotheses, shown but never counted as passes: "
+            + "; ".join(f"{POSITIONAL_NAMES.get(p, p)} ({OUTSIDE_B3[p]})" for p in outside)
+            + ".")
+
+
+def mechanism_text(explained: dict) -> str:
+    """What the per-sum counterfactuals showed, per collapse (generated from analysis.mechanism's
+    results: the report's mechanism sentences and the JSON come from the same objects)."""
+    if not explained:
+        return "No policy collapsed within the sweep, so no mechanism to name."
+    return ("Mechanism per collapse (the same policy with every sum in fp32, then each sum "
+            "restored alone and left alone in the format; storage rounding unchanged): "
+            + " ".join(f"{label}: {why.mechanism}" + (f" — {why.sentence()}" if why.sites else
+                                                       f" ({why.evidence}).")
+                       for label, why in explained.items()))
+
+
+def collapse_cells(verdict) -> dict:
+    """An n* with the first identical pair and the share beside it (tables)."""
+    return {"n* (lasting)": verdict.short(), "first identical n": verdict.first_identical,
+            "identical share": round(verdict.share, 3)}
+
+
+def collapse_sentence(verdicts: dict, max_len: int) -> str:
+    """One generated sentence per sweep: lasting n* or not, and the intermittent identical pairs."""
+    parts = []
+    for label, v in verdicts.items():
+        label = POSITIONAL_NAMES.get(label, label)
+        if v.status != "sound":
+            parts.append(f"{label}: {v.reason}")
+        elif v.n_star is not None:
+            parts.append(f"{label}: bit-identical from n* = {v.n_star} to the end"
+                         + (f", and {v.intermittent} identical pairs before it from n = "
+                            f"{v.first_identical}" if v.intermittent else ""))
+        elif v.identical:
+            parts.append(f"{label}: no lasting collapse within the sweep to n = {max_len}, yet "
+                         f"{v.identical} of {v.pairs} pairs ({v.share:.0%}) are bit-identical, "
+                         f"the first at n = {v.first_identical}, on and off")
+        else:
+            parts.append(f"{label}: no bit-identical pair up to n = {max_len}")
+    return ("Collapse by the one rule (n* lasts to the end of a sweep that reaches 2·n*): "
+            + "; ".join(parts) + ".")
+
+
 def collapse(out: Path, *, preset: str = "tiny", positionals=None, precision="fp32",
              max_len: int = 1024, prompt_len: int = 8, seed: int = 0, formats=("png",),
              progress=_quiet) -> Section:
@@ -50,17 +120,24 @@ def collapse(out: Path, *, preset: str = "tiny", positionals=None, precision="fp
         kinds[label] = (positional, policy)
         runs[label] = experiment.run(config, policy, max_len=max_len, prompt_len=prompt_len,
                                      seed=seed)
-    data = [results.write_csv(out / "collapse.csv", [
-        {"positional": kinds[p][0], **({"precision": str(kinds[p][1])} if len(policies) > 1 else {}),
-         **row} for p, r in runs.items() for row in r.table()])]
-    summary = {p: {"decay_exponent": r.decay_exponent(), "collapse_length": r.collapse_length,
-                   "l1_at_max_len": float(r.l1[-1]), "seconds": r.seconds} for p, r in runs.items()}
+    verdicts = {p: r.collapse for p, r in runs.items()}  # the one definition (analysis.collapse)
+    columns = lambda p: {"positional": kinds[p][0],  # noqa: E731
+                         **({"precision": str(kinds[p][1])} if len(policies) > 1 else {})}
+    data = [results.write_csv(out / "collapse.csv",
+                              [{**columns(p), **row} for p, r in runs.items() for row in r.table()]),
+            results.write_csv(out / "collapse_summary.csv",
+                              [{**columns(p), **v.row()} for p, v in verdicts.items()])]
+    summary = {p: {"decay_exponent": r.decay_exponent(), "collapse_length": verdicts[p].n_star,
+                   **verdicts[p].row(), "l1_at_max_len": float(r.l1[-1]), "seconds": r.seconds}
+               for p, r in runs.items()}
     data.append(results.write_json(out / "collapse.json", {
         "experiment": "collapse (Theorem B.3)", "preset": preset, "precision": str(precision),
-        "max_len": max_len, "prompt_len": prompt_len, "seed": seed, "summary": summary}))
+        "max_len": max_len, "prompt_len": prompt_len, "seed": seed,
+        "n_star_rule": COLLAPSE_RULE, "summary": summary}))
     figures = _figures(out, "collapse", plotting.collapse_figure(
         runs, f"Representational collapse: {preset}, {precision}"), formats)
-    maps, weights = _attention_maps(base, seed, prompt_len)
+    maps_positional = positionals[0]
+    maps, weights = _attention_maps(base.replace(positional=maps_positional), seed, prompt_len)
     figures += _figures(out, "collapse_attention", maps, formats)
     data.append(results.write_csv(out / "collapse_attention.csv", [
         {"layer": layer, "head": head, "i": i, "j": j, "weight": float(weights[layer, head, i, j])}
@@ -68,16 +145,17 @@ def collapse(out: Path, *, preset: str = "tiny", positionals=None, precision="fp
                                                  * np.ones(weights.shape[:2])[..., None, None]),
                                      strict=True)]))
     data.append(results.write_json(out / "collapse_attention.json", {
-        "what": "attention weights α_ij, NoPE, every layer and head, random prompt + 24 ones",
+        "what": f"attention weights α_ij, {maps_positional} positions, every layer and head, "
+                "random prompt + 24 ones",
         "preset": preset, "seed": seed, "prompt_len": prompt_len,
         "weights (layer, head, i, j)": np.round(weights, 6).tolist()}))
     show = [n for n in (1, 10, 100, 1000, 10_000, 100_000) if n <= max_len]
     table = [{"positional": p, **{f"n={n}": float(r.l1[n - 1]) for n in show},
-              "decay exponent": r.decay_exponent(), "n* (bit-identical)": r.collapse_length}
+              "decay exponent": r.decay_exponent(), **collapse_cells(verdicts[p])}
              for p, r in runs.items()]
     # Outside Theorem B.3's hypotheses: ALiBi (logits unbounded below) and positions added to the
     # residual stream (v_n ≠ v*_(n+1)); their curves are shown, never counted as passes.
-    outside = [p for p in runs if kinds[p][0] in ("alibi", "sinusoidal", "learned")]
+    outside = [p for p in runs if kinds[p][0] in OUTSIDE_B3]
     inside = [p for p in runs if p not in outside]
     if max_len < 11:  # "decreases from n = 10 on" needs n = 10 and a later n
         outside, inside = list(runs), []
@@ -99,33 +177,38 @@ def collapse(out: Path, *, preset: str = "tiny", positionals=None, precision="fp
                                    rf"\text{{ ({preset} model, prompt + n ones)}}")
     return Section("collapse", f"Representational collapse on the {preset} model",
                    "theorem_b3", [
-                       f"‖y_n − y*_(n+1)‖₁ for a {prompt_len}-token random prompt + n ones vs n + 1 "
-                       f"ones, n = 1..{max_len}, from one forward pass per positional encoding "
-                       f"(precision {precision}, seed {seed}). Decay exponents are fitted over "
-                       f"n ≥ 10; bf16 spacing 2⁻⁷ = {EPS:.4g}. Bit-identical lengths are marked "
-                       f"below each curve (a zero distance has no place on a log axis).",
-                       f"- Outside the theorem's hypotheses here: {', '.join(outside) or 'none'} "
-                       "(ALiBi's logits are unbounded below; sinusoidal and learned positions are "
-                       "added to the residual stream, so the two last tokens differ).",
-                       "- The attention maps below (prompt + 24 ones, NoPE) show the mechanism: "
-                       "the last row spreads its weight over the ones, so one more one moves it "
-                       "by Θ(1/n)."],
+                       f"‖y_n − y*_(n+1)‖₁ for {_article(prompt_len)} {prompt_len}-token random "
+                       f"prompt + n ones vs n + 1 ones, n = 1..{max_len}, from one forward pass "
+                       f"per positional encoding (precision {precision}, seed {seed}). Decay "
+                       f"exponents are fitted over n ≥ 10; bf16 spacing 2⁻⁷ = {EPS:.4g}. "
+                       f"Bit-identical lengths are marked below each curve (a zero distance has no "
+                       f"place on a log axis).",
+                       "- " + collapse_sentence(verdicts, max_len),
+                       "- " + _outside_sentence(list(dict.fromkeys(kinds[p][0] for p in outside)),
+                                                max_len),
+                       f"- The attention maps below ({_article(prompt_len)} {prompt_len}-token "
+                       f"prompt + 24 ones, {POSITIONAL_NAMES.get(maps_positional, maps_positional)}"
+                       f" positions) show the mechanism: the last row spreads its weight over the "
+                       f"ones, so one more one moves it by Θ(1/n)."],
                    table, figures, data, time.perf_counter() - start, [verdict])
 
 
 def _attention_maps(config, seed: int, prompt_len: int, ones: int = 24):
-    """Attention weights of the model (NoPE) on a random prompt + `ones` ones, every layer."""
+    """Attention weights of the model (its positional encoding) on a random prompt + `ones` ones,
+    every layer."""
     import jax
 
     from squash_sim.experiments import collapse as experiment
     from squash_sim.model import forward, init_params
 
-    config = config.replace(positional="none")
+    if config.positional == "learned":
+        config = config.replace(max_len=max(config.max_len or 0, prompt_len + ones + 1))
     inputs, _ = experiment.make_sequence(config, ones, prompt_len, seed, "1")
     trace = forward(init_params(config, jax.random.key(seed)), inputs, config,
                     return_attention=True)
+    name = POSITIONAL_NAMES.get(config.positional, config.positional)
     figure = plotting.attention_maps(trace, title=f"Attention weights: {prompt_len}-token "
-                                     f"prompt + {ones} ones (NoPE, every layer, head 0)")
+                                     f"prompt + {ones} ones ({name}, every layer, head 0)")
     return figure, np.asarray(trace.attention, dtype=np.float64)
 
 
@@ -254,9 +337,10 @@ def softmax_tv(out: Path, *, seeds: int = 5, formats=("png",), progress=_quiet) 
 
 
 def precision(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, seed: int = 0,
-              mantissa_bits=None, named=None, ladder: bool = True, formats=("png",),
+              mantissa_bits=None, named=None, ladder: bool = True, sites=None, formats=("png",),
               progress=_quiet) -> Section:
-    """Corollary B.10: collapse lengths per format and policy."""
+    """Corollary B.10: collapse lengths per format and policy. sites: the sums whose per-sum
+    counterfactuals run for each stall (default: the sums over keys, mechanism.KEY_SUMS)."""
     from squash_sim.experiments import precision_collapse as experiment
 
     start = time.perf_counter()
@@ -272,8 +356,15 @@ def precision(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, se
         "bf16_sum_of_1000_ones": stall}))
     figures = _figures(out, "precision", plotting.precision_figure(
         lengths, f"Collapse length vs mantissa bits ({preset}, n ≤ {max_len})"), formats)
-    table = [{"family": x.family, "policy": x.label,
-              "n*": x.n_star if x.n_star is not None else f"> {max_len}",
+    from squash_sim.analysis.collapse import REACH
+
+    def star(x) -> str:
+        return (x.status if x.status != "measured" else str(x.n_star) if x.n_star is not None
+                else f"> {max_len // REACH}")
+
+    table = [{"family": x.family, "policy": x.label, "n* (lasting)": star(x),
+              "first identical n": x.first_identical,
+              "identical share": round(x.identical_share, 3),
               "n_ε (paper's line)": x.n_eps, "n_round": x.n_round}
              for x in lengths if x.family != "mantissa"]
     # Corollary B.10 on the formats rounding every operation. A finite sweep decides "n* is
@@ -289,33 +380,40 @@ def precision(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, se
     def sweep(policy):
         return collapse_lib.run(presets.get(preset), policy, max_len=max_len, seed=seed)
 
-    mechanisms = {x.label: mechanism.explain(sweep, x.precision,
-                                             collapse_length=x.n_star).label()
-                  for x in lengths if x.family == "named" and x.n_star is not None}
+    explained = {x.label: mechanism.explain(sweep, x.precision, collapse_length=x.n_star,
+                                            sites=tuple(sites or mechanism.KEY_SUMS))
+                 for x in lengths if x.family == "named" and x.n_star is not None}
+    mechanisms = {label: why.label() for label, why in explained.items()}
     for row in table:
         row["mechanism"] = mechanisms.get(row["policy"], "")
+    data.append(results.write_json(out / "precision_mechanism.json", {
+        "what": "per collapse: every sum in fp32, then each sum over keys restored alone and "
+                "left alone in the format (squash_sim.analysis.mechanism)",
+        "preset": preset, "max_len": max_len, "seed": seed,
+        "mechanisms": {label: why.row() for label, why in explained.items()}}))
     verdict = Verdict(
         "Corollary B.10 [6.2]", "in finite precision, n and n + 1 ones give bit-identical outputs "
         "from a finite n* on (every operation rounded: -pure)",
         decide(violations=sum(x.n_star is None for x in pure if x not in undecidable),
                assumption_failures=len(undecidable), instances=len(pure)),
-        ", ".join((f"{x.label} n* = {x.n_star}" if x.n_star is not None else
-                   f"{x.label} n* > {max_len}") + f" (n_ε {x.n_eps})" for x in pure),
+        ", ".join(f"{x.label} n* {star(x)} (n_ε {x.n_eps})" for x in pure),
         theory="corollary_b10",
         mechanism="; ".join(f"{label}: {text}" for label, text in mechanisms.items()))
     return Section("precision", "Precision collapse lengths", "corollary_b10", [
         f"n* = first n from which prompt + n ones and + n + 1 ones give bit-identical outputs "
-        f"(one forward pass per policy, {preset}, n ≤ {max_len}). Estimates from the float32 "
+        f"through the end of the sweep, called only when the sweep reaches 2·n* "
+        f"(`> {max_len // REACH}`: not within the sweep); the first identical pair and the share "
+        f"of identical pairs are beside it (one forward pass per policy, {preset}, "
+        f"n ≤ {max_len}). Estimates from the float32 "
         f"curve: n_ε where ‖Δ‖₁ < ε (the paper's reading), n_round where every |Δ_i| < ½ spacing "
         f"at y_i.",
-        f"- Where rounding happens matters: 1000 ones summed in order in bf16 give {stall:g} "
-        f"(the sum stalls at 256), so a bf16 softmax sum stops normalising the weights beyond 256 "
-        f"keys; ladder row '+ softmax': no collapse within the sweep.",
+        f"- Where rounding happens matters: 1000 ones summed in order in bf16 give {stall:g}. "
+        + mechanism_text(explained),
         "- Storage-only policies (float32 arithmetic, storage rounded) collapse much later than "
         "the estimates: each stored intermediate adds rounding noise of a spacing that keeps the "
         "two outputs in different rounding intervals. Measured n* against n_ε: "
-        + ", ".join(f"{x.label} {x.n_star if x.n_star is not None else f'> {max_len}'} vs "
-                    f"{x.n_eps}" for x in lengths if x.family == "named") + ".",
+        + ", ".join(f"{x.label} {star(x)} vs {x.n_eps}" for x in lengths
+                    if x.family == "named") + ".",
         "- The figure shows the named formats (fp16, bf16, fp8) at their mantissa widths beside "
         "the e8mX sweep; an upward triangle at the top marks a policy that did not collapse "
         "within the sweep."],
@@ -324,10 +422,11 @@ def precision(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, se
 
 def accumulation(out: Path, *, preset: str = "paper-fig10", model: str | None = None,
                  max_len: int = 2048, seed: int = 0, float_formats=None, models=None,
-                 formats=("png",), progress=_quiet) -> Section:
+                 sites=None, formats=("png",), progress=_quiet) -> Section:
     """Collapse length n* per float format × accumulation model, each collapse with its mechanism
     (docs/precision_hardware.md says which model matches which hardware). model: a real LLM
-    (models.load name or path) swept on the count-ones prompt instead of the preset."""
+    (models.load name or path) swept on the count-ones prompt instead of the preset. sites: the
+    sums whose per-sum counterfactuals run for each stall (default: experiment.run's)."""
     from squash_sim.analysis import mechanism
     from squash_sim.experiments import accumulation_collapse as experiment
 
@@ -336,7 +435,8 @@ def accumulation(out: Path, *, preset: str = "paper-fig10", model: str | None = 
     stem = f"accumulation{'_' + llm.name if llm is not None else ''}"
     rows = experiment.run(None if llm is not None else presets.get(preset), llm=llm,
                           max_len=max_len, seed=seed, formats=float_formats or experiment.FORMATS,
-                          models=models or tuple(experiment.MODELS), progress=progress)
+                          models=models or tuple(experiment.MODELS), sites=sites,
+                          progress=progress)
     data = [results.write_csv(out / f"{stem}.csv", [r.row() for r in rows]),
             results.write_json(out / f"{stem}.json", {
                 "experiment": "collapse length per format × accumulation model", "model": label,
@@ -345,14 +445,16 @@ def accumulation(out: Path, *, preset: str = "paper-fig10", model: str | None = 
     figures = _figures(out, stem, plotting.accumulation_figure(
         rows, f"Collapse length n* per format and accumulation model ({label}, n ≤ {max_len})"),
         formats)
-    reach = 3 * max_len // 4
+    from squash_sim.analysis.collapse import REACH
+
+    reach = max_len // REACH
 
     def cell(r) -> str:
         if r.status != "ok":
             return r.status
         if r.n_star is None:
             return f"> {reach}"
-        return f"{r.n_star} ({'stall' if r.mechanism == mechanism.STALLED else 'spacing'})"
+        return f"{r.n_star} ({experiment.cell_mechanism(r)})"
 
     models = list(dict.fromkeys(r.model for r in rows))
     def cell_of(fmt, model) -> str:
@@ -373,22 +475,27 @@ def accumulation(out: Path, *, preset: str = "paper-fig10", model: str | None = 
         f"({len(stalls)} by a stalled accumulator); with hardware-like accumulation "
         f"{sum(r.n_star is not None for r in hardware if r.status == 'ok')} of {len(hardware)}",
         theory="corollary_b10",
-        mechanism="; ".join(f"{r.policy}: {r.mechanism}" for r in collapsed))
+        mechanism="; ".join(f"{r.policy}: {experiment.cell_mechanism(r)}" for r in collapsed))
     where = (f"{label} on the count-ones prompt (\"How many ones are in the following "
              f"sequence? \" + n ones against n + 1; one forward pass per policy, n ≤ {max_len}"
              if llm is not None else
              f"the Figure 10 model ({preset}, one forward pass per policy, n ≤ {max_len}")
     return Section(stem, "Precision collapse by accumulation model"
                    + (f": {label}" if llm is not None else ""), "corollary_b10", [
-        f"Every format × accumulation model on {where}; a collapse counts when it lasts over the "
-        "last quarter of the sweep). Cells: n* and its mechanism — *stall*: with fp32 "
-        "accumulators (storage rounding unchanged) the outputs at n* still differ, so a running "
-        "sum stopped growing; *spacing*: they collapse anyway, the representations round "
-        "together (squash_sim.analysis.mechanism). `> N`: no collapse within the sweep; "
-        "non-finite: a sum overflowed the format (never a collapse).",
+        f"Every format × accumulation model on {where}); n* by the one rule: bit-identical from "
+        "n* through the end of a sweep that reaches 2·n*. Cells: n* and its mechanism — "
+        "*stall: S*: with every sum in fp32 (storage rounding unchanged) the outputs at n* "
+        "still differ, and S are the sums whose restoring alone to fp32 removes the collapse "
+        "(the necessary stalls; a sum whose restoring only moves it later is not called a "
+        "cause); *spacing*: it collapses anyway, the representations "
+        "round together (squash_sim.analysis.mechanism). `> N`: no collapse within the sweep; "
+        "non-finite: a sum overflowed the format (never a collapse). The JSON and CSV carry "
+        "every sum's counterfactuals (restored alone; left alone in the format) and the "
+        "sufficient stalls.",
         "- Σ of ones in the softmax's accumulator (sequential): "
         + ", ".join(f"{r.fmt} {r.sum_of_ones:g}" for r in rows if r.model == "sequential")
-        + f" for {rows[0].ones} ones — the stall behind the sequential collapses.",
+        + f" for {rows[0].ones} ones (a sum below the count is a stalled accumulator).",
+        *[f"- {r.policy}: {r.mechanism_text}" for r in stalls if r.mechanism_text],
         "- Which model corresponds to which hardware, with sources, is in "
         "docs/precision_hardware.md."], table, figures, data, time.perf_counter() - start,
         [verdict])
@@ -499,12 +606,14 @@ def remedies(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, see
     data = [results.write_csv(out / "remedies.csv",
                               [{"remedy": k, **row} for k, r in runs.items() for row in r.table()])]
     show = [n for n in (10, 100, 1000, 10_000) if n <= max_len]
+    verdicts = {k: r.collapse for k, r in runs.items()}  # the one definition (analysis.collapse)
     table = [{"remedy": k, **{f"n={n}": float(r.l1[n - 1]) for n in show},
-              "at max n": float(r.l1[-1]), "n* (bit-identical)": r.collapse_length}
+              "at max n": float(r.l1[-1]), **collapse_cells(verdicts[k])}
              for k, r in runs.items()]
     data.append(results.write_json(out / "remedies.json", {
         "experiment": "remedies (the glasses)", "preset": preset, "max_len": max_len,
-        "seed": seed, "table": table}))
+        "seed": seed, "n_star_rule": COLLAPSE_RULE, "table": table,
+        "collapse": {k: v.row() for k, v in verdicts.items()}}))
     figures = _figures(out, "remedies", plotting.collapse_figure(
         runs, f"The glasses: remedies beside the plain collapse ({preset})"), formats)
     plain, commas = runs["plain"].l1[-1], runs["commas every 3"].l1[-1]
@@ -517,14 +626,43 @@ def remedies(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, see
         f"Distance between the prefixes ending at the n-th and (n+1)-th '1' ({preset}, "
         f"one pass each, n ≤ {max_len}).",
         f"- Commas every 3 keep the distance {commas / plain:.0f}× larger than plain at "
-        f"n = {max_len} (decay ≈ 1/n instead of ≈ 1/n²).",
-        "- A sliding window makes collapse total (both prefixes see the same window of ones: "
-        "distance 0 up to float32 reassociation) — a remedy for dilution, not for counting.",
-        "- Absolute positions added to the input (a positional signal that does not decay, "
-        "Prop B.4) prevent collapse; bf16-pure collapses bit for bit where fp32 does not.",
-        "- Bit-identical lengths are marked by ticks below each curve, in the legend as "
-        "\"bit-identical\"."],
+        f"n = {max_len} (fitted decay exponent {_exponent(runs['commas every 3'])} against "
+        f"{_exponent(runs['plain'])} plain).",
+        "- " + _window_sentence(runs, verdicts),
+        f"- Absolute positions added to the input (a positional signal that does not decay, "
+        f"Prop B.4): smallest ‖Δ‖₁ over the sweep "
+        f"{float(runs['absolute positions (sinusoidal)'].l1.min()):.3g}; bf16-pure: "
+        f"{verdicts['bf16-pure (lower precision)'].text()}; plain fp32: "
+        f"{verdicts['plain'].text()}.",
+        "- " + collapse_sentence(verdicts, max_len),
+        "- Bit-identical lengths are marked below each curve: a bar for the lasting collapse "
+        "(from n*), a dot for identical pairs that come and go."],
         table, figures, data, time.perf_counter() - start, [verdict])
+
+
+def _exponent(result) -> str:
+    fitted = result.decay_exponent()
+    return "n/a" if fitted is None else f"{fitted:.2f}"
+
+
+def _window_sentence(runs: dict, verdicts: dict) -> str:
+    """What the sliding window did, from its sweep (generated)."""
+    from squash_sim.experiments.remedies import WINDOW
+
+    label = f"sliding window {WINDOW}"
+    if label not in runs:
+        return "No sliding-window run."
+    result, v = runs[label], verdicts[label]
+    late = result.n >= WINDOW
+    if not v.identical:
+        return (f"A sliding window of {WINDOW} keys: no bit-identical pair; ‖Δ‖₁ ≤ "
+                f"{float(result.l1[late].max()) if late.any() else float('nan'):.3g} once both "
+                "prefixes see the same window of ones.")
+    return (f"A sliding window of {WINDOW} keys: {v.identical} of {v.pairs} pairs "
+            f"({v.share:.0%}) are bit-identical, the first at n = {v.first_identical}, "
+            f"and from n = {WINDOW} on ‖Δ‖₁ ≤ {float(result.l1[late].max()):.3g} (both prefixes "
+            f"see the same {WINDOW} ones; the pairs that differ differ by float32 rounding of "
+            f"sums over a moving window); {v.text()} — a remedy for dilution, not for counting.")
 
 
 def claim_reports(examples_scale: float = 1.0, examples: int | None = None,
@@ -573,12 +711,15 @@ def _claim_verdict(row: dict, out: Path) -> Verdict:
     # sides are negative (a fitted exponent ≤ −0.5) holds with a ratio above 1, so show its
     # margin instead. NaN: no ratio (equalities).
     tight, margin = row["max_tightness"], row.get("worst_margin", float("nan"))
+    judged = row["instances"] - row["assumption_failures"]
+    counted = (f"{row['instances']} instances" if judged == row["instances"] else
+               f"{judged} of {row['instances']} instances judged")
     if tight == tight and (0 <= tight <= 1 or row["violations"]):
-        key = f"{row['instances']} instances; max LHS/RHS {tight:.3g}"
+        key = f"{counted}; max LHS/RHS {tight:.3g} (judged)"
     elif margin == margin:
-        key = f"{row['instances']} instances; worst margin RHS − LHS {margin:.3g}"
+        key = f"{counted}; worst margin RHS − LHS {margin:.3g} (judged)"
     else:
-        key = f"{row['instances']} instances"
+        key = counted
     if row["violations"]:
         key += f"; {row['violations']} violating"
     if row.get("summary"):  # a printed variant: which constant fails, which one holds
@@ -611,22 +752,27 @@ def claims(out: Path, *, examples: int | None = None, examples_scale: float = 1.
 
     data = [results.write_json(out / "claims.json", [relative(r) for r in rows])]
     data += sorted({Path(r["counterexample_file"]) for r in rows if r.get("counterexample_file")})
-    table = [{"claim": r["claim"], "instances": r["instances"], "violations": r["violations"],
-              "assumption not met": r["assumption_failures"], "max tightness": r["max_tightness"],
-              "seconds": r["seconds"]} for r in rows]
+    table = [{"claim": r["claim"], "instances": r["instances"],
+              "judged": r["instances"] - r["assumption_failures"], "violations": r["violations"],
+              "not judged": r["assumption_failures"],
+              "median tightness (judged)": r["median_tightness"],
+              "max tightness (judged)": r["max_tightness"], "seconds": r["seconds"]}
+             for r in rows]
     verdicts = [_claim_verdict(r, out) for r in rows]
     checked = [r for r in rows if not r["printed_variant"]]
     violated = [r["claim"] for r in checked if r["violations"]]
     outside = sum(r["assumption_failures"] for r in checked)
     return Section("claims", "Every formal result, checked (proofs_check)", "results", [
         f"{sum(r['instances'] for r in rows)} Hypothesis instances over {len(checked)} results "
-        f"and {len(rows) - len(checked)} printed variants (float64; max tightness = largest "
-        "LHS/RHS, 1 is tight). "
+        f"and {len(rows) - len(checked)} printed variants (float64; tightness = LHS/RHS, 1 is "
+        "tight, median and max over the judged instances only). "
         + (f"**Violated: {', '.join(violated)}** — the shrunk counterexamples are linked in the "
            "verdict table." if violated else "No statement is violated inside its hypotheses."),
-        f"- {outside} instances lie outside their claim's hypotheses (e.g. theorem_b3 with "
-        "additive positions): they are counted in the table, never as passes."
-        if outside else "- Every instance met its claim's hypotheses.",
+        f"- {outside} instances were not judged (outside their claim's hypotheses, e.g. "
+        "theorem_b3 with additive positions; non-finite; not reached; or both sides below "
+        "float64 resolution): they are counted in the table, never as passes nor in the "
+        "statistics."
+        if outside else "- Every instance was judged.",
         "- The paper's printed variants (rows marked \"as printed\") are reported beside the "
         "checked form; a violated printed variant does not fail the run (see the errata in "
         "theory.md)."], table, [], data, time.perf_counter() - start, verdicts)
@@ -760,9 +906,10 @@ def real_collapse(out: Path, *, prompt: str = "count-ones", precisions=("fp32",)
                                 max_len=max_len, seed=seed, progress=progress)
         runs.append(dataclasses.replace(result, precision="fp32, no sliding window"))
     stem = f"real_collapse_{prompt}{suffix}"
-    summary = {r.precision: {"bit_identical_lengths": int(r.bit_identical.sum()),
-                             "first_bit_identical_n": (int(r.n[r.bit_identical][0])
-                                                       if r.bit_identical.any() else None),
+    verdicts = {r.precision: r.collapse for r in runs}  # the one definition (analysis.collapse)
+    summary = {r.precision: {"bit_identical_lengths": verdicts[r.precision].identical,
+                             "first_bit_identical_n": verdicts[r.precision].first_identical,
+                             **verdicts[r.precision].row(),
                              "l1_at_max_len": float(r.l1[-1]), "tokens": r.tokens,
                              "seconds": r.seconds} for r in runs}
     data = [results.write_csv(out / f"{stem}.csv", [row for r in runs for row in r.rows()]),
@@ -790,11 +937,11 @@ def real_collapse(out: Path, *, prompt: str = "count-ones", precisions=("fp32",)
                 if any(model.config.sliding_window) else
                 " Every layer attends globally (no sliding window).")]
     for r in runs:
-        first = summary[r.precision]["first_bit_identical_n"]
-        lines.append(f"- {r.precision}: {int(r.bit_identical.sum())} of {len(r.n)} lengths "
-                     f"bit-identical{f' (first at n = {first})' if first else ''}; ‖Δ‖₁ "
-                     f"{r.l1[0]:.4g} at n = "
-                     f"{int(r.n[0])}, {r.l1[-1]:.4g} at n = {int(r.n[-1])}.")
+        v = verdicts[r.precision]
+        lines.append(f"- {r.precision}: {v.identical} of {v.pairs} lengths bit-identical"
+                     f"{f' (first at n = {v.first_identical})' if v.first_identical else ''}; "
+                     f"{v.text()}; ‖Δ‖₁ {r.l1[0]:.4g} at n = {int(r.n[0])}, {r.l1[-1]:.4g} at "
+                     f"n = {int(r.n[-1])}.")
     late = runs[0].n >= 600
     if compare_global and late.any() and prompt != "digits":
         lines.append(f"- Window effect: median ‖Δ‖₁ over n ≥ 600 is {np.median(runs[0].l1[late]):.3g}"
@@ -995,7 +1142,7 @@ REPORT_SIZES = {
                   accumulation_formats=("fp8_e5m2",),
                   accumulation_models=("sequential", "blocked K=32 → fp32"),
                   real_accumulation_n=64, real_accumulation_formats=("bf16",),
-                  real_accumulation_models=("sequential",)),
+                  real_accumulation_models=("sequential",), sites=("weights·values",)),
 }
 
 
@@ -1014,14 +1161,16 @@ def report_steps(size: str = "quick", *, real: bool = False, claims_table: bool 
                                                                   "alibi"],
                                       max_len=z["collapse_n"])),
         ("precision", "precision", dict(max_len=z["precision_n"], named=z["named"],
-                                        mantissa_bits=z["mantissa_bits"], ladder=z["ladder"])),
+                                        mantissa_bits=z["mantissa_bits"], ladder=z["ladder"],
+                                        sites=z.get("sites"))),
         ("sensitivity", "sensitivity", dict(n=z["sensitivity_n"], seeds=z["few_seeds"],
                                             depths=z["depths"])),
         ("counting", "counting", dict(seeds=z["few_seeds"], scales=z["scales"])),
         ("remedies", "remedies", dict(max_len=z["remedies_n"])),
         ("accumulation", "accumulation", dict(max_len=z["accumulation_n"],
                                               float_formats=z["accumulation_formats"],
-                                              models=z["accumulation_models"])),
+                                              models=z["accumulation_models"],
+                                              sites=z.get("sites"))),
     ]
     if real:  # every real model; their findings side by side after the loop (report())
         for name in REAL_MODELS:

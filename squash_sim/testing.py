@@ -92,17 +92,17 @@ def assert_no_collapse_before(params, config: ModelConfig, n: int,
     problem = _unsound(result, len(result.n))
     if problem:
         raise AssertionError(problem)
-    same = np.flatnonzero(result.bit_identical)
-    if same.size:
-        i = int(same[0])
-        m = int(result.n[i])
+    verdict = result.collapse  # the one definition (analysis.collapse.judge)
+    if verdict.first_identical is not None:
+        m = verdict.first_identical
+        i = int(np.flatnonzero(result.n == m)[0])
         raise AssertionError(
             f"collapse at n = {m} < {n} under {result.precision}: the last-token outputs of "
             f"{_pair_text(result, m)} are bit-identical (‖Δ‖₁ = 0; at n = {max(m - 1, 1)} "
             f"‖Δ‖₁ = {result.l1[max(i - 1, 0)]:.3g} = "
             f"{_spacing_units(result, max(i - 1, 0)):.3g} spacings of "
-            f"{result.precision.activations or 'float32'}); {int(result.bit_identical.sum())} of "
-            f"{len(result.n)} lengths collapsed")
+            f"{result.precision.activations or 'float32'}); {verdict.identical} of "
+            f"{verdict.pairs} lengths bit-identical; {verdict.text()}")
     return result
 
 
@@ -110,9 +110,10 @@ def assert_collapse_length_within(params, config: ModelConfig, low: int, high: i
                                   precision: Precision | str = "bf16", *, max_len: int | None = None,
                                   prompt_len: int = 8, seed: int = 0,
                                   pattern: str = "1") -> collapse.CollapseResult:
-    """Assert that the collapse length n* (first n from which every longer pair is bit-identical)
-    lies in [low, high]; high=None means "no collapse within the sweep" is also accepted.
-    The sweep runs to max_len (default 2·high, or 2·low when high is None)."""
+    """Assert that the collapse length n* lies in [low, high]; high=None means "not within the
+    sweep" is also accepted. n* is the project's one definition (analysis.collapse.judge: every
+    pair bit-identical from n* through the end of a sweep that reaches 2·n*). The sweep runs to
+    max_len (default 2·high, or 2·low when high is None)."""
     caller = "assert_collapse_length_within"
     low = _positive_int("low", low, caller)
     if high is not None and _positive_int("high", high, caller) < low:
@@ -124,11 +125,12 @@ def assert_collapse_length_within(params, config: ModelConfig, low: int, high: i
     problem = _unsound(result, len(result.n))
     if problem:
         raise AssertionError(problem)
-    n_star = result.collapse_length
+    verdict = result.collapse
+    n_star = verdict.n_star
     inside = (n_star is None and high is None) or (
         n_star is not None and low <= n_star <= (high if high is not None else max_len))
     if not inside:
-        where = "no collapse up to n = " + str(max_len) if n_star is None else f"n* = {n_star}"
+        where = verdict.text()
         i = (n_star or max_len) - 1
         raise AssertionError(
             f"collapse length outside [{low}, {high if high is not None else 'beyond the sweep'}] "

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import pathlib
+import types
 from fractions import Fraction
 
 import jax
@@ -349,27 +350,78 @@ def test_mechanism_is_a_counterfactual(monkeypatch):
                                      (40, mechanism.REPRESENTATION),
                                      (12, mechanism.REPRESENTATION)):
         def fake(config, precision, max_len, seed, llm=None, counterfactual=counterfactual):
-            return "ok", counterfactual if "with fp32" in precision.name else 40
+            n_star = counterfactual if "with fp32" in precision.name else 40
+            return types.SimpleNamespace(collapse=types.SimpleNamespace(
+                n_star=n_star, status="sound", run_from=n_star, first_identical=n_star,
+                share=0.5))
 
-        monkeypatch.setattr(ac, "_n_star", fake)
+        monkeypatch.setattr(ac, "_sweep", fake)
         monkeypatch.setattr(ac, "sum_of_ones", lambda precision, count: 0.0)
-        (row,) = ac.run(formats=("bf16",), models=("sequential",), max_len=64)
+        (row,) = ac.run(formats=("bf16",), models=("sequential",), max_len=64, sites=())
         assert (row.n_star, row.mechanism, row.n_star_fp32_sums) == (40, expected, counterfactual)
 
 
-def test_fp8_sequential_collapse_is_the_stalled_accumulator():
-    """Measured on the Figure 10 model: fp8 e5m2 with sequential sums collapses early because the
-    softmax sum stalls (Σ 1 stops at 8); fp32 accumulators (the counterfactual) and blocks of 32
-    promoted to fp32 both remove it (a mutant rule calling it "spacing" fails here)."""
+def test_fp8_sequential_collapse_is_the_stalled_accumulator(monkeypatch):
+    """Measured on the Figure 10 model: fp8 e5m2 with sequential sums collapses early because a
+    sum over keys stalls (Σ 1 stops at 8); every sum in fp32 (the counterfactual) and blocks of 32
+    promoted to fp32 both remove it (a mutant rule calling it "spacing" fails here).
+
+    Per sum: the collapse needs the weights·values stall (restoring that sum alone removes it),
+    never the scores q·k sum (a sum over the head dimension, the same 64 terms for every n:
+    it cannot stall with n). The mutant counterfactual that restores the wrong sum under the
+    weights·values name must fail these expectations."""
+    from squash_sim.analysis import collapse as collapse_lib
+    from squash_sim.analysis import mechanism
     from squash_sim.experiments import accumulation_collapse as ac
 
-    rows = ac.run(formats=("fp8_e5m2",), models=("sequential", "blocked K=32 → fp32"), max_len=64)
+    rows = ac.run(formats=("fp8_e5m2",), models=("sequential", "blocked K=32 → fp32"), max_len=64,
+                  sites=("weights·values", "scores q·k"))
     sequential, blocked = rows
-    assert sequential.status == "ok" and sequential.n_star is not None and sequential.n_star < 40
+    assert sequential.status == "ok" and sequential.n_star is not None and sequential.n_star < 32
     assert sequential.mechanism == "accumulator stalled" and sequential.n_star_fp32_sums is None
+    assert "weights·values" in sequential.necessary.split("; ")
+    assert "scores q·k" not in sequential.necessary.split("; ")
+    assert sequential.row()["restore weights·values"].startswith("alone: removed")
     # Blocks still stall at 8 inside, but 8 blocks of 32 give 64: the sum keeps growing with n.
     assert sequential.sum_of_ones == 8.0 and blocked.sum_of_ones == 64.0
     assert blocked.n_star is None
+
+    config = presets.get("paper-fig10")
+    run = lambda p: collapse_lib.run(config, p, max_len=64)  # noqa: E731
+    wrong = dict(mechanism.SITES, **{"weights·values": mechanism.SITES["scores q·k"]})
+    monkeypatch.setattr(mechanism, "SITES", wrong)  # the mutant: restores q·k under that name
+    [effect] = mechanism.attribute(run, "fp8_e5m2-pure", sequential.n_star, ["weights·values"])
+    assert not effect.alone.startswith("removed")  # the expectation above would fail
+
+
+def test_a_restored_site_sums_in_fp32_and_the_others_keep_their_format():
+    """restore("weights·values") changes that dot product alone: checked against NumPy float32
+    sequential sums (and ml_dtypes bf16 rounding of each partial sum for the sites left alone)."""
+    import ml_dtypes
+
+    from squash_sim.analysis import mechanism
+    from squash_sim.precision import Numerics
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((3, 300)).astype(np.float32), rng.standard_normal(300).astype(
+        np.float32)
+    a, b = (x.astype(ml_dtypes.bfloat16).astype(np.float32) for x in (a, b))
+
+    def sequential(dtype):
+        total = np.zeros(3, np.float32)
+        for k in range(300):
+            term = (a[:, k] * b[k]).astype(dtype).astype(np.float32)
+            total = (total + term).astype(dtype).astype(np.float32)
+        return total
+
+    restored = Numerics(mechanism.restore("bf16-pure", ["weights·values"]))
+    got = {site: np.asarray(restored.einsum("nk,k->n", a, b, site=site))
+           for site in ("values", "scores", "matmul")}
+    assert np.array_equal(got["values"], sequential(np.float32))
+    assert np.array_equal(got["scores"], sequential(ml_dtypes.bfloat16))
+    assert np.array_equal(got["matmul"], got["scores"])
+    assert not np.array_equal(got["values"], got["scores"])
+    assert mechanism.restore("bf16", ["weights·values"]) is None  # storage only: nothing to restore
 
 
 def _char_llm(config):
@@ -398,7 +450,7 @@ def test_the_table_runs_on_a_loaded_llm_with_the_count_ones_prompt():
     llm, prompt = _char_llm(config)
     max_len = 64
     rows = ac.run(llm=llm, max_len=max_len, formats=("fp8_e5m2",),
-                  models=("sequential", "pairwise"))
+                  models=("sequential", "pairwise"), sites=())
     ids = llm.encode(prompt + "1" * (max_len + 1))  # BOS, the prompt, then one token per "1"
     first_one = len(llm.encode(prompt))
     for row in rows:
@@ -406,7 +458,7 @@ def test_the_table_runs_on_a_loaded_llm_with_the_count_ones_prompt():
         ones = final[first_one:]  # (max_len + 1, d): y_1, y_2, …
         same = [bool(np.array_equal(ones[i], ones[i + 1])) for i in range(max_len)]
         expected = next((n for n in range(1, max_len + 1) if all(same[n - 1:])), None)
-        if expected is not None and expected > 3 * max_len // 4:
+        if expected is not None and 2 * expected > max_len:  # the rule of docs/theory.md
             expected = None
         assert row.status == "ok" and row.n_star == expected, row
     sequential, pairwise = rows
@@ -534,5 +586,25 @@ def test_a_real_model_sweep_that_saturates_reports_overflow_not_collapse():
     saturating = Precision.pure(FloatFormat(5, 2, saturate=True))
     big = dataclasses.replace(llm, params={**llm.params,
                                            "embedding": llm.params["embedding"] * 1e6})
-    assert ac._real_n_star(big, saturating, 24) == ("overflow", None)
-    assert ac._real_n_star(llm, saturating, 24)[0] == "ok"
+    status, found = ac.judged(None, saturating, 24, 0, big)
+    assert status == "overflow" and found.n_star is None and found.status == "overflow"
+    assert ac.judged(None, saturating, 24, 0, llm)[0] == "ok"
+
+
+def test_the_docs_table_and_mechanism_sentences_are_the_committed_data():
+    """docs/precision_hardware.md shows the table that experiments.accumulation_collapse.table
+    makes from docs/accumulation_collapse.json, and its per-collapse mechanism sentences are
+    the JSON's (so the page cannot drift from the data it cites)."""
+    from squash_sim.experiments import accumulation_collapse as ac
+
+    docs = pathlib.Path(__file__).parent.parent / "docs"
+    rows = []
+    for row in json.loads((docs / "accumulation_collapse.json").read_text()):
+        sites = {k.removeprefix("restore "): row.pop(k) for k in list(row)
+                 if k.startswith("restore ")}
+        rows.append(ac.AccumulationCollapse(**row, sites=sites))
+    page = (docs / "precision_hardware.md").read_text()
+    assert ac.table(rows) in page
+    for r in rows:
+        if r.mechanism_text:
+            assert f"{r.policy}: {r.mechanism_text}" in page, r.policy

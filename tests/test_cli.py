@@ -29,6 +29,15 @@ def test_collapse_writes_csv_json_and_figure(tmp_path, capsys):
     assert nope[9] < nope[0]  # NoPE distances decay (Theorem B.3)
     summary = json.load(open(tmp_path / "collapse.json"))["summary"]
     assert summary["none"]["decay_exponent"] < -0.5
+    # the one definition's fields, against the per-n CSV read independently
+    table = {r["positional"]: r for r in csv.DictReader(open(tmp_path / "collapse_summary.csv"))}
+    for positional in ("none", "rope"):
+        same = [r["bit_identical"] == "True" for r in rows if r["positional"] == positional]
+        first = next((n for n, s in enumerate(same, 1) if s), None)
+        assert summary[positional]["first_identical_n"] == first
+        assert summary[positional]["identical_share"] == round(sum(same) / 300, 6)
+        assert table[positional]["first_identical_n"] == str(first or "")
+    assert "an 8-token" in out and "a 8-token" not in out
     assert (tmp_path / "collapse.png").stat().st_size > 10_000
     assert not list(tmp_path.glob(".*.tmp"))  # no partial files left behind
 

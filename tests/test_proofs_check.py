@@ -29,6 +29,7 @@ from proofs_check.runner import (
     run_claim,
 )
 from squash_sim.analysis import mechanism
+from squash_sim.precision import get as get_precision
 
 MUTANTS = [(claim, mutant) for claim, module in CLAIMS.items() for mutant in module.MUTANTS]
 
@@ -74,6 +75,20 @@ def test_every_claim_declares_what_a_reader_needs():
         for field in ("NAME", "REFERENCE", "ASSUMPTIONS", "STATEMENT", "LATEX", "DOMAIN"):
             assert getattr(module, field), (module.__name__, field)
         assert module.MUTANTS, module.__name__
+
+
+def test_an_instance_within_rounding_of_zero_is_not_judged():
+    """theorem_b3 at n = 1 with RoPE: 1.7e-16 ≤ 5.1e-17 'held' only through the absolute slack and
+    made the table's max tightness 3.24 with no violation; it is 'below resolution' now, outside
+    the statistics. 0 ≤ 0 exactly (NoPE, n = 1) is still judged."""
+    from proofs_check.claims import theorem_b3
+
+    base = {"d": 4, "n": 1, "norm": "none", "beta": 1.0}
+    noise = theorem_b3.evaluate(base | {"positional": "rope", "scale": 0.26903236706476313,
+                                        "seed": 292})
+    assert noise.verdict == "below resolution" and 0 < noise.lhs <= theorem_b3.RESOLUTION
+    exact = theorem_b3.evaluate(base | {"positional": "none", "scale": 0.1, "seed": 0})
+    assert exact.verdict == "holds" and exact.lhs == exact.rhs == 0
 
 
 def test_theorem_b3_reports_unmet_assumptions_instead_of_passing():
@@ -216,25 +231,41 @@ def test_run_all_returns_rows_with_a_verdict():
 
 
 def _fake_run(lengths):
-    """A stand-in experiment: precision → result whose collapse_length is looked up by name."""
-    return lambda precision: type("Result", (), {"collapse_length": lengths[str(precision)]})
+    """A stand-in experiment: precision → result whose lasting n* is looked up by the set of sums
+    the counterfactual restored to fp32 (frozenset() for the policy itself)."""
+    import types
+
+    def run(precision):
+        precision = get_precision(precision)
+        restored = frozenset(site for site, (field, _) in mechanism.SITES.items()
+                             if getattr(precision, field) == mechanism.FP32_SUMS)
+        n_star = lengths.get(restored, lengths.get("else"))
+        return types.SimpleNamespace(collapse=types.SimpleNamespace(
+            n_star=n_star, status="sound", run_from=n_star))
+    return run
 
 
 def test_mechanism_is_decided_by_the_fp32_accumulator_counterfactual():
-    """Pure bf16: with fp32 accumulators the collapse at 398 disappears (it comes at 1016) → an
-    accumulator stalled; the softmax sum alone restores it → that is the one named. If the
-    counterfactual collapses as early → the representation difference fell below the spacing.
-    Storage-only bf16 has no accumulator in the format: below the spacing by construction."""
-    both, soft, acc = ("bf16-pure with fp32 softmax sum and accumulation",
-                       "bf16-pure with fp32 softmax sum", "bf16-pure with fp32 accumulation")
-    stall = mechanism.explain(_fake_run({"bf16-pure": 398, both: 1016, soft: None, acc: 398}),
-                              "bf16-pure", attribute=True)
-    assert (stall.mechanism, stall.stalled, stall.counterfactual_collapse_length) == (
-        mechanism.STALLED, ("softmax sum",), 1016)
-    spacing = mechanism.explain(_fake_run({"bf16-pure": 398, both: 390}), "bf16-pure")
+    """Pure bf16: with every sum in fp32 the collapse at 398 disappears (it comes at 1016) → an
+    accumulator stalled; restoring the weights·values sum alone removes it (necessary), restoring
+    the softmax sum alone moves it to 700 (moved, not a cause); with only the
+    weights·values left in bf16 it still collapses at 398 → sufficient: that one. If the
+    all-fp32 counterfactual collapses as early → the representation difference fell below the
+    spacing. Storage-only bf16 has no sum in the format: below the spacing by construction."""
+    every = frozenset(mechanism.SITES)
+    lengths = {frozenset(): 398, every: 1016, frozenset({"weights·values"}): None,
+               frozenset({"softmax sum"}): 700, every - {"weights·values"}: 398, "else": 398,
+               every - {"softmax sum"}: None}
+    stall = mechanism.explain(_fake_run(lengths), "bf16-pure", sites=mechanism.KEY_SUMS)
+    assert (stall.mechanism, stall.counterfactual_collapse_length) == (mechanism.STALLED, 1016)
+    assert stall.stalled == ("weights·values",) and stall.moved == ("softmax sum",)
+    assert [(e.alone, e.only) for e in stall.sites] == [("moved", "removed"), ("removed", "kept")]
+    assert stall.sufficient == ("weights·values",) and "moves it to n = 700" in stall.sentence()
+    spacing = mechanism.explain(_fake_run({frozenset(): 398, every: 390}), "bf16-pure")
     assert spacing.mechanism == mechanism.REPRESENTATION
-    assert mechanism.explain(_fake_run({"bf16": 2000}), "bf16").mechanism == mechanism.REPRESENTATION
-    assert mechanism.explain(_fake_run({"bf16": None}), "bf16").mechanism is None
+    assert mechanism.explain(_fake_run({frozenset(): 2000}), "bf16").mechanism == (
+        mechanism.REPRESENTATION)
+    assert mechanism.explain(_fake_run({frozenset(): None}), "bf16").mechanism is None
 
 
 def test_corollary_b10_names_the_mechanism_of_every_collapse():

@@ -32,7 +32,9 @@ import numpy as np
 from proofs_check.claims.domain import InstanceError, check_instance  # noqa: F401 (re-exported)
 
 # What an evaluation can conclude besides holds / violated: never judged, always with a reason.
-UNJUDGED = ("assumption not met", "non-finite", "overflow", "not reached")
+# "below resolution": both sides lie within float64 rounding noise of 0 (the inequality cannot
+# be told from its rounding), so the instance is neither a pass nor in the tightness statistics.
+UNJUDGED = ("assumption not met", "non-finite", "overflow", "not reached", "below resolution")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +60,8 @@ class Outcome:
 
     @property
     def verdict(self) -> str:
-        """holds | violated | assumption not met | non-finite | overflow | not reached"""
+        """holds | violated | assumption not met | non-finite | overflow | not reached |
+        below resolution"""
         if not self.assumptions_met:
             return self.status or "assumption not met"
         return "holds" if self.holds else "violated"

@@ -3,21 +3,25 @@
 For the Theorem B.3 pair — a prompt plus n ones, and the same plus n + 1 ones — the final
 readouts become bit-identical for large finite n, so a model cannot tell the counts apart. Per
 float format and precision policy we measure, from one forward pass of the Figure 10 model (NoPE,
-one layer), the collapse length n*: the first n from which every larger swept n gives
-bit-identical, finite outputs. A collapse counts only if it lasts over at least the last quarter
-of the sweep (a few identical n at the end can be chance: each coordinate straddles a rounding
-boundary with probability ≈ |Δᵢ|/spacing).
+one layer), the collapse length n* by the project's one definition
+(squash_sim.analysis.collapse.judge, docs/theory.md): bit-identical, finite outputs from n* through
+the end of a sweep that reaches 2·n* (a few identical n at the end can be chance: each coordinate
+straddles a rounding boundary with probability ≈ |Δᵢ|/spacing).
 
 Judged where the paper's assumptions hold — NoPE (positional information that decays), bounded
 (finite) representations — and its "large finite n" lies inside the sweep: an instance whose
 outputs still differ at the end is "not reached" (with the distance left, in spacings), one with
 non-finite outputs "non-finite"; neither is ever called holds or violated. Each collapse names its
-mechanism (squash_sim.analysis.mechanism): the same run with the softmax sum and the matmul
-accumulation in fp32 tells an accumulator stall (the collapse disappears) from a representation
-difference below the spacing (it stays). The "-pure" policies stall (bf16-pure at n* ≈ 400–600:
-restoring either the softmax sum or the matmul accumulation to fp32 alone removes the collapse);
-storage-only ones collapse by the spacing, much later — which is why their sweep is longer
-(`sweep`: 4096 against 1024).
+mechanism (squash_sim.analysis.mechanism): the same run with every sum in fp32 tells an
+accumulator stall (the collapse disappears or moves later) from a representation difference
+below the spacing (it stays). A stall is then tested on the attention output's weights·values sum
+over keys (ATTRIBUTED; one run): whether the collapse needs it (restoring that sum alone to fp32
+removes it within the sweep; one that only moves the collapse later is named as moving it, not
+as a cause). The other sums and which stalls suffice are not rerun here, to keep the claim's
+budget: the report's precision section (both sums over keys) and the accumulation table (every
+sum, docs/accumulation_collapse.json: both sums over keys are necessary, neither suffices alone)
+run them. Storage-only policies collapse
+by the spacing, much later — which is why their sweep is longer (`sweep`: 4096 against 1024).
 Theory: squash_sim/theory.md#corollary_b10
 """
 
@@ -44,6 +48,7 @@ DEFAULT_EXAMPLES = 6
 # e3m4-pure, left out only because each policy is one more ~5 s compile); of the storage-only
 # ones, the fp8 formats collapse by the spacing within 4096 (bf16 and fp16 storage need more).
 POLICIES = ("bf16-pure", "fp8_e4m3fn-pure", "fp8_e5m2", "fp8_e4m3fn")
+ATTRIBUTED = ("weights·values",)  # per-sum counterfactual (one run: restored alone)
 DOMAIN = Record({"precision": OneOf(tuple(p for p in precision_module.names() if p != "fp64")),
                  "seed": SEED})
 
@@ -85,11 +90,11 @@ def measure(precision: str, seed: int, max_len: int | None = None):
         return None, None, _failure(err)
     if _failure(result):
         return None, None, _failure(result)
-    found = result.collapse_length is not None and result.collapse_length <= 3 * max_len // 4
-    if not found:
+    if result.collapse.n_star is None:
         return result, None, None
     return result, mechanism.explain(lambda p: _run(p, seed, max_len), precision,
-                                     collapse_length=result.collapse_length), None
+                                     collapse_length=result.collapse.n_star,
+                                     sites=ATTRIBUTED, sufficiency=False), None
 
 
 def _remaining(result, precision: str) -> str:
@@ -98,9 +103,10 @@ def _remaining(result, precision: str) -> str:
     return f"‖Δ‖∞ at n = {int(result.n[-1])} is {result.linf[-1] / fmt.eps:.3g} spacings (ε)"
 
 
-def _check(inst, precision=None, forbid=None):
+def _check(inst, precision=None, forbid=None, unneeded=None):
     """precision: judge another policy's run (the fp64 mutant); forbid: a mechanism that the
-    statement claims never happens (the mechanism mutants)."""
+    statement claims never happens (the mechanism mutants); unneeded: a sum whose stall the
+    statement claims no collapse needs (the per-sum mutant)."""
     policy = precision or inst["precision"]
     max_len = sweep(inst["precision"])
     result, why, failure = measure(policy, inst["seed"], max_len)
@@ -108,18 +114,21 @@ def _check(inst, precision=None, forbid=None):
         return Outcome(float("nan"), float(max_len), False, False,
                        f"{policy}: the forward pass is {failure}", status=failure,
                        reason=f"{failure} outputs")
-    n_star = result.collapse_length
+    verdict = result.collapse
+    n_star = verdict.n_star
     found = why is not None
-    note = f"{policy}: n* {n_star} of {max_len}"
+    note = (f"{policy}: {verdict.text()}, sweep to {max_len}; first identical pair "
+            f"{verdict.first_identical}, {verdict.share:.0%} of pairs identical")
     if found:
-        note += f" — {why.label()}: {why.evidence}"
+        note += f" — {why.label()}: {why.evidence}" + (f". {why.sentence()}" if why.sites else "")
     else:
-        note += f" — {_remaining(result, policy)}"
+        note += f" — {_remaining(result, policy)}; {verdict.reason}"
     if not found and precision is None:
         return Outcome(float("inf"), float(max_len), False, False, note + " — not reached",
                        status="not reached", reason="n* beyond the sweep (the corollary's "
                        "'large finite n')")
-    holds = found and (forbid is None or why.mechanism != forbid)
+    holds = (found and (forbid is None or why.mechanism != forbid)
+             and (unneeded is None or unneeded not in why.stalled))
     return Outcome(float(n_star if found else np.inf), float(max_len), holds, True, note)
 
 
@@ -132,4 +141,6 @@ MUTANTS = {
     "every collapse is a representation difference below spacing (nothing stalls)":
         lambda inst: _check(inst, forbid=mechanism.STALLED),
     "every collapse is an accumulator stall": lambda inst: _check(inst, forbid=mechanism.REPRESENTATION),
+    "no collapse needs the weights·values stall (restoring that sum alone changes nothing)":
+        lambda inst: _check(inst, unneeded="weights·values"),
 }

@@ -21,6 +21,10 @@ A verdict is only as good as the numbers under it: the forward pass keeps its nu
 `pattern` generalises the ones: the sequence is prompt + pattern repeated ("1" → the plain sweep,
 "111," → a comma after every third one, "01" → interleaved), and the pair for n is the prefix ending
 at the n-th "1" against the prefix ending at the (n+1)-th — still rows of one forward pass.
+
+The one definition of collapse (docs/theory.md, "Collapse length, one definition") is `judge`:
+every command, experiment, proofs_check claim and squash_sim.testing reads n*, the first identical
+pair and the share of identical pairs from it, and nowhere else.
 """
 
 from __future__ import annotations
@@ -41,6 +45,109 @@ from squash_sim.precision import get as get_precision
 ONE_TOKEN = 1
 SYMBOL_TOKENS = {"1": ONE_TOKEN, "0": 0, ",": 2}  # ids used by token models
 STATUSES = ("distinct", "bit-identical", "overflow", "non-finite")
+REACH = 2  # a sweep to N calls a lasting collapse n* only if N ≥ REACH · n* (docs/theory.md)
+
+
+@dataclasses.dataclass(frozen=True)
+class Collapse:
+    """What a sweep says about collapse, by the one rule (`judge`; docs/theory.md).
+
+    n_star           the lasting collapse: every sound pair from n* through the end of the sweep is
+                     bit-identical, and the sweep reaches REACH · n*; None: "not within the sweep"
+    reason           why n_star is None, in words ("" when it is not None)
+    first_identical  the first n whose pair is bit-identical (sound), lasting or not
+    identical        how many swept n are bit-identical (sound); share = identical / pairs
+    status           "sound", or "overflow" / "non-finite" when any pair's numbers overflowed or
+                     went non-finite: then never a collapse (n_star None)
+    run_from         where the identical run that reaches the end starts (None: the last pair
+                     differs), whether or not the sweep reaches far enough to call it n*
+    """
+
+    n_star: int | None
+    reason: str
+    first_identical: int | None
+    identical: int
+    pairs: int
+    status: str
+    run_from: int | None
+    max_n: int
+    lasting: int = 0  # identical pairs from n* through the end (0 without an n*)
+
+    @property
+    def share(self) -> float:
+        return self.identical / self.pairs if self.pairs else 0.0
+
+    @property
+    def intermittent(self) -> int:
+        """Identical pairs that come and go: those before n* (all of them without an n*)."""
+        return self.identical - self.lasting
+
+    def text(self) -> str:
+        """"n* = 398" or "not within the sweep (…)"; the numerical status when unsound."""
+        if self.n_star is not None:
+            return f"n* = {self.n_star}"
+        return f"not within the sweep ({self.reason})"
+
+    def short(self) -> str:
+        """For table cells: "398", "> 1024" (no lasting collapse called within the sweep), or the
+        numerical status."""
+        if self.status != "sound":
+            return self.status
+        return str(self.n_star) if self.n_star is not None else f"> {self.max_n // REACH}"
+
+    def row(self) -> dict:
+        """The fields every JSON/CSV carries beside n*."""
+        return {"n_star": self.n_star, "n_star_reason": self.reason,
+                "first_identical_n": self.first_identical, "identical_pairs": self.identical,
+                "identical_share": round(self.share, 6), "intermittent_pairs": self.intermittent,
+                "pairs": self.pairs,
+                "numerical_status": self.status}
+
+
+def judge(n, identical, status=None) -> Collapse:
+    """THE definition of collapse for a sweep (docs/theory.md, "Collapse length, one definition").
+
+    n: (N,) the swept lengths, ascending; identical: (N,) bool, the pair's outputs are the same
+    bits; status: (N,) str per pair ("ok" / "distinct" / "bit-identical" are sound, "overflow" /
+    "non-finite" are not) or a (N,) bool "sound", or None (every pair sound).
+
+    n* is the first n from which every pair through the end is bit-identical, called only when
+    the sweep reaches REACH · n* (N ≥ 2 n*: the identical run covers at least the second half of
+    the sweep); a sweep with an unsound pair (overflow, non-finite) never collapses."""
+    n = np.asarray(n)
+    identical = np.asarray(identical, bool)
+    if n.ndim != 1 or n.shape != identical.shape or n.size == 0:
+        raise ValueError(f"judge: n and identical must be non-empty (N,) arrays of one length, "
+                         f"got {n.shape} and {identical.shape}")
+    if status is None:
+        sound = np.ones(n.shape, bool)
+        status = np.full(n.shape, "ok")
+    else:
+        status = np.asarray(status)
+        sound = status if status.dtype == bool else np.isin(status, ("ok", "distinct",
+                                                                     "bit-identical"))
+        if status.dtype == bool:
+            status = np.where(sound, "ok", "overflow")
+    same = identical & sound
+    first = int(n[np.argmax(same)]) if same.any() else None
+    run_from = first_from(same, n)
+    max_n = int(n[-1])
+    common = dict(first_identical=first, identical=int(same.sum()), pairs=int(n.size),
+                  run_from=run_from, max_n=max_n)
+    for bad in ("non-finite", "overflow"):
+        if (status == bad).any():
+            at = int(n[np.argmax(status == bad)])
+            return Collapse(None, f"{bad} from n = {at}, not collapse", status=bad, **common)
+    if run_from is None:
+        why = f"the pair at n = {max_n} differs"
+        if first is not None:
+            why += f"; {int(same.sum())} identical pairs from n = {first} come and go"
+        return Collapse(None, why, status="sound", **common)
+    if REACH * run_from > max_n:
+        return Collapse(None, f"identical from n = {run_from} to the end, but a lasting collapse "
+                        f"is called only when the sweep reaches {REACH}·n* = {REACH * run_from}",
+                        status="sound", **common)
+    return Collapse(run_from, "", status="sound", lasting=int((n >= run_from).sum()), **common)
 
 
 @dataclasses.dataclass
@@ -71,21 +178,19 @@ class CollapseResult:
         return np.isin(self.status, ("distinct", "bit-identical"))
 
     @property
+    def collapse(self) -> Collapse:
+        """The sweep judged by the one rule (`judge`)."""
+        return judge(self.n, self.bit_identical, self.status)
+
+    @property
     def collapse_length(self) -> int | None:
-        """First n from which the outputs are bit-identical — and sound — for every larger n swept
-        (None if they still differ at the end, or overflowed there)."""
-        return first_from(self.bit_identical & self.sound, self.n)
+        """The lasting collapse n* (`judge`); None: not within the sweep."""
+        return self.collapse.n_star
 
     @property
     def verdict(self) -> str:
-        """In words: "collapse from n = …", "overflow", "non-finite" or "no collapse"."""
-        if self.collapse_length is not None:
-            return f"collapse from n = {self.collapse_length}"
-        for status in ("non-finite", "overflow"):
-            if (self.status == status).any():
-                first = int(self.n[np.argmax(self.status == status)])
-                return f"{status} from n = {first} (not collapse)"
-        return f"no collapse up to n = {int(self.n[-1])}"
+        """In words: "n* = …" or "not within the sweep (why)"."""
+        return self.collapse.text()
 
     def decay_exponent(self, n_min: int = 10) -> float | None:
         """Slope of log ‖Δ‖₁ against log n over n ≥ n_min with ‖Δ‖₁ > 0 (−1 means c/n)."""

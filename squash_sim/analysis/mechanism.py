@@ -6,16 +6,27 @@ Two different things make fl(y_n) == fl(y*_{n+1}) bit for bit:
       format resolves: every coordinate of y_n and y*_{n+1} rounds to the same value (the c/ε
       picture of the paper's figures);
   "accumulator stalled"  a running sum kept in the format stops moving: once a term is below half
-      an ulp of the total, adding it changes nothing (a sum of ones in bf16 freezes at 256), so
-      the softmax normaliser or a matmul accumulation is the same for n and n + 1 tokens, and
-      the outputs coincide long before the exact difference falls below the spacing.
+      an ulp of the total, adding it changes nothing (a sum of ones in bf16 stops at 256), so a
+      sum over n and over n + 1 keys comes out the same, and the outputs coincide long before
+      the exact difference falls below the spacing.
 
-The test is a counterfactual: run the same policy with only its accumulators — the softmax sum
-and the matmul/norm accumulation — in fp32, storage rounding unchanged. If the collapse at n* is
-gone there (the outputs still differ at n*), an accumulator stalled; if it stays, the difference
-fell below the spacing. A storage-only policy (accumulators already fp32) is the second kind by
-construction. `explain(run, precision)` takes the experiment as a function (precision → a result
-with `collapse_length`, e.g. squash_sim.experiments.collapse.run), so experiments, the report and
+The test is a counterfactual: run the same policy with its sums accumulated sequentially in fp32,
+storage rounding unchanged (`restore`). If the collapse at n* is gone there (the outputs still
+differ at n*), a sum stalled; if it stays, the difference fell below the spacing. A storage-only
+policy (sums already fp32) is the second kind by construction.
+
+Which sum: the counterfactual per accumulation site (SITES) — the softmax denominator, the
+attention output's weights·values sum over keys, the scores q·k, the projection and MLP dot
+products, the norm sums — each restored to fp32 alone, and each left alone in the format with
+every other sum restored. A site whose restoring alone removes the collapse is *necessary*: the
+collapse at n* needs that stall. One whose restoring alone only makes the collapse come later
+*moves* it (it is not called a cause). A site that, left as the only sum in the format, still
+collapses by n* is *sufficient*. "Removed" means no pair is identical through the end of the
+sweep by analysis.collapse's rule (identical pairs may return near its end, too late to call);
+"moved", a later lasting collapse.
+
+`explain(run, precision)` takes the experiment as a function (precision → a result with
+`.collapse`, the one definition of analysis.collapse), so experiments, the report and
 proofs_check share it without analysis importing experiments.
 """
 
@@ -35,6 +46,85 @@ REPRESENTATION = "representation difference below spacing"
 STALLED = "accumulator stalled"
 UNDETERMINED = "undetermined"
 FP32_SUMS = Accumulation("sequential", floats.FP32)  # the counterfactual's accumulator
+# Accumulation sites → (the Precision field that sets it, the Numerics scope it runs in).
+SITES = {"softmax sum": ("softmax_sum", "softmax"),
+         "weights·values": ("value_sum", "values"),
+         "scores q·k": ("score_sum", "scores"),
+         "projections & MLP": ("matmul_sum", "matmul"),
+         "norm sums": ("norm_sum", "norm")}
+
+SPOKEN = {"softmax sum": "softmax sum", "weights·values": "weights·values sum",
+          "scores q·k": "q·k score sum", "projections & MLP": "projection and MLP sums",
+          "norm sums": "norm sums"}  # the sites in a sentence
+# The sums over keys: the only ones whose number of terms grows with n (the others add a fixed
+# number of terms for every n). The report's precision section and proofs_check attribute these;
+# the accumulation table attributes every site.
+KEY_SUMS = ("softmax sum", "weights·values")
+
+
+def sites_of(config) -> tuple[str, ...]:
+    """The sites a model has (no norm sums without a norm)."""
+    has_norm = config.norm in ("layernorm", "rmsnorm") or getattr(config, "qk_norm", False)
+    return tuple(s for s in SITES if s != "norm sums" or has_norm)
+
+
+def restore(precision: Precision | str, sites=tuple(SITES)) -> Precision | None:
+    """The counterfactual: `precision` with the named sums accumulated sequentially in fp32,
+    every storage rounding point and every other sum unchanged (products, exps, divisions and
+    stored values still round where the policy says). None when nothing would change (those sums
+    already run in fp32, sequentially, or in XLA's float32)."""
+    precision = get_precision(precision)
+    unknown = set(sites) - set(SITES)
+    if unknown:
+        raise ValueError(f"restore: sites must be among {list(SITES)}, got {sorted(unknown)}")
+    changes = {}
+    for site in sites:
+        field, scope = SITES[site]
+        how = precision.summation(scope)
+        if precision.sum_format(scope) not in (None, floats.FP32) or how.mode != "sequential":
+            changes[field] = FP32_SUMS
+    if not changes:
+        return None
+    if "matmul_sum" in changes:  # the attention dot products keep theirs unless named too
+        for site in ("weights·values", "scores q·k"):
+            field, scope = SITES[site]
+            changes.setdefault(field, precision.summation(scope))
+    named = [s for s in sites if SITES[s][0] in changes]
+    return dataclasses.replace(precision, **changes,
+                               name=f"{precision} with fp32 {' and '.join(named)}")
+
+
+def with_fp32(precision: Precision | str, *, softmax: bool = True,
+              accumulation: bool = True) -> Precision | None:
+    """`restore` of the softmax sum and/or every other sum (dot products and norms)."""
+    sites = (["softmax sum"] if softmax else []) + ([s for s in SITES if s != "softmax sum"]
+                                                    if accumulation else [])
+    return restore(precision, sites)
+
+
+@dataclasses.dataclass(frozen=True)
+class SiteEffect:
+    """One accumulation site's two counterfactuals, against the collapse at n*."""
+
+    site: str
+    alone: str  # restoring this sum alone: "removed" | "moved" | "kept" | "no change" | failure
+    alone_n_star: int | None  # the counterfactual's n* (None: not within the sweep)
+    only: str  # this sum the only one left in the format: same words
+    only_n_star: int | None
+    alone_run_from: int | None = None  # where that run's identical run to the end starts
+    only_run_from: int | None = None
+
+    @property
+    def necessary(self) -> bool:
+        return self.alone == "removed"
+
+    @property
+    def moves(self) -> bool:
+        return self.alone == "moved"
+
+    @property
+    def sufficient(self) -> bool:
+        return self.only == "kept"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,64 +134,99 @@ class Mechanism:
     precision: str
     collapse_length: int | None
     mechanism: str | None  # REPRESENTATION | STALLED | UNDETERMINED | None
-    counterfactual: str | None  # the policy re-run with fp32 accumulators (None: not needed)
+    counterfactual: str | None  # the policy re-run with every sum in fp32 (None: not needed)
     counterfactual_collapse_length: int | None
     evidence: str
-    stalled: tuple[str, ...] = ()  # which accumulators stall, when attributed: "softmax sum", …
+    sites: tuple[SiteEffect, ...] = ()  # per-sum counterfactuals, when attributed
+
+    @property
+    def stalled(self) -> tuple[str, ...]:
+        """The necessary stalls: sums whose restoring alone removes the collapse."""
+        return tuple(s.site for s in self.sites if s.necessary)
+
+    @property
+    def moved(self) -> tuple[str, ...]:
+        """Sums whose restoring alone only moves the collapse later."""
+        return tuple(s.site for s in self.sites if s.moves)
+
+    @property
+    def sufficient(self) -> tuple[str, ...]:
+        """Sums whose stall alone (every other sum in fp32) still collapses by n*."""
+        return tuple(s.site for s in self.sites if s.sufficient)
+
+    @property
+    def sufficiency_tested(self) -> bool:
+        return all(s.only != "not run" for s in self.sites)
 
     def label(self) -> str:
-        """Short text for tables: "accumulator stalled (softmax sum)"."""
+        """Short text for tables: "accumulator stalled (necessary: weights·values; …)", naming
+        the sums restored alone when not every site was."""
         if self.mechanism is None:
             return "no collapse"
-        return self.mechanism + (f" ({', '.join(self.stalled)})" if self.stalled else "")
+        if not self.sites:
+            return self.mechanism
+        tested = "" if len(self.sites) == len(SITES) else (
+            f"restored alone: {', '.join(s.site for s in self.sites)}; ")
+        return (f"{self.mechanism} ({tested}necessary: {', '.join(self.stalled) or 'none'}"
+                + (f"; moved by: {', '.join(self.moved)}" if self.moved else "")
+                + (f"; sufficient: {', '.join(self.sufficient) or 'none alone'}"
+                   if self.sufficiency_tested else "") + ")")
+
+    def sentence(self) -> str:
+        """The per-sum finding in words, generated from the counterfactuals."""
+        if not self.sites:
+            return self.evidence
+        parts = []
+        for s in self.sites:
+            alone = {"removed": "removes it within the sweep" + (
+                         f" (identical again from n = {s.alone_run_from} to the end, too late "
+                         f"to call)" if s.alone_run_from is not None else ""),
+                     "moved": f"moves it to n = {s.alone_n_star}",
+                     "kept": "keeps it" + (f" (n* = {s.alone_n_star})"
+                                           if s.alone_n_star not in (None, self.collapse_length)
+                                           else ""),
+                     "no change": "changes nothing (already fp32)"}.get(s.alone, s.alone)
+            parts.append(f"restoring the {SPOKEN[s.site]} alone {alone}")
+        only = [SPOKEN[s.site] for s in self.sites if s.sufficient]
+        if not self.sufficiency_tested:
+            return f"n* = {self.collapse_length}: " + "; ".join(parts) + "."
+        return (f"n* = {self.collapse_length}: " + "; ".join(parts) + ". Left as the only sum "
+                "in the format (every other sum in fp32), "
+                + (f"the {' / '.join(only)} still collapse{'s' if len(only) == 1 else ''} by n*"
+                   if only else "no single sum collapses by n*") + ".")
+
+    def row(self) -> dict:
+        """For JSON: the mechanism, the necessary and sufficient stalls and every site."""
+        return {"mechanism": self.mechanism, "n_star": self.collapse_length,
+                "n_star_all_sums_fp32": self.counterfactual_collapse_length,
+                "necessary": list(self.stalled), "moved_by": list(self.moved),
+                "sufficient": list(self.sufficient),
+                "sites": [dataclasses.asdict(s) for s in self.sites]}
 
 
-def with_fp32(precision: Precision | str, *, softmax: bool = True,
-              accumulation: bool = True) -> Precision | None:
-    """The counterfactual: the same policy with the softmax sum and/or the dot-product and norm
-    sums accumulated sequentially in fp32, every storage rounding point unchanged (products, exps,
-    divisions and stored values still round where the policy says). None when nothing would
-    change (the policy's sums already run in float32)."""
-    precision = get_precision(precision)
-    fields = (["softmax_sum"] if softmax else []) + (["matmul_sum", "norm_sum"] if accumulation
-                                                    else [])
-    scope = {"softmax_sum": "softmax", "matmul_sum": "matmul", "norm_sum": "norm"}
-    changes = {field: FP32_SUMS for field in fields
-               if precision.sum_format(scope[field]) not in (None, floats.FP32)
-               or getattr(precision, field).mode != "sequential"}
-    if not changes:
-        return None
-    kept = " and ".join(dict.fromkeys("softmax sum" if f == "softmax_sum" else "accumulation"
-                                      for f in changes))
-    return dataclasses.replace(precision, **changes, name=f"{precision} with fp32 {kept}")
-
-
-def _collapse_length(run, precision) -> tuple[int | None, str | None]:
-    """(collapse length, None) or (None, why it could not be measured)."""
+def _judged(run, precision):
+    """(Collapse, None) or (None, why it could not be judged)."""
     try:
         result = run(precision)
     except ArithmeticError as err:  # FloatingPointError: inf/NaN; OverflowError: saturated
         return None, f"{'overflow' if isinstance(err, OverflowError) else 'non-finite'} ({err})"
-    failed = failure_of(result)
-    if failed:
-        return None, failed
-    return result.collapse_length, None
+    found = result.collapse
+    if found.status != "sound":
+        return None, found.status
+    return found, None
 
 
 def failure_of(result) -> str | None:
-    """"non-finite" / "overflow" when any n of a result carries that status (the model's numerics
-    diagnostics, a (N,) array on a CollapseResult), else None: such a run is never a collapse."""
-    status = getattr(result, "status", None)
-    if status is None:
+    """"non-finite" / "overflow" when the result's sweep is unsound (analysis.collapse.judge's
+    numerical status), else None: such a run is never a collapse."""
+    collapse = getattr(result, "collapse", None)
+    if collapse is None:
         return None
-    for failure in ("non-finite", "overflow"):
-        if (np.asarray(status) == failure).any():
-            return failure
-    return None
+    return None if collapse.status == "sound" else collapse.status
 
 
 def classify(n_star: int, counterfactual_n_star: int | None) -> str:
-    """The rule: with fp32 accumulators (with_fp32) the outputs at n* either still collapse
+    """The rule: with fp32 accumulators (restore) the outputs at n* either still collapse
     (counterfactual n* ≤ n*: the representations round together — REPRESENTATION) or still
     differ (the collapse disappears or comes later: an accumulator stalled — STALLED)."""
     if counterfactual_n_star is not None and counterfactual_n_star <= n_star:
@@ -109,46 +234,81 @@ def classify(n_star: int, counterfactual_n_star: int | None) -> str:
     return STALLED
 
 
+def outcome(n_star: int, counterfactual) -> str:
+    """What a counterfactual (a Collapse, or a failure string) did to the collapse at n*, by the
+    one definition: "kept" (a lasting collapse by n*), "moved" (a lasting collapse, later) or
+    "removed" (no lasting collapse within the sweep — identical pairs may return near its end,
+    too late to call: SiteEffect keeps where)."""
+    if isinstance(counterfactual, str):
+        return counterfactual
+    if counterfactual.n_star is None:
+        return "removed"
+    return "kept" if counterfactual.n_star <= n_star else "moved"
+
+
+def attribute(run: Callable, precision: Precision | str, n_star: int,
+              sites=tuple(SITES), sufficiency: bool = True) -> tuple[SiteEffect, ...]:
+    """Per-sum counterfactuals for a collapse at n*: each of `sites` restored alone, and (with
+    `sufficiency`) each left as the only sum in the format (every other site of SITES restored;
+    otherwise `only` reads "not run"). 2·len(sites) runs at most."""
+    precision = get_precision(precision)
+    effects = []
+    for site in sites:
+        measured = []
+        for chosen in ([site], [s for s in SITES if s != site]):  # alone; the only one left
+            if chosen != [site] and not sufficiency:
+                measured.append(("not run", None, None))
+                continue
+            policy = restore(precision, chosen)
+            if policy is None:
+                measured.append(("no change", None, None))
+                continue
+            found, failed = _judged(run, policy)
+            measured.append((failed, None, None) if failed else
+                            (outcome(n_star, found), found.n_star, found.run_from))
+        (alone, alone_n, alone_from), (only, only_n, only_from) = measured
+        if only == "no change":  # nothing else to restore: the policy itself, collapsed at n*
+            only, only_n, only_from = "kept", n_star, n_star
+        effects.append(SiteEffect(site, alone, alone_n, only, only_n, alone_from, only_from))
+    return tuple(effects)
+
+
 def explain(run: Callable, precision: Precision | str, *, collapse_length: int | None = None,
-            attribute: bool = False) -> Mechanism:
+            sites=(), sufficiency: bool = True) -> Mechanism:
     """Name the mechanism of the collapse `run(precision)` shows (see the module docstring).
 
-    run: precision → result with `.collapse_length` (the first n from which the outputs are
-    bit-identical for every larger n swept, or None). collapse_length: pass it when already
-    measured, to save a run. attribute: also re-run with only the softmax sum, then only the
-    accumulation, in fp32, and list the accumulators whose restoring alone removes the collapse
-    (two more runs)."""
+    run: precision → result with `.collapse` (analysis.collapse.judge's verdict).
+    collapse_length: pass it when already measured, to save a run. sites: when a sum stalled,
+    also run the per-sum counterfactuals for these sites (`attribute`; sites_of(config) names a
+    model's). The all-sums counterfactual restores every site."""
     precision = get_precision(precision)
     if collapse_length is None:
-        collapse_length, failed = _collapse_length(run, precision)
+        found, failed = _judged(run, precision)
         if failed:
             return Mechanism(str(precision), None, None, None, None, f"the run itself is {failed}")
+        collapse_length = found.n_star
     if collapse_length is None:
         return Mechanism(str(precision), None, None, None, None, "no collapse in the sweep")
     n_star = collapse_length
-    counterfactual = with_fp32(precision)
+    counterfactual = restore(precision)
     if counterfactual is None:
         return Mechanism(str(precision), n_star, REPRESENTATION, None, None,
                          "no sum is rounded to the format (softmax and matmuls accumulate in "
                          "fp32): the two outputs round to the same values")
-    other, failed = _collapse_length(run, counterfactual)
+    found, failed = _judged(run, counterfactual)
     if failed:
         return Mechanism(str(precision), n_star, UNDETERMINED, str(counterfactual), None,
                          f"the counterfactual run is {failed}")
+    other = found.n_star
     if classify(n_star, other) == REPRESENTATION:
         return Mechanism(str(precision), n_star, REPRESENTATION, str(counterfactual), other,
-                         f"with fp32 accumulators it still collapses (from n = {other})")
-    stalled = []
-    for name, alone in (("softmax sum", with_fp32(precision, accumulation=False)),
-                        ("accumulation", with_fp32(precision, softmax=False))):
-        if attribute and alone is not None:
-            length, failed = _collapse_length(run, alone)
-            if not failed and (length is None or length > n_star):
-                stalled.append(name)  # restoring this one alone removes the collapse at n*
-    later = f"only from n = {other}" if other is not None else "not within the sweep"
+                         f"with every sum in fp32 it still collapses (from n = {other})")
+    effects = attribute(run, precision, n_star, sites, sufficiency) if sites else ()
+    later = (f"only from n = {other}" if other is not None else
+             "past the sweep's reach" if found.run_from is not None else "not within the sweep")
     return Mechanism(str(precision), n_star, STALLED, str(counterfactual), other,
-                     f"with fp32 accumulators the outputs still differ at n = {n_star} "
-                     f"(collapse {later})", tuple(stalled))
+                     f"with every sum in fp32 the outputs still differ at n = {n_star} "
+                     f"(collapse {later})", effects)
 
 
 def first_stall(running, exact, fmt: floats.FloatFormat) -> int | None:

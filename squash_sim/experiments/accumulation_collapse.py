@@ -6,8 +6,8 @@ narrow blocks promoted to fp32, or with compensation (docs/precision_hardware.md
 format F in FORMATS and accumulation model in MODELS, the policy "F-pure+<model>" (every rounding
 point in F; every reduction's accumulator in F, added by the model — blocks promoted to fp32) runs
 the one-pass sweep of experiments.collapse on the Figure 10 model ("paper-fig10", NoPE, one layer)
-and n* is measured exactly as experiments.precision_collapse measures it (bit-identical from n* to
-the end of the sweep, over at least its last quarter; None: beyond the sweep).
+and n* is analysis.collapse.judge's (the one definition, docs/theory.md; None: not within the
+sweep), with the first identical pair and the share of identical pairs beside it.
 
 Mechanism of a collapse — a counterfactual, not a guess. Two causes can make y_n and y*_{n+1} the
 same bits:
@@ -16,12 +16,16 @@ same bits:
   * accumulator  a running sum stalls (e.g. ones summed sequentially in bf16 stop at 256: every
                  further term is below half the accumulator's spacing), so sums over n and n + 1
                  keys come out the same before any storage rounding sees them.
-The counterfactual run (squash_sim.analysis.mechanism.with_fp32, shared with proofs_check's
-corollary_b10) keeps every storage rounding point in F and gives every reduction an fp32
-sequential accumulator. If the outputs at n* then still differ (the collapse disappears or comes
-later), an accumulator stalled; if it still collapses by n*, storage rounding alone suffices
-(mechanism.classify). `sum_of_ones` beside it is Σ 1 over 4·max_len ones in the
-softmax's accumulator: a sum far below the count is the stall, the mechanism's signature alone.
+The counterfactual runs (squash_sim.analysis.mechanism, shared with proofs_check's corollary_b10
+and the report's precision section) keep every storage rounding point in F and give sums an fp32
+sequential accumulator: all of them at once (a collapse that then disappears or comes later is a
+stall; one that stays is the spacing), then each accumulation site alone — the softmax
+denominator, weights·values, the scores q·k, projections & MLP, norm sums where the model has
+them — and each site as the only sum left in F. Each row names the *necessary* stalls (restoring
+that sum alone removes the collapse), the sums that only move it later, and the *sufficient* ones
+(that sum alone in F still collapses by n*), and every site's outcome ("removed", "moved",
+"kept"). `sum_of_ones` beside it
+is Σ 1 over 4·max_len ones in the softmax's accumulator.
 
 A run whose outputs are not finite reports status "non-finite" and no n* (never a collapse).
 
@@ -36,7 +40,6 @@ from __future__ import annotations
 import dataclasses
 
 import jax.numpy as jnp
-import numpy as np
 
 from squash_sim import presets
 from squash_sim.accumulate import TooLarge, accumulated_sum
@@ -60,13 +63,22 @@ class AccumulationCollapse:
     #              (accumulate.TooLarge: not run) — every status but "ok" carries no n*
     n_star: int | None  # collapse length (None: none within the sweep, or not finite)
     mechanism: str | None  # mechanism.STALLED | mechanism.REPRESENTATION | None (no collapse)
-    n_star_fp32_sums: int | None  # the counterfactual's n* (fp32 accumulators, storage in fmt)
+    n_star_fp32_sums: int | None  # the counterfactual's n* (every sum in fp32, storage in fmt)
     ones: int  # how many ones `sum_of_ones` adds (4·max_len)
     sum_of_ones: float  # their sum in the softmax's accumulator: far below `ones` = a stall
     max_len: int
+    first_identical: int | None = None  # the first bit-identical pair (judge)
+    identical_share: float = 0.0  # the share of swept n whose pair is bit-identical
+    necessary: str = ""  # the stalls the collapse needs ("; "-joined sites): restoring one removes it
+    moved_by: str = ""  # sums whose restoring alone only moves the collapse later
+    sufficient: str = ""  # the stalls that alone (every other sum fp32) still collapse by n*
+    sites: dict = dataclasses.field(default_factory=dict)  # site → "alone: …; only: …"
+    mechanism_text: str = ""  # the per-sum finding in words (mechanism.Mechanism.sentence)
 
     def row(self) -> dict:
-        return dataclasses.asdict(self)
+        row = dataclasses.asdict(self)
+        sites = row.pop("sites")
+        return row | {f"restore {site}": text for site, text in sites.items()}
 
 
 def policy(fmt: str, model: str) -> str:
@@ -81,68 +93,80 @@ def sum_of_ones(precision: Precision, count: int) -> float:
     return float(accumulated_sum(ones, 0, precision.sum_format("softmax"), precision.softmax_sum))
 
 
-def _n_star(config, precision, max_len, seed, llm=None):
-    """(status, n*) with precision_collapse's rule (bit-identical over at least the last quarter)."""
+def judged(config, precision, max_len, seed, llm=None) -> tuple[str, collapse.Collapse | None]:
+    """(status, analysis.collapse.judge's verdict) of one sweep: the Figure 10 model's
+    (experiments.collapse) or, on a loaded LLM, the count-ones prompt's (experiments.real_collapse).
+    status: "ok", "non-finite" / "overflow" (never a collapse) or "too large" (not run; None)."""
     try:
-        if llm is not None:
-            status, n_star = _real_n_star(llm, precision, max_len)
-            return status, _quarter_rule(n_star, max_len)
-        result = collapse.run(config, precision, max_len=max_len, seed=seed, keep_outputs=True)
+        found = _sweep(config, precision, max_len, seed, llm).collapse
     except FloatingPointError:
         return "non-finite", None
     except TooLarge:
         return "too large", None  # pairwise on a model this size (accumulate.TooLarge)
-    if result.outputs is not None and not np.all(np.isfinite(result.outputs)):
-        return "non-finite", None
-    return "ok", _quarter_rule(result.collapse_length, max_len)
-
-
-def _real_n_star(llm, precision, max_len):
-    """n* of the count-ones sweep on a loaded LLM: the first n from which every pair is
-    bit-identical and sound (nothing overflowed, saturated or went non-finite on its path, from
-    the forward's numerics diagnostic). → (status, n*): "overflow" when the end of the sweep is
-    unsound (no n*, never a collapse)."""
-    from squash_sim.analysis.onset import first_from
-    from squash_sim.experiments import real_collapse
-
-    result = real_collapse.run(llm, "count-ones", precision, max_len=max_len)
-    if not result.sound[-1]:  # the end of the sweep overflowed or saturated: no verdict
-        return "overflow", None
-    return "ok", first_from(result.bit_identical & result.sound, result.n)
-
-
-def _quarter_rule(n_star, max_len):
-    if n_star is not None and n_star > 3 * max_len // 4:
-        return None
-    return n_star
+    return ("ok" if found.status == "sound" else found.status), found
 
 
 def run(config: ModelConfig | None = None, *, llm=None, max_len: int = 2048, seed: int = 0,
-        formats=FORMATS, models=tuple(MODELS), progress=None) -> list[AccumulationCollapse]:
+        formats=FORMATS, models=tuple(MODELS), sites=None,
+        progress=None) -> list[AccumulationCollapse]:
     """n*, its mechanism and the counterfactual for every format × accumulation model, on `config`
-    (default: the Figure 10 model) or on a loaded LLM `llm` (module docstring)."""
+    (default: the Figure 10 model) or on a loaded LLM `llm` (module docstring). sites: the
+    accumulation sites whose per-sum counterfactuals run for each stall (default: every site the
+    model has, mechanism.sites_of; on an LLM the two sums over keys, mechanism.KEY_SUMS; 2 runs
+    each)."""
     if llm is not None and config is not None:
         raise ValueError("accumulation_collapse.run: pass config or llm, not both")
     config = None if llm is not None else (config or presets.get("paper-fig10"))
     rows = []
     jobs = [(f, m) for f in formats for m in models]
+    if sites is None:  # an LLM's runs take minutes each: the sums over keys only
+        sites = mechanism_lib.KEY_SUMS if llm is not None else mechanism_lib.sites_of(config)
     for index, (fmt, model) in enumerate(jobs, 1):
         if progress:
             progress(f"accumulation [{index}/{len(jobs)}] {policy(fmt, model)}")
         precision = get_precision(policy(fmt, model))
-        status, n_star = _n_star(config, precision, max_len, seed, llm)
-        mechanism = n_cf = None
+        status, found = judged(config, precision, max_len, seed, llm)
+        n_star = None if found is None else found.n_star
+        why = None
         if n_star is not None:
-            counterfactual = mechanism_lib.with_fp32(precision)
-            if counterfactual is not None:
-                _, n_cf = _n_star(config, counterfactual, max_len, seed, llm)
-            mechanism = mechanism_lib.classify(n_star, n_cf if counterfactual else n_star)
-        rows.append(AccumulationCollapse(fmt, model, str(precision), status, n_star, mechanism,
-                                         n_cf, 4 * max_len, sum_of_ones(precision, 4 * max_len),
-                                         max_len))
+            why = mechanism_lib.explain(lambda p: _sweep(config, p, max_len, seed, llm),
+                                        precision, collapse_length=n_star, sites=tuple(sites))
+        rows.append(AccumulationCollapse(
+            fmt, model, str(precision), status, n_star, why and why.mechanism,
+            why and why.counterfactual_collapse_length, 4 * max_len,
+            sum_of_ones(precision, 4 * max_len), max_len,
+            found.first_identical if found else None, round(found.share, 6) if found else 0.0,
+            "; ".join(why.stalled) if why else "", "; ".join(why.moved) if why else "",
+            "; ".join(why.sufficient) if why else "",
+            {e.site: f"alone: {_said(e.alone, e.alone_n_star, e.alone_run_from)}; only: "
+                     f"{_said(e.only, e.only_n_star, e.only_run_from)}"
+             for e in (why.sites if why else ())},
+            why.sentence() if why else ""))
         if progress:
-            progress(f"  {policy(fmt, model)}: {status}, n* {n_star}, {mechanism}")
+            progress(f"  {policy(fmt, model)}: {status}, n* {n_star}, "
+                     f"{why.label() if why else 'no collapse'}")
     return rows
+
+
+def _sweep(config, precision, max_len, seed, llm=None):
+    """One sweep's result (with .collapse): the Figure 10 model's or the LLM's count-ones."""
+    if llm is not None:
+        from squash_sim.experiments import real_collapse
+
+        return real_collapse.run(llm, "count-ones", precision, max_len=max_len)
+    return collapse.run(config, precision, max_len=max_len, seed=seed)
+
+
+def _said(outcome: str, n_star: int | None, run_from: int | None = None) -> str:
+    """"removed", "removed (identical again from 2033 to the end, …)", "moved to 400",
+    "kept (n* 398)"."""
+    if outcome == "moved":
+        return f"moved to {n_star}"
+    if outcome == "removed" and run_from is not None:
+        return f"removed (identical again from {run_from} to the end, too late to call)"
+    if outcome == "kept" and n_star is not None:
+        return f"kept (n* {n_star})"
+    return outcome
 
 
 def write(rows: list[AccumulationCollapse], stem) -> list[str]:
@@ -156,10 +180,17 @@ def write(rows: list[AccumulationCollapse], stem) -> list[str]:
     data = [r.row() for r in rows]
     stem.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
     with open(stem.with_suffix(".csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(data[0]))
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in data for k in row)))
         writer.writeheader()
         writer.writerows(data)
     return [str(stem.with_suffix(".json")), str(stem.with_suffix(".csv"))]
+
+
+def cell_mechanism(r: AccumulationCollapse) -> str:
+    """"stall: weights·values" (the necessary stalls), "spacing", or the mechanism's word."""
+    if r.mechanism == mechanism_lib.STALLED:
+        return f"stall: {r.necessary or 'no single sum'}"
+    return "spacing" if r.mechanism == mechanism_lib.REPRESENTATION else str(r.mechanism)
 
 
 def table(rows: list[AccumulationCollapse]) -> str:
@@ -175,9 +206,9 @@ def table(rows: list[AccumulationCollapse]) -> str:
             elif r.status != "ok":
                 cells.append(r.status)
             elif r.n_star is None:
-                cells.append(f"> {3 * r.max_len // 4}")
+                cells.append(f"> {r.max_len // collapse.REACH}")
             else:
-                cells.append(f"{r.n_star} ({r.mechanism})")
+                cells.append(f"{r.n_star} ({cell_mechanism(r)})")
         lines.append(f"| {fmt} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -2,11 +2,9 @@
 become indistinguishable in a float format.
 
 For each precision policy one forward pass over prompt + 1^(N+1) (experiments.collapse) gives
-‖y_n − y*_{n+1}‖ for n = 1..N and bit-identity per n; the collapse length n* is the first n from
-which every larger swept n is bit-identical, counted only when that lasts over at least the last
-quarter of the sweep (a few identical n at the end can be chance: each coordinate straddles a
-rounding boundary with probability ≈ |Δ_i|/spacing); None means beyond the sweep. Beside it, two
-estimates from the float32 curve of the same model and prompt:
+‖y_n − y*_{n+1}‖ for n = 1..N and bit-identity per n; the collapse length n*, the first identical
+pair and the share of identical pairs are analysis.collapse.judge's (the one definition; None:
+not within the sweep). Beside it, two estimates from the float32 curve of the same model and prompt:
   * n_ε     the paper's reading: the first n with ‖Δ‖₁ < ε (the spacing above 1);
   * n_round the first n from which every coordinate differs by less than half the format's spacing
             at that coordinate's magnitude, |Δ_i| < ½ spacing(y_i) — the rounding-interval estimate
@@ -54,6 +52,9 @@ class CollapseLength:
     n_round: int | None  # rounding-interval estimate from the fp32 curve
     max_len: int
     status: str = "measured"  # "measured", or "overflow" / "non-finite": n_star is then None
+    first_identical: int | None = None  # the first bit-identical pair (intermittent or not)
+    identical_share: float = 0.0  # the share of swept n whose pair is bit-identical
+    n_star_reason: str = ""  # why n_star is None (judge's reason)
 
     def row(self) -> dict:
         return dataclasses.asdict(self)
@@ -106,15 +107,11 @@ def run(config: ModelConfig | None = None, *, max_len: int = 2048, seed: int = 0
         if progress:
             progress(f"precision [{index}/{len(jobs)}] {label}")
         fmt = floats.get(fmt_name)
-        result = collapse.run(config, get_precision(policy), max_len=max_len, seed=seed)
-        n_star = result.collapse_length
-        if n_star is not None and n_star > 3 * max_len // 4:
-            n_star = None
-        status = "measured"
-        if not result.sound.all():  # a format too narrow for the model's values: no n*
-            status = "non-finite" if (result.status == "non-finite").any() else "overflow"
-            n_star = None
+        found = collapse.run(config, get_precision(policy), max_len=max_len, seed=seed).collapse
+        # a format too narrow for the model's values overflows: never an n*
+        status = "measured" if found.status == "sound" else found.status
         n_eps, n_round = estimates(reference, reference.outputs, fmt)
-        lengths.append(CollapseLength(family, label, str(policy), fmt_name, n_star, n_eps,
-                                      n_round, max_len, status))
+        lengths.append(CollapseLength(family, label, str(policy), fmt_name, found.n_star, n_eps,
+                                      n_round, max_len, status, found.first_identical,
+                                      round(found.share, 6), found.reason))
     return lengths

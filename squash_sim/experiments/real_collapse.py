@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from squash_sim import checks
+from squash_sim.analysis import collapse as collapse_lib
 
 PROMPTS = {
     "count-ones": "How many ones are in the following sequence? ",
@@ -52,6 +53,13 @@ class RealCollapseResult:
     seconds: float
     sound: np.ndarray | None = None  # (m,) bool: nothing overflowed, saturated or went non-finite
     #                                  on the pair's path (one-pass prompts; None: not measured)
+    status: np.ndarray | None = None  # (m,) str: "ok", "overflow" or "non-finite" per pair
+
+    @property
+    def collapse(self):
+        """The sweep judged by the one rule (squash_sim.analysis.collapse.judge)."""
+        status = self.status if self.status is not None else self.sound
+        return collapse_lib.judge(self.n, self.bit_identical, status)
 
     def rows(self) -> list[dict]:
         return [{"prompt": self.kind, "precision": self.precision, "n": int(n), "l1": float(a),
@@ -106,6 +114,8 @@ def run(model, kind: str, precision="fp32", *, max_len: int = 2048, seed: int = 
     final = np.asarray(trace.final)  # (tokens, d)
     positions = np.array(positions)
     l1, linf, same = _distances(final[positions[:-1]], final[positions[1:]])
-    sound = trace.health.status_upto(model.config.causal)[..., positions[1:]].reshape(-1) == "ok"
+    status = trace.health.status_upto(model.config.causal)[..., positions[1:]].reshape(-1)
+    finite = np.isfinite(final[positions]).all(-1)  # (max_len + 1,)
+    status = np.where(finite[:-1] & finite[1:], status, "non-finite")
     return RealCollapseResult(kind, str(precision), np.arange(1, max_len + 1), l1, linf, same,
-                              len(full), time.perf_counter() - start, sound)
+                              len(full), time.perf_counter() - start, status == "ok", status)
