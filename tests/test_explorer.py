@@ -58,7 +58,7 @@ def test_site_is_self_contained_and_holds_every_setting(site):
 
 def test_distances_are_the_collapse_experiments(site):
     """The explorer's record of bf16-pure is the collapse experiment's sweep, bit for bit (an
-    ordered policy fixes every bit), and its summary is analysis.collapse.summarize of it."""
+    ordered policy fixes every bit), and its read-out is the one definition's (judge) of it."""
     from squash_sim import presets
     from squash_sim.analysis import collapse
 
@@ -67,10 +67,10 @@ def test_distances_are_the_collapse_experiments(site):
     result = collapse.run(presets.get("paper-fig10"), "bf16-pure", max_len=32, seed=0)
     assert record["l1"] == explorer._sig(result.l1)
     assert record["status"] == [str(x) for x in result.status]
-    summary = collapse.summarize(result)
+    found = collapse.judge(result.n, result.bit_identical, result.status)
     at = record["at"]["32"]
-    assert (at["status"], at["lasting"], at["first_identical"], at["identical_share"]) == (
-        summary.status, summary.lasting, summary.first_identical, summary.identical_share)
+    assert (at["lasting"], at["first_identical"], at["identical_share"], at["max_len"]) == (
+        found.n_star, found.first_identical, found.share, found.max_n)
 
 
 def test_running_sums_are_the_accumulators_sums():
@@ -222,17 +222,20 @@ def _result(identical, status=None):
                           status=None if status is None else np.asarray(status))
 
 
-def test_summary_and_verdict_sentences():
-    from squash_sim.analysis.collapse import summarize
-
-    lasting = summarize(_result([0] * 5 + [1] + [0] * 4 + [1] * 30))  # N = 40, tail from 11
-    assert (lasting.status, lasting.lasting, lasting.first_identical) == ("collapse", 11, 6)
-    assert lasting.identical_share == 31 / 40
-    late = summarize(_result([0] * 35 + [1] * 5))  # identical only over the last eighth: chance
-    assert (late.status, late.lasting, late.first_identical) == ("no collapse", None, 36)
+def test_read_out_and_verdict_sentences():
+    """The page's fields and sentence come from the one definition (judge): a tail from 11 in a
+    40-sweep is lasting (40 ≥ 2·11); a tail over the last eighth is not called; an overflowed
+    pair is never a collapse."""
+    lasting = _result([0] * 5 + [1] + [0] * 4 + [1] * 30).collapse  # N = 40, tail from 11
+    assert explorer.page_fields(lasting) == {
+        "status": "collapse", "lasting": 11, "first_identical": 6, "identical_share": 31 / 40,
+        "max_len": 40, "reason": ""}
+    late = _result([0] * 35 + [1] * 5).collapse  # identical only over the last eighth
+    assert (explorer.page_fields(late)["status"], late.n_star, late.first_identical) == (
+        "no collapse", None, 36)
     status = ["distinct"] * 39 + ["overflow"]
-    broken = summarize(_result([0] * 20 + [1] * 20, status))
-    assert (broken.status, broken.lasting) == ("overflow", None)  # never a collapse
+    broken = _result([0] * 20 + [1] * 20, status).collapse
+    assert (explorer.page_fields(broken)["status"], broken.n_star) == ("overflow", None)
     text = explorer.verdict("bf16", "pure", "sequential", lasting, 381, None)
     assert text == ("bf16, every op rounded, sequential sums: identical from n = 11 to the end "
                     "of the sweep (n = 40); the softmax sum stopped growing at key 381, the "

@@ -297,41 +297,6 @@ def reference_spacing(fmt: floats.FloatFormat = floats.BF16) -> float:
     return fmt.eps
 
 
-@dataclasses.dataclass(frozen=True)
-class Summary:
-    """What a collapse sweep shows, in the numbers a reader quotes (summarize)."""
-
-    status: str  # "collapse" | "no collapse" | "overflow" | "non-finite"
-    lasting: int | None  # n*: bit-identical from here to the end of the sweep (run far enough)
-    first_identical: int | None  # the first n whose pair is bit-identical (and sound)
-    identical_share: float  # share of the sound n swept whose pair is bit-identical
-    max_len: int  # N, the last n swept
-
-
-def summarize(result: CollapseResult, *, far_enough: float = 0.75) -> Summary:
-    """The sweep's lasting collapse n* (the first n from which every larger swept n is
-    bit-identical and sound, counted only when it starts by far_enough · N, so that it lasts over
-    the last quarter of the sweep: a few identical n at the end can be chance), the first
-    identical pair and the share of identical pairs. Any pair that overflowed or went non-finite
-    makes the sweep that status, with no n* (never a collapse). The one place these numbers are
-    decided for the explorer (issue 22 gives the project one collapse definition; swap it here)."""
-    if not 0 < far_enough <= 1:
-        raise ValueError(f"summarize: far_enough must be in (0, 1], got {far_enough!r}")
-    n_max = int(result.n[-1])
-    sound = result.sound
-    identical = result.bit_identical & sound
-    first = int(result.n[np.argmax(identical)]) if identical.any() else None
-    share = float(identical.sum() / max(1, sound.sum()))
-    if not sound.all():
-        status = "non-finite" if (result.status == "non-finite").any() else "overflow"
-        return Summary(status, None, first, share, n_max)
-    lasting = result.collapse_length
-    if lasting is not None and lasting > int(far_enough * n_max):
-        lasting = None
-    return Summary("collapse" if lasting is not None else "no collapse", lasting, first, share,
-                   n_max)
-
-
 def truncate(result: CollapseResult, n_max: int) -> CollapseResult:
     """The sweep for n = 1..n_max of a longer one-pass sweep (a causal model's prefix rows; bit
     for bit the shorter run under ordered ("-pure") policies, within float32 rounding otherwise)."""

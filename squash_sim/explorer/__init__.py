@@ -8,8 +8,9 @@ page reads
 
   * the distances ‖y_n − y*_{n+1}‖₁ for n = 1..N (analysis.collapse.measure) and which pairs are
     bit-identical, with the format's spacing above 1 (the paper's horizontal line);
-  * per sweep length N on a log grid: the sweep's summary (analysis.collapse.summarize: lasting
-    collapse n*, first identical pair, share of identical pairs, status) and a verdict sentence;
+  * per sweep length N on a log grid: the sweep's collapse by the project's one definition
+    (analysis.collapse.judge, read through CollapseResult.collapse: lasting collapse n*, first
+    identical pair, share of identical pairs, numerical status) and a verdict sentence;
     the last row of attention (the query at the N-th one); the running softmax sum and the
     running weights·values sum (one coordinate) of that query, in the policy's own accumulator
     (accumulate.accumulated_sum / accumulated_einsum, the functions the forward uses) beside the
@@ -189,20 +190,29 @@ def _sums(t, w, v, soft_fmt, soft_how, wv_fmt, wv_how):
     return soft, wv, products
 
 
-def verdict(fmt: str, policy: str, accumulation: str, summary: collapse.Summary,
+def page_fields(found: collapse.Collapse) -> dict:
+    """The page's read-out of a sweep, every number taken from the one definition (judge)."""
+    status = found.status if found.status != "sound" else (
+        "collapse" if found.n_star is not None else "no collapse")
+    return {"status": status, "lasting": found.n_star, "first_identical": found.first_identical,
+            "identical_share": found.share, "max_len": found.max_n, "reason": found.reason}
+
+
+def verdict(fmt: str, policy: str, accumulation: str, found: collapse.Collapse,
             softmax_stall: int | None, wv_stall: int | None) -> str:
-    """One sentence: what the sweep shows and where each sum stopped growing."""
+    """One sentence: what the sweep shows (by analysis.collapse.judge) and where each sum stopped
+    growing."""
     how = POLICIES[policy] + ("" if policy == "storage" else f", {accumulation} sums")
-    if summary.status in ("overflow", "non-finite"):
-        head = f"{summary.status}: the format cannot hold the model's values, so no collapse is read"
-    elif summary.lasting is not None:
-        head = f"identical from n = {summary.lasting} to the end of the sweep (n = {summary.max_len})"
-    elif summary.first_identical is not None:
-        share = 100 * summary.identical_share
-        head = (f"no lasting collapse up to n = {summary.max_len}, but "
-                f"{share:.2g}% of pairs identical (the first at n = {summary.first_identical})")
+    if found.status != "sound":
+        head = f"{found.status}: the format cannot hold the model's values, so no collapse is read"
+    elif found.n_star is not None:
+        head = f"identical from n = {found.n_star} to the end of the sweep (n = {found.max_n})"
+    elif found.first_identical is not None:
+        head = (f"no lasting collapse up to n = {found.max_n} ({found.reason}), but "
+                f"{100 * found.share:.2g}% of pairs identical (the first at n = "
+                f"{found.first_identical})")
     else:
-        head = f"every pair distinct up to n = {summary.max_len}"
+        head = f"every pair distinct up to n = {found.max_n}"
     stalls = []
     for name, stall in (("the softmax sum", softmax_stall), ("the weights·values sum", wv_stall)):
         stalls.append(f"{name} stopped growing at key {stall}" if stall is not None
@@ -227,12 +237,12 @@ def measure(fmt: str, policy: str, accumulation: str, pe: str, seed: int, max_le
     record = {"precision": str(precision), "spacing": floats.get(fmt).eps,
               "l1": _sig(result.l1), "status": [str(s) for s in result.status], "at": {}}
     for n_max, row in zip(lengths, query_rows, strict=True):
-        summary = collapse.summarize(collapse.truncate(result, n_max))
+        found = collapse.truncate(result, n_max).collapse  # analysis.collapse.judge
         at = sums[row]
         stalls = {name: mechanism_lib.first_stall(*at[name], formats[name])
                   for name in ("softmax", "wv")}
-        entry = dataclasses.asdict(summary)
-        entry["verdict"] = verdict(fmt, policy, accumulation, summary, stalls["softmax"],
+        entry = page_fields(found)
+        entry["verdict"] = verdict(fmt, policy, accumulation, found, stalls["softmax"],
                                    stalls["wv"])
         entry["attention"] = _sig(at["attention"], 4)
         entry["coordinate"] = at["coordinate"]
