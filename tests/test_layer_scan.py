@@ -1,0 +1,108 @@
+"""The layer scan (issue 26): forward's blocks as one lax.scan give the bits of the unrolled loop,
+the reference kept as forward(..., scan_layers=False), with everything that touches layers.
+
+Each comparison is bit for bit: the scanned body runs the same operations on the same values (one
+step's p layers, static windows and RoPE bases), so XLA has nothing to reassociate. The real
+models' parity (Gemma 3 270M, SmolLM2-135M) rides in test_gemma.py / test_real_models.py, whose
+fixtures already load them."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from squash_sim import interventions as iv
+from squash_sim import presets
+from squash_sim.model import (
+    forward,
+    init_params,
+    layer_period,
+    scans,
+    stack_layers,
+    traceable_forward,
+)
+
+# Gemma-like: local (window 8, RoPE base 10⁴) and global layers alternate, and five layers leave a
+# remainder: two scan steps of two layers, then one layer unrolled.
+CONFIG = presets.get("tiny").replace(n_layers=5, sliding_window=(8, None, 8, None, 8),
+                                     rope_base=1e6, rope_base_local=1e4, d_model=32, n_heads=2)
+PARAMS = init_params(CONFIG, jax.random.key(0))
+TOKENS = np.arange(16) % 251
+
+
+def assert_same_bits(a, b):
+    leaves_a, tree_a = jax.tree_util.tree_flatten(a)
+    leaves_b, tree_b = jax.tree_util.tree_flatten(b)
+    assert tree_a == tree_b
+    for x, y in zip(leaves_a, leaves_b, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_the_stack_is_cut_where_layers_repeat():
+    assert layer_period(CONFIG) == 2 and scans(CONFIG, True) and not scans(CONFIG, False)
+    assert layer_period(presets.get("gemma3-270m")) == 6
+    assert layer_period(presets.get("tiny").replace(n_layers=30)) == 1
+    assert not scans(presets.get("tiny"), True)  # 2 layers: unrolled, as cheap to compile
+    stacked = stack_layers(PARAMS["layers"], CONFIG)
+    assert stacked.blocks["wq"].shape == (2, 2, *PARAMS["layers"][0]["wq"].shape)
+    np.testing.assert_array_equal(stacked.blocks["wq"][1, 0], PARAMS["layers"][2]["wq"])
+    assert len(stacked.rest) == 1 and stacked.rest[0]["wq"] is PARAMS["layers"][4]["wq"]
+    jaxpr = str(jax.make_jaxpr(traceable_forward(CONFIG))(PARAMS, jnp.asarray(TOKENS[None])))
+    assert "scan" in jaxpr  # the mutant: a forward that ignored scan_layers fails here
+    unrolled = traceable_forward(CONFIG, scan_layers=False)
+    assert "scan[" not in str(jax.make_jaxpr(unrolled)(PARAMS, jnp.asarray(TOKENS[None])))
+
+
+@pytest.mark.parametrize("precision, options", [
+    # every output at once on the dense path
+    ("fp32", dict(cache=True, numerics=True, return_attention=True)),
+    ("bf16", dict(logits="last")),
+    # long-sequence paths: banded local layers, query-blocked global ones (ordered sums)
+    ("bf16-pure", dict(dense_max_len=8, attention_block=4, numerics=True)),
+])
+def test_scanned_forward_gives_the_unrolled_bits(precision, options):
+    scanned = forward(PARAMS, TOKENS, CONFIG, precision, **options)
+    unrolled = forward(PARAMS, TOKENS, CONFIG, precision, scan_layers=False, **options)
+    assert_same_bits(scanned, unrolled)
+    hidden = np.asarray(scanned.hidden)
+    assert all(not np.array_equal(hidden[i], hidden[i + 1]) for i in range(CONFIG.n_layers))
+    if options.get("cache"):
+        assert scanned.cache["q"].shape == (CONFIG.n_layers, 16, 2, CONFIG.d_head)
+        assert scanned.health.nonfinite.shape == (CONFIG.n_layers + 2, 16)
+
+
+def _sweep(scan: bool, base, layers):
+    fn = traceable_forward(CONFIG, logits="none", scan_layers=scan)
+    return jax.jit(jax.vmap(lambda k: fn(PARAMS, TOKENS[None], intervention=dataclasses.replace(
+        base, layer=k)).hidden))(layers)
+
+
+def test_interventions_give_the_unrolled_bits_and_a_vmapped_sweep_its_values():
+    clean = forward(PARAMS, TOKENS, CONFIG).hidden
+    # windowed: the block index j is traced in the scan (fold_in, clean[:, j], the window's ends)
+    runs = [forward(PARAMS, TOKENS, CONFIG, intervention=iv.random(
+        2, jax.random.key(1), window=2, clean=clean), scan_layers=scan) for scan in (True, False)]
+    assert_same_bits(*runs)
+    assert not np.array_equal(runs[0].hidden[3], clean[3])  # it did intervene
+    # A sweep vmaps over k (the carried state batched): vmapped matmuls are laid out differently
+    # in the scan's body than in the loop, so the two agree to float32 rounding, not bit for bit.
+    layers = jnp.arange(1, CONFIG.n_layers + 1)
+    scanned, unrolled = (_sweep(scan, iv.freeze(layers), layers) for scan in (True, False))
+    np.testing.assert_allclose(scanned, unrolled, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(scanned[0], scanned[-1], atol=1e-3)
+
+
+def test_grad_through_the_scan_equals_the_unrolled_grad():
+    def loss(params, scan):
+        return jnp.sum(forward(params, TOKENS[:4], CONFIG, logits="last",
+                               scan_layers=scan).logits ** 2)
+
+    scanned, unrolled = (jax.grad(loss)(PARAMS, scan) for scan in (True, False))
+    assert isinstance(scanned["layers"], list)  # the user's pytree, not the stacked copy
+    # The backward pass of a scan accumulates in its own loop: equal to float32 rounding.
+    for a, b in zip(jax.tree_util.tree_leaves(scanned), jax.tree_util.tree_leaves(unrolled),
+                    strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    assert np.abs(np.asarray(scanned["layers"][0]["wq"])).sum() > 0
