@@ -7,6 +7,7 @@ models' parity (Gemma 3 270M, SmolLM2-135M) rides in test_gemma.py / test_real_m
 fixtures already load them."""
 
 import dataclasses
+import io
 
 import jax
 import jax.numpy as jnp
@@ -106,3 +107,23 @@ def test_grad_through_the_scan_equals_the_unrolled_grad():
                     strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     assert np.abs(np.asarray(scanned["layers"][0]["wq"])).sum() > 0
+
+
+def test_a_long_compile_is_announced_before_and_timed_after():
+    from squash_sim import compiling
+    from squash_sim.precision import get
+
+    out = io.StringIO()
+    with compiling.notice("a long one", 12.0, stream=out):
+        jax.jit(lambda x: x * 3 + 1)(jnp.arange(5)).block_until_ready()  # a fresh program
+    before, after = out.getvalue().splitlines()
+    assert before.startswith("squash-sim: compiling a long one (about 12 s")
+    assert after.startswith("squash-sim: a long one: compiled in ")
+    assert 0 < float(after.split("compiled in ")[1].split(" s")[0]) < 12  # XLA's own event
+    quiet = io.StringIO()
+    with compiling.notice("a short one", 5.0, stream=quiet):  # under the threshold: silent
+        jax.jit(lambda x: x * 5 + 2)(jnp.arange(5)).block_until_ready()
+    assert quiet.getvalue() == ""
+    gemma = presets.get("gemma3-270m")
+    assert compiling.estimate(gemma, get("bf16-pure")) > compiling.estimate(gemma, get("bf16"))
+    assert compiling.estimate(CONFIG, get("fp32")) is None
