@@ -516,12 +516,24 @@ _STACK_OUTSIDE_BYTES = 64 << 20  # smaller layers are copied inside every call (
 _STACKED: dict[tuple, tuple] = {}  # ids of params["layers"]'s leaves → (leaves, StackedLayers)
 
 
-def _stacked_once(params: dict, config: ModelConfig) -> dict:
+def stacked_params(params: dict, config: ModelConfig, scan_layers: bool = True) -> dict:
+    """params with "layers" as the layer scan reads them (StackedLayers), for a program that runs
+    traceable_forward many times (a sweep's loop over k): stacked once, not at every call. Works
+    inside a trace; concrete params are stacked once per set of arrays. Unchanged when the forward
+    would not scan."""
+    if not scans(config, scan_layers) or isinstance(params["layers"], StackedLayers):
+        return params
+    if _traced(params["layers"]):
+        return {**params, "layers": stack_layers(params["layers"], config)}
+    return _stacked_once(params, config, small_inside=False)
+
+
+def _stacked_once(params: dict, config: ModelConfig, small_inside: bool = True) -> dict:
     """params with "layers" stacked for the scan, stacked once per (immutable) set of arrays: a
     copy of the layers (SmolLM2: 0.4 GB) inside every call would cost more than a short forward."""
     leaves = jax.tree_util.tree_leaves(params["layers"])
-    if (not all(isinstance(leaf, jax.Array) for leaf in leaves)
-            or sum(leaf.nbytes for leaf in leaves) < _STACK_OUTSIDE_BYTES):
+    if not all(isinstance(leaf, jax.Array) for leaf in leaves) or (
+            small_inside and sum(leaf.nbytes for leaf in leaves) < _STACK_OUTSIDE_BYTES):
         return params  # stacked inside the forward's program: no second program to compile
     key = (config, *(id(leaf) for leaf in leaves))
     if key not in _STACKED:
