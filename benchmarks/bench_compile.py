@@ -12,6 +12,13 @@ machine's load falls on both alike: read the ratios, measured in one run.
 --smollm2   SmolLM2-135M bf16 cold start: import + load + compile + first forward at 256 tokens
             (target ≤ 15 s on a quiet 2-core machine), and the warm forward, scanned and unrolled
 --gemma     Gemma 3 270M fp32 forward at 256 tokens: compile and warm forward, scan and unrolled
+--warm      steady state in one process: SmolLM2 bf16 and Gemma fp32 forwards at 256 tokens,
+            scanned and unrolled calls alternating (4 each); the scan must not be slower
+--core      bench_core's item 1 with the scan and without, in one process: the fp32 forward of a
+            4-layer d 256 model at n = 16,384 over a same-run 2048³ matmul's FLOP/s (≥ 0.5)
+--parity    the real models at full depth, 4 tokens, fp32 / bf16 / bf16-pure: whether the scanned
+            forward gives the unrolled bits (the test suite checks fp32 only: the unrolled bf16
+            programs alone compile for minutes)
 """
 
 from __future__ import annotations
@@ -87,13 +94,110 @@ def row(label: str, kind: str, precision: str, layers: int, n: int, repeats: int
     return result
 
 
+def warm(name: str, precision: str, n: int = 256, repeats: int = 4) -> dict:
+    import time
+
+    import numpy as np
+
+    import squash_sim  # noqa: F401  (XLA flags before JAX starts)
+    from squash_sim.models import load
+
+    model = load(name)
+    ids = np.arange(n) % 1000 + 100
+    times: dict = {True: [], False: []}
+    for scan in (True, False):  # compile both first
+        model.forward(ids, precision, scan_layers=scan).final.block_until_ready()
+    for _ in range(repeats):
+        for scan in (True, False):
+            start = time.perf_counter()
+            model.forward(ids, precision, scan_layers=scan).final.block_until_ready()
+            times[scan].append(time.perf_counter() - start)
+    s, u = min(times[True]), min(times[False])
+    print(f"{name} {precision}, {n} tokens, warm forward (best of {repeats}, alternating): scan "
+          f"{s:.3f} s, unrolled {u:.3f} s, scan/unrolled {s / u:.2f} (load {load_average()})",
+          flush=True)
+    return {"scan_s": times[True], "unrolled_s": times[False]}
+
+
+def parity(name: str, n: int = 4) -> dict:
+    import time
+
+    import jax
+    import numpy as np
+
+    import squash_sim  # noqa: F401
+    from squash_sim.models import load
+
+    model = load(name)
+    ids = np.arange(n) % 1000 + 100
+    out = {}
+    for precision in ("fp32", "bf16", "bf16-pure"):
+        start = time.perf_counter()
+        a = model.forward(ids, precision, logits="all")
+        middle = time.perf_counter()
+        b = model.forward(ids, precision, logits="all", scan_layers=False)
+        end = time.perf_counter()
+        same = all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in
+                   zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True))
+        diff = float(np.abs(np.asarray(a.logits) - np.asarray(b.logits)).max())
+        print(f"{name} {precision}: same bits {same}, max |Δlogit| {diff:.3g} (first calls: scan "
+              f"{middle - start:.1f} s, unrolled {end - middle:.1f} s; load {load_average()})",
+              flush=True)
+        out[precision] = {"same_bits": same, "max_logit_difference": diff}
+    return out
+
+
+def core(n: int = 16_384, repeats: int = 3) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_core import best_of, matmul_flops
+
+    from squash_sim import ModelConfig, forward, init_params
+
+    config = ModelConfig(d_model=256, n_layers=4, n_heads=4, d_ff=1024, positional="rope",
+                         norm="rmsnorm", mlp="gelu")
+    params = init_params(config, jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (n, config.d_model), jnp.float32)
+    d, f, L = config.d_model, config.d_ff, config.n_layers
+    flops = L * (8 * n * d * d + 4 * n * d * f + 2 * n * n * d)  # as bench_core counts them
+    matmul = matmul_flops()
+    out = {"matmul_flop_per_s": matmul}
+    for scan in (True, False, True, False):
+        seconds = best_of(lambda scan=scan: forward(params, x, config, scan_layers=scan)
+                          .final.block_until_ready(), repeats)
+        key = "scan" if scan else "unrolled"
+        out[key] = min(out.get(key, seconds), seconds)
+    for key in ("scan", "unrolled"):
+        print(f"fp32 forward n = {n}, 4 × d256, {key}: {out[key]:.2f} s, "
+              f"{flops / out[key] / matmul:.2f} of a same-run matmul's FLOP/s (target ≥ 0.5; "
+              f"load {load_average()})", flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", action="store_true")
     parser.add_argument("--smollm2", action="store_true")
     parser.add_argument("--gemma", action="store_true")
+    parser.add_argument("--warm", action="store_true")
+    parser.add_argument("--parity", action="store_true")
+    parser.add_argument("--core", action="store_true")
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
+    if args.warm or args.parity or args.core:
+        os.environ["SQUASH_SIM_COMPILE_CACHE"] = "0"
+        sys.path.insert(0, str(ROOT))
+    if args.warm:
+        print(json.dumps({"smollm2-bf16": warm("smollm2-135m", "bf16"),
+                          "gemma-fp32": warm("gemma3-270m", "fp32")}))
+    if args.parity:
+        print(json.dumps({name: parity(name) for name in ("smollm2-135m", "gemma3-270m")}))
+    if args.core:
+        print(json.dumps(core()))
+    if args.warm or args.parity or args.core:
+        return
     if not (args.depth or args.smollm2 or args.gemma):
         args.depth = True
     print(f"load average at start: {load_average()} ({os.cpu_count()} CPUs)")

@@ -20,13 +20,13 @@ import time
 THRESHOLD_S = 10.0
 _EVENT = "/jax/core/compile/backend_compile_duration"  # jax._src.dispatch.BACKEND_COMPILE_EVENT
 
-# First-call seconds of the scanned forward (trace + compile), measured on the 2-core machine
-# while it was shared (load 8-10; a quiet one is 2-4x faster) at 4-256 tokens,
-# benchmarks/bench_compile.py: "ordered" is a policy whose sums run in a defined order (the -pure
-# presets, accumulation models), whose loops compile slowest.
+# First-call seconds of the scanned forward (trace + compile + run), measured 2026-12-06 on the
+# 2-core machine while it was shared (load 6-9; a quiet one is faster) at 4-256 tokens,
+# benchmarks/bench_compile.py and docs/benchmarks.md: "ordered" is a policy whose sums run in a
+# defined order (the -pure presets, accumulation models), whose loops compile slowest.
 ESTIMATES_S = {
-    ("smollm2-135m", False): 16.0, ("smollm2-135m", True): 22.0,
-    ("gemma3-270m", False): 25.0, ("gemma3-270m", True): 80.0,
+    ("smollm2-135m", False): 8.0, ("smollm2-135m", True): 22.0,
+    ("gemma3-270m", False): 12.0, ("gemma3-270m", True): 80.0,
 }
 
 

@@ -75,8 +75,11 @@ class LoadedModel:
             return run()
         _COMPILED.add(key)  # this process's first call of this program: it compiles
         policy = get_precision(precision)
+        # measured for the scanned forward only: the unrolled reference is told after, if long
+        estimate = compiling.estimate(self.config, policy) if options.get(
+            "scan_layers", True) else None
         with compiling.notice(f"{self.name} forward, {policy}, {np.shape(ids)[-1]} tokens",
-                              compiling.estimate(self.config, policy)):
+                              estimate):
             return run()
 
 
