@@ -5,7 +5,9 @@ Read top to bottom. One block (pre-LN, theory.md §1; "post" and "sandwich" plac
     z = h + attention(norm₁(h))          attention over keys j ≤ i (causal) within the window
     h' = z + mlp(norm₂(z))               the residual stream entering the next block
 
-Parameters are a plain pytree (dicts and a list of per-layer dicts); the config is static. Dimension
+Parameters are a plain pytree (dicts and a list of per-layer dicts); the config is static. The
+blocks run as one lax.scan over the layers stacked on a leading axis (`stack_layers`); the Python
+loop over them stays as the reference (scan_layers=False). Dimension
 letters follow attention.py: b batch, n position, d model width, k kv heads, g query heads per kv
 head, h head width, f MLP width, v vocabulary.
 """
@@ -134,7 +136,10 @@ class Hook(Protocol):
         before_block(j, h, state) → (h, kv_source, skip_attention, state)
                                      for j = 0..L: the stream to use for block j (j = L: h[L]), a
                                      stream keys/values come from (None: h), a traced bool that
-                                     skips block j's attention (None: no), the new state"""
+                                     skips block j's attention (None: no), the new state
+
+    j is a traced int32 scalar for the blocks the layer scan runs (forward's default), a Python
+    int otherwise (forward(..., scan_layers=False), and j = L): compare it with jnp, not `if`."""
 
     def check(self, config: ModelConfig, batch: int, n: int) -> None: ...
 
@@ -144,18 +149,42 @@ class Hook(Protocol):
 
 
 class _Probe:
-    """Collects the numerics diagnostic and the activation cache while the forward is traced
-    (plain Python: the blocks are unrolled, so appending per layer is static)."""
+    """Collects the numerics diagnostic and the activation cache while the forward is traced.
+    Stages are appended one at a time (the embedding, an unrolled block, the final norm) or as a
+    run of blocks stacked by the layer scan (`extend`, from a child probe's `collect`)."""
 
     def __init__(self, precision: Precision, numerics: str, cache: bool):
         # numerics: "full" counts everything; "guard" (forward's default) only what is never
         # legitimate and costs next to nothing: norms whose x² overflowed, a non-finite output.
-        self.numerics, self.full, self.caching = numerics != "off", numerics == "full", cache
+        self.precision, self.mode, self.caching = precision, numerics, cache
+        self.numerics, self.full = numerics != "off", numerics == "full"
         fmt = precision.activations
         self.limit = fmt.max if fmt is not None else float(np.finfo(
             np.float64 if precision.compute_dtype == "float64" else np.float32).max)
-        self.stages: list[list] = []  # per stage: [nonfinite, overflow, norm_overflow] (b, n)
-        self.layers: list[dict] = []
+        # per stage: [nonfinite, overflow, norm_overflow], each (b, n) or 0; or a _Run of stages
+        self.stages: list = []
+        self.layers: list = []  # per stage: {name: (b, n, …)}; or a _Run {name: (b, s, n, …)}
+
+    def child(self) -> "_Probe":
+        """An empty probe with the same settings, for the blocks inside one scan step."""
+        return _Probe(self.precision, self.mode, self.caching)
+
+    def collect(self, shape) -> tuple:
+        """This (child) probe's stages, stacked on a leading axis: (counts (3, s, b, n) or None,
+        cache {name: (s, b, …)} or None). shape: (b, n)."""
+        counts = None if not self.numerics else jnp.stack([
+            jnp.stack([jnp.broadcast_to(stage[i], shape) for stage in self.stages])
+            for i in range(3)]).astype(jnp.int32)
+        cache = None if not self.caching else {
+            name: jnp.stack([layer[name] for layer in self.layers]) for name in self.layers[0]}
+        return counts, cache
+
+    def extend(self, counts, cache) -> None:
+        """Append stages stacked on their leading axis (collect's output, runs folded together)."""
+        if self.numerics:
+            self.stages.append(_Run(jnp.moveaxis(counts, 1, 2)))  # (3, b, s, n)
+        if self.caching:
+            self.layers.append(_Run({name: jnp.moveaxis(x, 0, 1) for name, x in cache.items()}))
 
     def stage(self) -> None:
         if self.numerics:
@@ -191,17 +220,27 @@ class _Probe:
         if not self.numerics:
             return None
         zero = jnp.zeros(like.shape[:2], jnp.int32)  # (b, n)
-        stacked = [jnp.stack([jnp.broadcast_to(s[i], zero.shape) for s in self.stages], axis=1)
-                   for i in range(3)]  # (b, L+2, n)
-        return Health(*stacked)
+        pieces = [s.value if isinstance(s, _Run) else  # (3, b, s, n)
+                  jnp.stack([jnp.broadcast_to(c, zero.shape) for c in s])[:, :, None]
+                  for s in self.stages]
+        return Health(*jnp.concatenate(pieces, axis=2))  # each (b, L+2, n)
 
     def cache(self) -> dict | None:
         if not self.caching:
             return None
         per_layer = self.layers[1:-1]  # stage 0 is the embedding, the last the final norm
-        return {name: jnp.stack([layer[name] for layer in per_layer], axis=1)  # (b, L, …)
-                for name in per_layer[0]} if per_layer else {}
+        if not per_layer:
+            return {}
+        pieces = [s.value if isinstance(s, _Run) else {k: x[:, None] for k, x in s.items()}
+                  for s in per_layer]
+        return {name: jnp.concatenate([piece[name] for piece in pieces], axis=1)  # (b, L, …)
+                for name in pieces[0]}
 
+
+class _Run(NamedTuple):
+    """Stages of a run of blocks, stacked over layers (see _Probe.extend)."""
+
+    value: object
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,12 +467,96 @@ def embed(params: dict, inputs, config: ModelConfig, num: Numerics):
 # The forward pass
 
 
+# ---------------------------------------------------------------------------------------------
+# The layer stack: identical blocks run as one lax.scan (architecture.md, "The layer stack")
+
+
+def layer_period(config: ModelConfig) -> int:
+    """The shortest p such that block ℓ is built like block ℓ mod p: the same window, RoPE base
+    and theory β's (what a block takes from its index, fixed when the program is traced). 1 for a
+    uniform stack (SmolLM2), 6 for Gemma 3 (five local layers, then one global)."""
+    c = config
+    keys = [(c.sliding_window[i], c.rope_base_of(i), c.theory_beta1[i], c.theory_beta2[i])
+            for i in range(c.n_layers)]
+    return next(p for p in range(1, c.n_layers + 1)
+                if all(keys[i] == keys[i % p] for i in range(c.n_layers)))
+
+
+class StackedLayers(NamedTuple):
+    """params["layers"] as the layer scan reads it: `blocks`, one per-layer dict whose leaves
+    carry two leading axes (scan step, layer within the step's p = layer_period layers), and
+    `rest`, the trailing n_layers mod p layers (a plain list, run unrolled after the scan)."""
+
+    blocks: dict
+    rest: list
+
+
+def stack_layers(layers: list, config: ModelConfig) -> StackedLayers:
+    """Stack a list of per-layer dicts (params["layers"]) for the layer scan; the user-facing
+    pytree keeps its list, `forward` stacks it once per params (cached) or inside a trace."""
+    p = layer_period(config)
+    steps = len(layers) // p
+    blocks = jax.tree_util.tree_map(
+        lambda *leaves: jnp.stack(leaves).reshape(steps, p, *leaves[0].shape),
+        *layers[:steps * p])  # each leaf (steps, p, …)
+    return StackedLayers(blocks, list(layers[steps * p:]))
+
+
+_stack_layers_jit = jax.jit(stack_layers, static_argnums=1)  # one program per model shape
+
+MIN_SCAN_LAYERS = 4  # shallower stacks compile as fast unrolled (tiny, 2 layers: 0.8 s vs 1.3 s)
+
+
+def scans(config: ModelConfig, scan_layers: bool) -> bool:
+    """Whether the forward runs its blocks as a scan: asked for, at least two steps, and at least
+    MIN_SCAN_LAYERS layers (below that the loop's own compile and run cost is not repaid)."""
+    return (scan_layers and config.n_layers >= MIN_SCAN_LAYERS
+            and config.n_layers // layer_period(config) >= 2)
+
+
+_STACK_OUTSIDE_BYTES = 64 << 20  # smaller layers are copied inside every call (< 10 ms)
+_STACKED: dict[tuple, tuple] = {}  # ids of params["layers"]'s leaves → (leaves, StackedLayers)
+
+
+def stacked_params(params: dict, config: ModelConfig, scan_layers: bool = True) -> dict:
+    """params with "layers" as the layer scan reads them (StackedLayers), for a program that runs
+    traceable_forward many times (a sweep's loop over k): stacked once, not at every call. Works
+    inside a trace; concrete params are stacked once per set of arrays. Unchanged when the forward
+    would not scan."""
+    if not scans(config, scan_layers) or isinstance(params["layers"], StackedLayers):
+        return params
+    if _traced(params["layers"]):
+        return {**params, "layers": stack_layers(params["layers"], config)}
+    return _stacked_once(params, config, small_inside=False)
+
+
+def _stacked_once(params: dict, config: ModelConfig, small_inside: bool = True) -> dict:
+    """params with "layers" stacked for the scan, stacked once per (immutable) set of arrays: a
+    copy of the layers (SmolLM2: 0.4 GB) inside every call would cost more than a short forward."""
+    leaves = jax.tree_util.tree_leaves(params["layers"])
+    if not all(isinstance(leaf, jax.Array) for leaf in leaves) or (
+            small_inside and sum(leaf.nbytes for leaf in leaves) < _STACK_OUTSIDE_BYTES):
+        return params  # stacked inside the forward's program: no second program to compile
+    key = (config, *(id(leaf) for leaf in leaves))
+    if key not in _STACKED:
+        if len(_STACKED) >= 2:
+            _STACKED.pop(next(iter(_STACKED)))
+        _STACKED[key] = (leaves, _stack_layers_jit(params["layers"], config))
+    return {**params, "layers": _STACKED[key][1]}
+
+
 def _forward(params, inputs, config: ModelConfig, precision: Precision, return_attention: bool,
              logits: str, dense_max_len: int, block_size: int, intervention=None,
-             numerics: str = "off", cache: bool = False) -> Trace:
+             numerics: str = "off", cache: bool = False, scan_layers: bool = True) -> Trace:
     num = Numerics(precision)
     probe = _Probe(precision, numerics, cache) if (numerics != "off" or cache) else None
-    params = jax.tree_util.tree_map(num.params, params)
+    layers = params["layers"]
+    if scans(config, scan_layers) and not isinstance(layers, StackedLayers):
+        layers = stack_layers(layers, config)
+    elif not scans(config, scan_layers) and isinstance(layers, StackedLayers):
+        raise ValueError("_forward: stacked layers need scan_layers=True")
+    params = jax.tree_util.tree_map(num.params, {**params, "layers": layers})
+    layers = params["layers"]  # rounded
     h = embed(params, inputs, config, num)
     if probe is not None:
         probe.stage()
@@ -441,20 +564,63 @@ def _forward(params, inputs, config: ModelConfig, precision: Precision, return_a
     # An intervention (a Hook, e.g. squash_sim.interventions) sees the stream entering every block
     # j and h[L]: it returns the stream to use, a keys/values source and an attention-skip flag.
     state = None if intervention is None else intervention.start(h)
-    hidden, weights_per_layer = [], []
-    for layer, p in enumerate(params["layers"]):
+    hidden, weights_per_layer = [], []  # runs of layers: (s, b, n, d), (s, b, heads, n, n)
+
+    def run(h, state, layer: int, j, p: dict, probe):
+        """Block `layer` (static: its window, RoPE base, β's) as block j (an int, or traced in
+        the scan) of the stack: intervention, then the block. → h, state, h entering, weights"""
         kv_source = skip = None
         if intervention is not None:
-            h, kv_source, skip, state = intervention.before_block(layer, h, state)
-        hidden.append(h)
+            h, kv_source, skip, state = intervention.before_block(j, h, state)
+        entering = h
         if probe is not None:
             probe.stage()
         h, weights = block(h, p, layer, config, num, return_attention, dense_max_len, block_size,
                            kv_source, skip, probe)
-        weights_per_layer.append(weights)
+        return h, state, entering, weights
+
+    if isinstance(layers, StackedLayers):
+        period = layer_period(config)
+        steps = config.n_layers // period
+
+        def step(carry, xs):
+            h, state = carry
+            index, block_params = xs
+            child = None if probe is None else probe.child()
+            entering, weights = [], []
+            for i in range(period):  # the p layers of one step, unrolled in the body
+                p = jax.tree_util.tree_map(lambda a, i=i: a[i], block_params)
+                h, state, h_in, w = run(h, state, i, index * period + i, p, child)
+                entering.append(h_in)
+                weights.append(w)
+            ys = (jnp.stack(entering), jnp.stack(weights) if return_attention else None,
+                  None if child is None else child.collect(h.shape[:2]))
+            return (h, state), ys
+
+        (h, state), (entering, weights, collected) = lax.scan(
+            step, (h, state), (jnp.arange(steps, dtype=jnp.int32), params["layers"].blocks))
+
+        def fold(x, axis=0):  # (steps, …, p, …) → (…, steps·p, …): layers in order
+            x = jnp.moveaxis(x, 0, axis)
+            return x.reshape(*x.shape[:axis], steps * period, *x.shape[axis + 2:])
+
+        hidden.append(fold(entering))
+        if return_attention:
+            weights_per_layer.append(fold(weights))
+        if probe is not None:
+            counts, cached = collected
+            probe.extend(None if counts is None else fold(counts, 1),
+                         None if cached is None else {k: fold(x) for k, x in cached.items()})
+        rest = list(enumerate(layers.rest, start=steps * period))
+    else:
+        rest = list(enumerate(layers))
+    for layer, p in rest:  # the unrolled reference, and the layers after the last scan step
+        h, state, entering, weights = run(h, state, layer, layer, p, probe)
+        hidden.append(entering[None])
+        weights_per_layer.append(None if weights is None else weights[None])
     if intervention is not None:
-        h, _, _, state = intervention.before_block(len(params["layers"]), h, state)
-    hidden.append(h)
+        h, _, _, state = intervention.before_block(config.n_layers, h, state)
+    hidden.append(h[None])
     if probe is not None:
         probe.stage()
     if config.norm_placement == "post":
@@ -474,10 +640,11 @@ def _forward(params, inputs, config: ModelConfig, precision: Precision, return_a
         if out_logits is not None:
             probe.output(out_logits[:, -1:] if logits == "last" else out_logits)
     return Trace(
-        hidden=jnp.stack(hidden, axis=1),  # (b, L+1, n, d)
+        hidden=jnp.moveaxis(jnp.concatenate(hidden), 0, 1),  # (b, L+1, n, d)
         final=final,
         logits=out_logits,
-        attention=jnp.stack(weights_per_layer, axis=1) if return_attention else None,
+        attention=jnp.moveaxis(jnp.concatenate(weights_per_layer), 0, 1)
+        if return_attention else None,  # (b, L, heads, n, n)
         health=None if probe is None else probe.health(final),
         cache=None if probe is None else probe.cache(),
     )
@@ -485,12 +652,12 @@ def _forward(params, inputs, config: ModelConfig, precision: Precision, return_a
 
 _forward_jit = jax.jit(_forward, static_argnames=(
     "config", "precision", "return_attention", "logits", "dense_max_len", "block_size",
-    "numerics", "cache"))
+    "numerics", "cache", "scan_layers"))
 
 
 def traceable_forward(config: ModelConfig, precision: Precision | str = "fp32", *,
                       return_attention: bool = False, logits: str = "all",
-                      numerics: bool = False, cache: bool = False):
+                      numerics: bool = False, cache: bool = False, scan_layers: bool = True):
     """forward as a pure function (params, inputs (b, n[, d]), intervention=None) → Trace: batched
     inputs only, no checks on params and inputs. `forward` itself composes with jit, vmap and grad
     (prefer it); this is the lower-level form the experiments vmap over instances.
@@ -503,7 +670,8 @@ def traceable_forward(config: ModelConfig, precision: Precision | str = "fp32", 
     return functools.partial(_forward, config=config, precision=precision,
                              return_attention=bool(return_attention), logits=logits,
                              dense_max_len=attn.DENSE_MAX_LEN, block_size=attn.BLOCK,
-                             numerics="full" if numerics else "off", cache=bool(cache))
+                             numerics="full" if numerics else "off", cache=bool(cache),
+                             scan_layers=bool(scan_layers))
 
 
 def _traced(tree) -> bool:
@@ -514,7 +682,7 @@ def forward(params, inputs, config: ModelConfig, precision: Precision | str = "f
             return_attention: bool = False, logits: str = "all",
             dense_max_len: int = attn.DENSE_MAX_LEN, attention_block: int = attn.BLOCK,
             intervention=None, numerics: bool = False, cache: bool = False,
-            check_finite: bool = True) -> Trace:
+            check_finite: bool = True, scan_layers: bool = True) -> Trace:
     """Run the model on token ids (n,) / (b, n) or input vectors (n, d) / (b, n, d). → Trace
 
     Jitted (compiled once per shape, config and precision), and a JAX citizen: call it inside your
@@ -540,12 +708,18 @@ def forward(params, inputs, config: ModelConfig, precision: Precision | str = "f
     the residual stream (checked against the config and the sequence before anything is traced).
     `cache=True`: Trace.cache holds every block's activations (ACTIVATION_NAMES; O(L·n·d) memory;
     attention weights only with return_attention=True, in Trace.attention).
+    `scan_layers` (default True): the blocks run as one `lax.scan` over the layers stacked on a
+    leading axis (over steps of `layer_period(config)` layers: Gemma 3 scans 3 steps of its
+    5-local + 1-global pattern), so compile time stays nearly flat in depth; False runs them as a
+    Python loop, the readable reference (the same bits: tests/test_layer_scan.py). params keep
+    their list of per-layer dicts either way; the stacked copy is made once per params.
     """
     if not isinstance(config, ModelConfig):
         raise TypeError(f"forward: config must be a ModelConfig, got {type(config).__name__}")
     precision = get_precision(precision)
     for name, value in (("return_attention", return_attention), ("numerics", numerics),
-                        ("cache", cache), ("check_finite", check_finite)):
+                        ("cache", cache), ("check_finite", check_finite),
+                        ("scan_layers", scan_layers)):
         if not isinstance(value, bool):
             raise TypeError(f"forward: {name} must be a bool, got {value!r}")
     if logits not in ("all", "last", "none"):
@@ -570,7 +744,10 @@ def forward(params, inputs, config: ModelConfig, precision: Precision | str = "f
     mode = "full" if numerics else ("guard" if check_finite else "off")
     run = functools.partial(_forward_jit, config=config, precision=precision,
                             return_attention=return_attention, logits=logits,
-                            dense_max_len=dense_max_len, block_size=attention_block, cache=cache)
+                            dense_max_len=dense_max_len, block_size=attention_block, cache=cache,
+                            scan_layers=scan_layers)
+    if scans(config, scan_layers) and not traced:
+        params = _stacked_once(params, config)
     if precision.compute_dtype == "float64":
         if traced and not jax.config.jax_enable_x64:
             raise ValueError("forward: precision 'fp64' inside your own jit/vmap/grad needs "

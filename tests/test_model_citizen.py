@@ -14,10 +14,17 @@ from hypothesis import strategies as hst
 
 from squash_sim import ModelConfig, forward, init_params
 from squash_sim import strategies as sst
-from squash_sim.model import Health, check_inputs, expected_param_shapes, traceable_forward
+from squash_sim.model import (
+    Health,
+    check_inputs,
+    expected_param_shapes,
+    scans,
+    traceable_forward,
+)
 
 TOKENS = ModelConfig(vocab_size=11, d_model=8, n_layers=2, n_heads=2, d_head=4, d_ff=8,
                      positional="rope", norm="rmsnorm", mlp="swiglu")
+TOKENS_2 = TOKENS
 VECTORS = ModelConfig(d_model=8, n_layers=1, n_heads=2, d_head=4, d_ff=8, positional="sinusoidal",
                       norm="rmsnorm", mlp="gelu")
 
@@ -34,7 +41,11 @@ def test_importing_the_model_does_not_import_interventions():
     assert out.stdout.strip() == "False"
 
 
-def test_forward_inside_jit_vmap_and_grad_equals_forward(params):
+def test_forward_inside_jit_vmap_and_grad_equals_forward():
+    # Four layers: the forward runs them as a lax.scan (model.scans), stacking the params inside
+    # the caller's jit, vmap (over params too) and grad, which all go through it here.
+    TOKENS = TOKENS_2.replace(n_layers=4)  # noqa: N806
+    params = init_params(TOKENS, jax.random.key(0))
     tokens = np.array([[1, 2, 3, 4, 5], [5, 4, 3, 2, 1]], np.int32)
     want = np.asarray(forward(params, tokens, TOKENS).final)
     jitted = jax.jit(lambda p, x: forward(p, x, TOKENS).final)(params, tokens)
@@ -46,6 +57,7 @@ def test_forward_inside_jit_vmap_and_grad_equals_forward(params):
     per_seed = jax.vmap(lambda p: forward(p, tokens[0], TOKENS).logits)(both)
     np.testing.assert_array_equal(np.asarray(per_seed[0]),
                                   np.asarray(forward(params, tokens[0], TOKENS).logits))
+    assert scans(TOKENS, True)
     loss = lambda p: jnp.sum(forward(p, tokens, TOKENS).logits[:, -1] ** 2)  # noqa: E731
     grads = jax.grad(loss)(params)
     assert np.isfinite(np.asarray(grads["layers"][0]["wq"])).all()
@@ -60,7 +72,9 @@ def test_forward_inside_jit_vmap_and_grad_equals_forward(params):
     assert abs(slope - norm) < 0.05 * norm
 
 
-def test_forward_on_sharded_inputs_keeps_working(params):
+def test_forward_on_sharded_inputs_keeps_working():
+    TOKENS = TOKENS_2.replace(n_layers=4)  # noqa: N806  (scanned, as above)
+    params = init_params(TOKENS, jax.random.key(0))
     from jax.sharding import Mesh, NamedSharding
     from jax.sharding import PartitionSpec as P
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from squash_sim import checks
 from squash_sim.analysis.sweep import last_logits
-from squash_sim.model import traceable_forward
+from squash_sim.model import stacked_params, traceable_forward
 
 COPY_N = (10, 50, 100, 200, 400, 800)
 COUNT_N = (5, 10, 20, 50, 100, 200)
@@ -66,8 +66,9 @@ def greedy(model, prompts: list[str], steps: int, precision="fp32") -> list[list
         token = jnp.argmax(logits, axis=-1).astype(buffer.dtype)
         return jax.lax.dynamic_update_slice(buffer, token[:, None], (0, position + 1))
 
+    params = stacked_params(model.params, model.config)  # the layer scan's copy, made once
     for i in range(steps):
-        buffer = step(model.params, buffer, jnp.int32(n - 1 + i))
+        buffer = step(params, buffer, jnp.int32(n - 1 + i))
     return np.asarray(buffer[:, n:]).tolist()
 
 

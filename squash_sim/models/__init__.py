@@ -25,8 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from squash_sim import compiling
 from squash_sim.config import ModelConfig
 from squash_sim.model import Trace, forward
+from squash_sim.precision import get as get_precision
 from squash_sim.tokenizer import Tokenizer
 
 
@@ -66,7 +68,36 @@ class LoadedModel:
         (n, 262,144) float32 logits at n = 2,048 would take 2 GiB."""
         ids = self.encode(inputs) if isinstance(inputs, str) else inputs
         options.setdefault("attention_block", self.attention_block)
-        return forward(self.params, ids, self.config, precision, logits=logits, **options)
+        run = functools.partial(forward, self.params, ids, self.config, precision, logits=logits,
+                                **options)
+        key = _program_key(self.config, precision, ids, logits, options)
+        if key is None or key in _COMPILED:
+            return run()
+        _COMPILED.add(key)  # this process's first call of this program: it compiles
+        policy = get_precision(precision)
+        # measured for the scanned forward only: the unrolled reference is told after, if long
+        estimate = compiling.estimate(self.config, policy) if options.get(
+            "scan_layers", True) else None
+        with compiling.notice(f"{self.name} forward, {policy}, {np.shape(ids)[-1]} tokens",
+                              estimate):
+            return run()
+
+
+_COMPILED: set = set()
+
+
+def _program_key(config, precision, ids, logits, options):
+    """What picks forward's compiled program (None: traced inputs, or options that cannot be
+    hashed, e.g. an intervention: no notice)."""
+    if isinstance(ids, jax.core.Tracer):
+        return None
+    try:
+        key = (config, str(precision), np.shape(ids), logits,
+               tuple(sorted((k, v) for k, v in options.items() if k != "check_finite")))
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def gguf_path():
