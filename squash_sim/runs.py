@@ -778,28 +778,6 @@ def claims(out: Path, *, examples: int | None = None, examples_scale: float = 1.
         "theory.md)."], table, [], data, time.perf_counter() - start, verdicts)
 
 
-# Seconds to compile one real model's forward program under a policy, measured on the project's
-# 2-core x86-64 machine while it was shared (first run only: JAX's compilation cache keeps the
-# program). SmolLM2 bf16: 3 min 13 s (the collapse sweep to 2,048 tokens); Gemma: docs/benchmarks.md
-# ("The Gemma bf16 collapse sweep with blocked accumulation": bf16-pure 88 s, blocked 68 s).
-COMPILE_SECONDS = {("smollm2-135m", "bf16"): 193, ("gemma3-270m", "bf16-pure"): 88,
-                   ("gemma3-270m", "bf16+block128/fp32"): 68}
-
-
-def compile_notice(label: str, layers: int, precision) -> str:
-    """The line printed before a real model's forward program compiles: how long, if measured."""
-    name = getattr(precision, "name", str(precision))
-    seconds = COMPILE_SECONDS.get((label, name))
-    when = (f"about {_minutes(seconds)} measured on 2 shared cores" if seconds else
-            "its compile time is not measured yet; XLA may stay silent for minutes")
-    return (f"compiling the {layers}-layer {name} program of {label}: first run only (then "
-            f"cached), {when}")
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
-
-
 def _real_model(name, progress):
     """A loaded model (models.load: a name or a path), its label and the file-name suffix of its
     outputs ("" for Gemma 3 270M, whose file names predate the others)."""
@@ -896,7 +874,7 @@ def real_collapse(out: Path, *, prompt: str = "count-ones", precisions=("fp32",)
     compare_global = compare_global and label == "gemma3-270m"
     runs = []
     for precision in precisions:
-        progress(compile_notice(label, model.config.n_layers, precision))
+        # a long first compile is announced by LoadedModel.forward (squash_sim.compiling)
         runs.append(experiment.run(model, prompt, precision, max_len=max_len, seed=seed,
                                    progress=progress))
         progress(f"      done in {runs[-1].seconds:.1f} s")

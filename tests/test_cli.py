@@ -217,17 +217,6 @@ def test_a_missing_optional_dependency_names_the_extra_to_install(tmp_path, caps
     assert "pip install 'squash_sim[gemma]'" in err
 
 
-def test_a_long_compile_is_announced_with_its_measured_time():
-    from squash_sim.precision import get
-    from squash_sim.runs import COMPILE_SECONDS, compile_notice
-
-    line = compile_notice("smollm2-135m", 30, get("bf16"))
-    assert COMPILE_SECONDS[("smollm2-135m", "bf16")] == 193  # 3 min 13 s, measured
-    assert line.startswith("compiling the 30-layer bf16 program of smollm2-135m: first run only")
-    assert "about 3 min measured" in line
-    assert "not measured" in compile_notice("smollm2-135m", 30, get("fp16"))
-
-
 def test_collapse_takes_a_comma_list_of_policies_on_one_figure(tmp_path, capsys):
     assert main(["collapse", "--preset", "paper-fig10", "--positional", "none", "--max-len", "40",
                  "--precision", "fp32,bf16", "--out", str(tmp_path)]) == 0
