@@ -1,4 +1,4 @@
-"""Compile notices: no user command compiles silently for minutes (issue 26).
+"""Compile notices: no user command compiles silently for minutes.
 
     with compiling.notice("gemma3-270m bf16-pure, 2,048 tokens", compiling.estimate(config, p)):
         trace = forward(...)

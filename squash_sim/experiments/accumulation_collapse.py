@@ -1,6 +1,6 @@
 """Collapse length n* per float format × accumulation model, with the mechanism of each collapse.
 
-The question (issue 17): does precision-induced collapse (theory.md, Corollary B.10) happen on the
+The question: does precision-induced collapse (theory.md, Corollary B.10) happen on the
 hardware I run, and at what n? Real kernels rarely add sequentially in bf16: they add in trees, in
 narrow blocks promoted to fp32, or with compensation (docs/precision_hardware.md). So for every
 format F in FORMATS and accumulation model in MODELS, the policy "F-pure+<model>" (every rounding

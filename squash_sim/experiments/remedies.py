@@ -12,8 +12,9 @@ forward pass each (squash_sim.experiments.collapse with a pattern):
   * bf16-pure             plain ones rounded everywhere to bf16       (precision, the other way:
                           the fp32 plain curve is the "higher precision" remedy of this one)
 What each does to the distance is measured, not assumed: on an untrained model a remedy that helps a
-trained LLM may do nothing, and a sliding window makes the two prefixes exactly equal once the
-prompt has left the window (both see the same 64 ones) — collapse becomes total.
+trained LLM may do nothing, and a sliding window of 64 makes most pairs bit-identical once the
+prompt has left the window (both see the same 64 ones): 86 % of pairs from n = 64, on and off,
+with no lasting collapse within 2,048 by the one rule (analysis.collapse.judge).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The collapse explorer: a static site (index.html, its data, vendored uPlot) that opens from
-file:// with no network and no Python, for teaching precision-induced collapse (issue 25).
+file:// with no network and no Python, for teaching precision-induced collapse.
 
 Everything the page shows is precomputed here by squash_sim's own forward pass on the Figure 10
 model ("paper-fig10": one untrained layer, d = 64, one head, vector inputs), one pass per

@@ -59,7 +59,7 @@ class LoadedModel:
         window-wide blocks), and the global layers' online softmax is as fast in blocks of 128 as
         of 512. Without windows 256. At 2,048 tokens, same run: Gemma's attention 1.03 s against
         1.31 s with online softmax in blocks of 512; SmolLM2's forward 3.3 s against 6.2 s in
-        blocks of 1,024 (docs/benchmarks.md, issue 17)."""
+        blocks of 1,024 (docs/benchmarks.md)."""
         window = max((w for w in self.config.sliding_window if w), default=None)
         return max(window // 4, 1) if window else 256
 
