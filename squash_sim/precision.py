@@ -57,8 +57,8 @@ A modifier's accumulator format, unless it names one: the base's format for that
 the base leaves the reduction to XLA's float32 (storage presets such as "bf16", "fp8_e4m3fn"),
 fp32 for sequential/pairwise/kahan and e8m13 for the inner sums of a block (14 significant bits,
 the FP8 accumulator width DeepSeek-V3 reported; the measured H100 MMA truncates once per 32
-products rather than rounding every addition, which "+tc:h100" models: docs/precision_hardware.md). The outer
-(promotion) format of a block defaults to fp32. Examples:
+products rather than rounding every addition, which "+tc:h100" models:
+docs/precision_hardware.md). The outer (promotion) format of a block defaults to fp32. Examples:
 
     bf16-pure                 everything in bf16, every sum sequential in bf16 (unchanged bits)
     bf16-pure+pairwise        the same, every sum (dot products, norms, softmax) a pairwise tree in bf16
