@@ -160,7 +160,8 @@ def test_every_path_in_the_json_resolves_after_the_run(tmp_path, monkeypatch):
         file = results.write_json(Path(folder) / "lemma_b1.json", {"claim": "lemma_b1"})
         return [{"claim": "lemma_b1", "module": "lemma_b1", "printed_variant": False,
                  "instances": 4, "violations": 1, "assumption_failures": 0,
-                 "max_tightness": 1.5, "worst_margin": -0.5, "seconds": 0.1,
+                 "max_tightness": 1.5, "median_tightness": 1.5, "worst_margin": -0.5,
+                 "seconds": 0.1,
                  "counterexample": {"outcome": {"lhs": 1.5, "rhs": 1.0}, "file": str(file)},
                  "counterexample_file": file}]
 
