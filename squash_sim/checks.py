@@ -97,6 +97,11 @@ def loaded_model(caller: str, name: str, value) -> None:
                         f"gemma3_270m()), got {type(value).__name__}")
 
 
+def shorten(text: str) -> str:
+    """A path or value as a one-line error quotes it: at most 60 characters."""
+    return repr(text) if len(text) <= 60 else repr(text[:57]) + f"… ({len(text):,} characters)"
+
+
 def path(caller: str, name: str, value) -> Path:
     """A str or Path the system can name (no NUL byte, under PATH_MAX, each component under
     NAME_MAX), checked before anything is opened; quoted shortened in the message."""
@@ -106,7 +111,7 @@ def path(caller: str, name: str, value) -> Path:
     text = os.fspath(value)
     if not isinstance(text, str):
         raise TypeError(f"{caller}: {name} must be a str path, got {type(text).__name__}")
-    shown = repr(text) if len(text) <= 60 else repr(text[:57]) + f"… ({len(text):,} characters)"
+    shown = shorten(text)
     if "\0" in text:
         raise ValueError(f"{caller}: {name} {shown} contains a NUL byte")
     try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import os
 import re
 import signal
 import stat
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from squash_sim import __version__, _xla_flags, presets
+from squash_sim import __version__, _xla_flags, checks, presets
 from squash_sim.config import POSITIONALS
 from squash_sim.precision import get as get_precision
 
@@ -97,31 +96,14 @@ def _int_in(low: int, high: int, what: str = "an integer"):
     return parse
 
 
-def _short(text: str) -> str:
-    """A path as a one-line error quotes it: at most 60 characters."""
-    return repr(text) if len(text) <= 60 else repr(text[:57]) + f"… ({len(text):,} characters)"
-
-
 def _path(text: str) -> Path:
-    """A path the system can name, checked before anything opens it: no NUL byte, at most
-    PATH_MAX bytes in all and NAME_MAX per component (a 5,000-character --out or a
-    300-character folder name used to raise OSError inside argparse)."""
-    if "\0" in text:
-        raise argparse.ArgumentTypeError(f"path {_short(text)} contains a NUL byte")
+    """A path the system can name, checked before anything opens it (checks.path: no NUL byte,
+    no over-long path or name, encodable; a 5,000-character --out or a 300-character folder
+    name used to raise OSError inside argparse)."""
     try:
-        path_max, name_max = os.pathconf("/", "PC_PATH_MAX"), os.pathconf("/", "PC_NAME_MAX")
-    except (OSError, ValueError):
-        path_max, name_max = 4096, 255
-    size = len(os.fsencode(text))
-    if size >= path_max:
-        raise argparse.ArgumentTypeError(f"path {_short(text)} is {size:,} bytes long; the "
-                                         f"system allows fewer than {path_max:,}")
-    for part in Path(text).parts:
-        if len(os.fsencode(part)) > name_max:
-            raise argparse.ArgumentTypeError(
-                f"path {_short(text)}: the name {_short(part)} is {len(os.fsencode(part)):,} "
-                f"bytes; the system allows at most {name_max} per file or folder name")
-    return Path(text).expanduser()
+        return checks.path("squash-sim", "path", text).expanduser()
+    except (ValueError, TypeError) as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("squash-sim: ")) from None
 
 
 def _real_model(text: str) -> str:
@@ -138,7 +120,7 @@ def _real_model(text: str) -> str:
     except OSError:
         raise argparse.ArgumentTypeError(f"expected one of {', '.join(NAMES)} or the path of a "
                                          f"GGUF file or Hugging Face directory, got "
-                                         f"{_short(text)}") from None
+                                         f"{checks.shorten(text)}") from None
     if stat.S_ISDIR(info.st_mode):
         missing = [name for name in ("config.json", "tokenizer.json")
                    if not (path / name).is_file()]
@@ -146,11 +128,11 @@ def _real_model(text: str) -> str:
             missing.append("*.safetensors")
         if missing:
             raise argparse.ArgumentTypeError(
-                f"{_short(text)} is not a usable Hugging Face folder: it has no "
+                f"{checks.shorten(text)} is not a usable Hugging Face folder: it has no "
                 f"{', '.join(missing)} (the experiments encode text prompts, so tokenizer.json "
                 f"is needed)")
     elif not stat.S_ISREG(info.st_mode):
-        raise argparse.ArgumentTypeError(f"{_short(text)} is not a regular file (a FIFO or a "
+        raise argparse.ArgumentTypeError(f"{checks.shorten(text)} is not a regular file (a FIFO or a "
                                          f"device is never opened); give a GGUF file")
     return text
 
@@ -191,19 +173,20 @@ def _out_folder(text: str) -> str:
     path = _path(text)
     try:
         if path.exists() and not path.is_dir():
-            raise argparse.ArgumentTypeError(f"{_short(text)} is an existing file; give a folder")
+            raise argparse.ArgumentTypeError(
+                f"{checks.shorten(text)} is an existing file; give a folder")
         existing = path
         while not existing.exists():
             if existing.is_symlink():  # a dangling link: mkdir would fail on it
-                raise argparse.ArgumentTypeError(f"{_short(str(existing))} is a broken symbolic "
+                raise argparse.ArgumentTypeError(f"{checks.shorten(str(existing))} is a broken symbolic "
                                                  f"link")
             existing = existing.parent
     except OSError as err:  # e.g. a component that is a file, or no permission to look
-        raise argparse.ArgumentTypeError(f"cannot use {_short(text)}: "
+        raise argparse.ArgumentTypeError(f"cannot use {checks.shorten(text)}: "
                                          f"{err.strerror or err}") from None
     if not existing.is_dir():
-        raise argparse.ArgumentTypeError(f"cannot create {_short(text)}: "
-                                         f"{_short(str(existing))} is a file")
+        raise argparse.ArgumentTypeError(f"cannot create {checks.shorten(text)}: "
+                                         f"{checks.shorten(str(existing))} is a file")
     try:  # the honest test (os.access says yes to root on a read-only file system)
         with tempfile.TemporaryFile(dir=existing):
             pass
@@ -615,7 +598,7 @@ USER_ERRORS = (ValueError, TypeError, ArithmeticError, ImportError, OSError)
 
 def _one_line(err: BaseException) -> str:
     if isinstance(err, OSError) and err.strerror and isinstance(err.filename, str):
-        return f"{err.strerror}: {_short(err.filename)}"  # not a 5,000-character path in full
+        return f"{err.strerror}: {checks.shorten(err.filename)}"  # not a 5,000-character path in full
     return (" ".join(str(err).split()) or type(err).__name__) + _install_hint(err)
 
 

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 
 from squash_sim import figure_style as style  # noqa: E402
 from squash_sim import floats  # noqa: E402
+from squash_sim.analysis.collapse import REACH  # noqa: E402  (the one rule: n* needs REACH·n* swept)
 
 # One style (figure_style.py): fixed colour/marker per positional encoding and format, mathtext
 # labels, legends outside the data, sizes legible on a 1280×720 projector. The figures are drawn
@@ -163,7 +164,7 @@ def precision_figure(lengths: list, title: str):
         if beyond:
             ax.scatter(beyond, [max_len * (1.3 if pure else 1.6)] * len(beyond), marker="^",
                        color=line.get_color(),
-                       label=f"{label}: $n^* > {max_len // 2}$")
+                       label=f"{label}: $n^* > {max_len // REACH}$")
     named = [x for x in lengths if x.family == "named"]
     labels: dict = {}  # one annotation per point, naming every policy drawn there
     for x in named:  # the table's formats at their mantissa width (their own exponent widths)
@@ -298,7 +299,7 @@ def accumulation_figure(rows: list, title: str):
     figure, ax = plt.subplots(figsize=(8.4, 4.2))
     formats = list(dict.fromkeys(r.fmt for r in rows))
     models = list(dict.fromkeys(r.model for r in rows))
-    top = max(r.max_len for r in rows) // 2  # n* is called only where the sweep reaches 2·n*
+    top = max(r.max_len for r in rows) // REACH  # n* is called only where the sweep reaches REACH·n*
     for j, model in enumerate(models):
         color = style.CYCLE[(j + 1) % len(style.CYCLE)]
         for i, fmt in enumerate(formats):

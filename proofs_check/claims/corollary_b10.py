@@ -88,8 +88,9 @@ def measure(precision: str, seed: int, max_len: int | None = None):
         result = _run(precision, seed, max_len)
     except ArithmeticError as err:
         return None, None, _failure(err)
-    if _failure(result):
-        return None, None, _failure(result)
+    failure = _failure(result)
+    if failure:
+        return None, None, failure
     if result.collapse.n_star is None:
         return result, None, None
     return result, mechanism.explain(lambda p: _run(p, seed, max_len), precision,
