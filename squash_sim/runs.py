@@ -1173,9 +1173,10 @@ REPORT_SIZES = {
 
 # The report's precision-parity sections: storage policies only (a tensor-core forward of a real
 # model takes about half a second per token on 2 cores: docs/precision_hardware.md has that
-# table). smoke and quick decode greedily from zeros (no transformers load): up to `steps` rounds.
+# table). smoke: last-token statistics only (two compiles per model); quick decodes greedily from
+# zeros (no transformers load: up to `steps` + 1 rounds of a short fp32 forward).
 PARITY_SIZES = {
-    "smoke": dict(policies=("fp32", "bf16"), prompts=4, steps=4, guess="none", rounds=5),
+    "smoke": dict(policies=("fp32", "bf16"), prompts=4, greedy_prompts=0, guess="none"),
     "quick": dict(policies=("fp32", "bf16", "tpu-default"), prompts=10, steps=16, guess="none",
                   rounds=17),
     "full": dict(policies=("fp32", "bf16", "tpu-default"), prompts=50, steps=128),

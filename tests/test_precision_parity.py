@@ -67,14 +67,14 @@ def test_masked_keys_take_no_part_in_a_tensor_core_sum():
 def test_one_forward_finds_where_a_real_greedy_loop_diverges():
     """Jacobi iteration from a guess wrong at one token reaches the fp32 greedy loop's tokens, and
     for a policy the loop's own tokens equal fp32's up to first_divergence and differ there."""
-    ids = np.random.default_rng(1).integers(0, 256, (6, 4)).astype(np.int32)
+    ids = np.random.default_rng(1).integers(0, 256, (4, 4)).astype(np.int32)
     steps, policy = 6, "bf16"
     fp32 = _greedy_loop(ids, steps, "fp32")
     guess = fp32.copy()
     guess[:, 2] = (guess[:, 2] + 1) % 256
     reference = pp.greedy_reference(MODEL, ids, steps, guess=guess, rounds=steps)
     assert np.array_equal(reference["buffer"][:, 4:], fp32)
-    assert reference["verified"].tolist() == [steps] * 6 and 2 <= reference["rounds"] < steps
+    assert reference["verified"].tolist() == [steps] * 4 and 2 <= reference["rounds"] < steps
     firsts = pp.first_divergence(MODEL, reference["buffer"], 4, reference["verified"], policy)
     loop = _greedy_loop(ids, steps, policy)
     assert any(f is not None for f in firsts) and None in firsts  # both cases tested
@@ -175,3 +175,50 @@ def test_the_scaled_policy_parses_and_rejects_clearly():
     with pytest.raises(ValueError, match="need a tensor-core model"):
         hardware.einsum("i,i->", jnp.ones(2), jnp.ones(2),
                         dataclasses.replace(hardware.Matmul(None, floats.BF16), scaled=True))
+
+
+def test_the_cli_checks_its_sizes_before_loading_anything(tmp_path, capsys):
+    from squash_sim.cli import main
+
+    out = tmp_path / "no"
+    assert main(["real", "parity", "--prompts", "2", "--greedy-prompts", "3", "--out",
+                 str(out)]) == 2
+    assert "--greedy-prompts (3) must be at most --prompts (2)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["real", "parity", "--prompt-tokens", "13", "--out", str(out)])
+    assert exit_info.value.code == 2 and not out.exists()
+
+
+def test_the_docs_table_is_the_one_rendered_from_the_data_beside_it():
+    """docs/precision_hardware.md shows precision_parity.table of docs/precision_parity.json."""
+    import json
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    runs = json.loads((docs / "precision_parity.json").read_text())
+    assert {r["model"] for r in runs} == {"smollm2-135m", "gemma3-270m"}
+    assert pp.table(runs) in (docs / "precision_hardware.md").read_text()
+
+
+def test_the_report_section_writes_and_summarises_the_result(tmp_path, monkeypatch):
+    """runs.precision_parity (the CLI's and report --real's section) around a stubbed run."""
+    import json
+    import types
+
+    from squash_sim import runs
+
+    model = types.SimpleNamespace(config=types.SimpleNamespace(vocab_size=10))
+    monkeypatch.setattr(runs, "_real_model", lambda name, progress: (model, name, f"_{name}"))
+    result = {"model": "m", "prompts": 2, "prompt_tokens": 12, "steps": 8, "greedy_prompts": 2,
+              "reference": {"guess": "none", "rounds": 9, "verified": [8, 5]},
+              "rows": [{"policy": "fp32", "status": "ok", "seconds": 1.0, "top1": 2, "max": 0.0,
+                        "median": 0.0, "first_divergence": [None, None]},
+                       {"policy": "bf16", "status": "ok", "seconds": 2.0, "top1": 1,
+                        "max": 3e10, "median": 2e5, "first_divergence": [5, None]}]}
+    monkeypatch.setattr(pp, "run", lambda *a, **k: result)
+    section = runs.precision_parity(tmp_path, model="m", prompts=2, steps=8)
+    assert json.loads((tmp_path / "precision_parity_m.json").read_text()) == result
+    assert section.table[1]["diverged"] == "1/2" and section.table[1]["first divergence"] == 5
+    assert "1 continuation(s) verified only in part" in "\n".join(section.summary)
+    steps = {key: kwargs for key, _, kwargs in runs.report_steps("smoke", real=True)}
+    assert steps["precision_parity_smollm2-135m"]["greedy_prompts"] == 0
