@@ -356,11 +356,10 @@ def precision(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, se
         "bf16_sum_of_1000_ones": stall}))
     figures = _figures(out, "precision", plotting.precision_figure(
         lengths, f"Collapse length vs mantissa bits ({preset}, n ≤ {max_len})"), formats)
-    from squash_sim.analysis.collapse import REACH
+    from squash_sim.analysis.collapse import REACH, short
 
-    def star(x) -> str:
-        return (x.status if x.status != "measured" else str(x.n_star) if x.n_star is not None
-                else f"> {max_len // REACH}")
+    def star(x) -> str:  # the one table cell (analysis.collapse.short); "measured" is sound
+        return short(x.n_star, x.max_len, "sound" if x.status == "measured" else x.status)
 
     table = [{"family": x.family, "policy": x.label, "n* (lasting)": star(x),
               "first identical n": x.first_identical,

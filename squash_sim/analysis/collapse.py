@@ -89,11 +89,8 @@ class Collapse:
         return f"not within the sweep ({self.reason})"
 
     def short(self) -> str:
-        """For table cells: "398", "> 1024" (no lasting collapse called within the sweep), or the
-        numerical status."""
-        if self.status != "sound":
-            return self.status
-        return str(self.n_star) if self.n_star is not None else f"> {self.max_n // REACH}"
+        """For table cells (`short`)."""
+        return short(self.n_star, self.max_n, self.status)
 
     def row(self) -> dict:
         """The fields every JSON/CSV carries beside n*."""
@@ -102,6 +99,14 @@ class Collapse:
                 "identical_share": round(self.share, 6), "intermittent_pairs": self.intermittent,
                 "pairs": self.pairs,
                 "numerical_status": self.status}
+
+
+def short(n_star: int | None, max_n: int, status: str = "sound") -> str:
+    """THE table cell for a collapse length: "398", "> 1024" (no lasting collapse called within a
+    sweep to max_n), or the numerical status when it is not "sound"."""
+    if status != "sound":
+        return status
+    return str(n_star) if n_star is not None else f"> {max_n // REACH}"
 
 
 def judge(n, identical, status=None) -> Collapse:
