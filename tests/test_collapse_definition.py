@@ -32,6 +32,9 @@ def test_judge_follows_the_rule(pattern):
     assert found.first_identical == (int(n[same][0]) if same.any() else None)
     assert found.identical == same.sum() and found.share == same.mean()
     assert (found.reason == "") == (found.n_star is not None)
+    star = _rule(list(n), list(same))  # the figures' lasting marks: n* through the end, or none
+    lasting = np.array([star is not None and m >= star for m in n])
+    assert (found.lasting_pairs(n) == lasting).all() and found.lasting == lasting.sum()
 
 
 def test_an_unsound_pair_is_never_a_collapse():

@@ -82,6 +82,12 @@ class Collapse:
         """Identical pairs that come and go: those before n* (all of them without an n*)."""
         return self.identical - self.lasting
 
+    def lasting_pairs(self, n) -> np.ndarray:
+        """(N,) bool over the swept n this record was judged on: the pairs of the lasting
+        collapse, n* through the end (none without an n*)."""
+        n = np.asarray(n)
+        return n >= self.n_star if self.n_star is not None else np.zeros(n.shape, bool)
+
     def text(self) -> str:
         """"n* = 398" or "not within the sweep (…)"; the numerical status when unsound."""
         if self.n_star is not None:
@@ -152,7 +158,8 @@ def judge(n, identical, status=None) -> Collapse:
         return Collapse(None, f"identical from n = {run_from} to the end, but a lasting collapse "
                         f"is called only when the sweep reaches {REACH}·n* = {REACH * run_from}",
                         status="sound", **common)
-    return Collapse(run_from, "", status="sound", lasting=int((n >= run_from).sum()), **common)
+    found = Collapse(run_from, "", status="sound", **common)
+    return dataclasses.replace(found, lasting=int(found.lasting_pairs(n).sum()))
 
 
 @dataclasses.dataclass
