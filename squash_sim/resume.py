@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from squash_sim import results
+from squash_sim import checks, results
 from squash_sim.report import VERDICTS, Section, Verdict, verdict_word
 
 PACKAGE = Path(__file__).resolve().parent
@@ -70,10 +70,6 @@ def function_fingerprint(function) -> str:
     for name in helpers:
         digest.update(inspect.getsource(vars(module)[name]).encode())
     return digest.hexdigest()[:16]
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 RECORD_FORMAT = 2  # version of the record layout below; older records are recomputed
@@ -264,7 +260,7 @@ class SectionStore:
             try:
                 if not stat.S_ISREG(os.stat(path, follow_symlinks=False).st_mode):
                     return None, f"{name} is no longer a regular file"
-                if _sha256(path) != digest:
+                if checks.sha256(path) != digest:
                     return None, f"{name} changed since it was written"
             except OSError:
                 return None, f"{name} is missing"
@@ -307,7 +303,7 @@ class SectionStore:
         of this section wrote and this one did not, and record it. → the section as read back
         from its record (so a fresh section and a reused one render the same bytes)"""
         files = sorted(p.relative_to(staging) for p in staging.rglob("*") if p.is_file())
-        hashes = {p.as_posix(): _sha256(staging / p) for p in files}
+        hashes = {p.as_posix(): checks.sha256(staging / p) for p in files}
         previous, _ = self._record(key)
         for name in (previous or {}).get("files", {}):
             if name not in hashes:

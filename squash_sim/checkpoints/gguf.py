@@ -192,11 +192,7 @@ def _walk(path, data, size, gguf) -> None:
 def verify_sha256(path: Path, expected: str) -> None:
     """`expected`: hex, or the urlsafe-base64 form pip writes in RECORD ("sha256=…" allowed)."""
     expected = expected.removeprefix("sha256=")
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    raw = digest.digest()
+    raw = bytes.fromhex(checks.sha256(path))
     if expected not in (raw.hex(), base64.urlsafe_b64encode(raw).rstrip(b"=").decode()):
         raise ValueError(f"{path}: sha256 does not match the one its package recorded at install "
                          f"time (the file was changed or damaged; reinstall the package)")
@@ -432,7 +428,7 @@ def _read_cache(folder: Path, path: Path):
         keys = [architectures.key(where) for _, where, _ in arch.tensors(config)]
         with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # sha256
             hashes = dict(zip(keys, pool.map(  # releases the GIL: the cores share the hashing
-                lambda k: _file_sha256(folder / f"{k}.npy"), keys), strict=True))
+                lambda k: checks.sha256(folder / f"{k}.npy"), keys), strict=True))
         arrays = {}
         for _, where, _ in arch.tensors(config):
             key = architectures.key(where)
@@ -452,7 +448,7 @@ def _read_cache(folder: Path, path: Path):
                     return f"holds {key} values a fresh load refuses ({error})"
                 return f"holds {key} changed since it was written (its sha256 does not match)"
             arrays[key] = array
-        if _file_sha256(folder / "tokenizer.json") != saved["hashes"]["tokenizer.json"]:
+        if checks.sha256(folder / "tokenizer.json") != saved["hashes"]["tokenizer.json"]:
             return "holds a tokenizer.json changed since it was written"
         special = saved["special"]
         tokenizer = Tokenizer.load(folder / "tokenizer.json", bos_id=special["bos_id"],
@@ -460,14 +456,6 @@ def _read_cache(folder: Path, path: Path):
     except Exception as error:  # noqa: BLE001  (any damage: rebuild from the GGUF)
         return f"is damaged ({type(error).__name__}: {error})"
     return Checkpoint(config, architectures.params_from_arrays(arch, config, arrays), tokenizer)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _manifest_digest(manifest: dict) -> str:
@@ -486,8 +474,8 @@ def _write_cache(folder: Path, arrays: dict, tokenizer: Tokenizer, manifest: dic
             np.save(tmp / f"{key}.npy", value, allow_pickle=False)
         tokenizer.save(tmp / "tokenizer.json")
         manifest = dict(manifest, hashes={
-            **{key: _file_sha256(tmp / f"{key}.npy") for key in arrays},
-            "tokenizer.json": _file_sha256(tmp / "tokenizer.json")})
+            **{key: checks.sha256(tmp / f"{key}.npy") for key in arrays},
+            "tokenizer.json": checks.sha256(tmp / "tokenizer.json")})
         manifest["digest"] = _manifest_digest(manifest)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         shutil.rmtree(folder, ignore_errors=True)
