@@ -115,6 +115,19 @@ def short(n_star: int | None, max_n: int, status: str = "sound") -> str:
     return str(n_star) if n_star is not None else f"> {max_n // REACH}"
 
 
+def failure(outcome) -> str | None:
+    """THE classification of a run that cannot be judged, for every caller: "overflow" for a
+    raised OverflowError (a format saturated), "non-finite" for any other ArithmeticError
+    (FloatingPointError: inf/NaN outputs), the numerical status of a result whose sweep `judge`
+    calls unsound; None: the run can be judged. Such a run is never a collapse."""
+    if isinstance(outcome, OverflowError):
+        return "overflow"
+    if isinstance(outcome, ArithmeticError):
+        return "non-finite"
+    found = getattr(outcome, "collapse", None)
+    return None if found is None or found.status == "sound" else found.status
+
+
 def judge(n, identical, status=None) -> Collapse:
     """THE definition of collapse for a sweep (docs/theory.md, "Collapse length, one definition").
 
