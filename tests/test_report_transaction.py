@@ -44,6 +44,8 @@ def stub_report(monkeypatch):
 
     monkeypatch.setattr(runs, "stub", stub, raising=False)
     monkeypatch.setattr(runs, "report_steps", lambda *a, **k: [("stub", "stub", {"value": 1})])
+    monkeypatch.setattr(runs, "machine_load_factor", lambda: 1.0)  # measured, like the stub's
+    #                                     seconds: fixed, so a rewritten record is the same bytes
     return calls
 
 
