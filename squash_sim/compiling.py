@@ -84,12 +84,13 @@ def notice(label: str, estimate_s: float | None = None, *, stream=None,
         print(f"squash-sim: compiling {label} (about {estimate_s:.0f} s, measured on 2 shared "
               f"cores{later})", file=stream, flush=True)
     _listen()
-    notices = _OPEN.__dict__.setdefault("notices", [])
-    notices.append(seconds)
+    if not hasattr(_OPEN, "notices"):
+        _OPEN.notices = []
+    _OPEN.notices.append(seconds)
     try:
         yield
-    finally:
-        del notices[next(i for i, open_ in enumerate(notices) if open_ is seconds)]
+    finally:  # by identity: two notices' lists may be equal
+        del _OPEN.notices[next(i for i, open_ in enumerate(_OPEN.notices) if open_ is seconds)]
         compiled = sum(seconds)
         if announced or compiled > threshold_s:
             cached = ("cached for the next run" if _cache_on() else

@@ -161,11 +161,12 @@ def _statement(v: Verdict, html: bool) -> str:
     survives), else the plain text."""
     if v.latex:
         if html:
-            formulas = {piece: mathml(piece) for text, piece in _pieces(v.latex) if not text}
+            pieces = _pieces(v.latex)
+            formulas = {piece: mathml(piece) for text, piece in pieces if not text}
             if all(formulas.values()):
                 return " ".join(_escape(re.sub(r"\\([%&_#$])", r"\1", piece)) if text else
                                 f'<span class="formula">{formulas[piece]}</span>'
-                                for text, piece in _pieces(v.latex))
+                                for text, piece in pieces)
         else:
             tex = v.latex.replace("\\|", "\\Vert ").replace("|", "\\vert ")
             return "$" + " ".join(tex.split()) + "$"
