@@ -34,8 +34,7 @@ def collapse_figure(results: dict, title: str):
         line, = ax.loglog(result.n[positive], result.l1[positive], ms=4,
                           markevery=style.markevery(index), **looks[label])
         same = result.bit_identical & result.sound  # overflowed pairs are never collapse
-        n_star = result.collapse.n_star  # the one definition (analysis.collapse.judge)
-        lasting = same & (result.n >= n_star) if n_star is not None else np.zeros_like(same)
+        lasting = result.collapse.lasting_pairs(result.n)  # the one definition (judge's record)
         come_and_go = same & ~lasting
         if lasting.any():  # a zero distance has no place on a log axis: marks at a shared floor
             ax.scatter(result.n[lasting], np.full(lasting.sum(), floor), s=30,
@@ -76,12 +75,12 @@ def real_collapse_figure(results: list, title: str, window: int | None = 512):
         same = result.bit_identical
         if same.any():
             floor = result.l1[positive].min() if positive.any() else 1e-6
-            n_star = result.collapse.n_star  # the one definition (analysis.collapse.judge)
-            lasting = same & (result.n >= n_star) if n_star is not None else np.zeros_like(same)
+            found = result.collapse  # the one definition (analysis.collapse.judge)
+            lasting = found.lasting_pairs(result.n)
             if lasting.any():
                 ax.scatter(result.n[lasting], np.full(lasting.sum(), floor / 2), s=6,
                            marker="|", color=line.get_color(),
-                           label=f"{result.precision}: lasting collapse from n* = {n_star}")
+                           label=f"{result.precision}: lasting collapse from n* = {found.n_star}")
             if (same & ~lasting).any():
                 ax.scatter(result.n[same & ~lasting], np.full((same & ~lasting).sum(), floor / 2),
                            s=4, marker=".", color=line.get_color(),

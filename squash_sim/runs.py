@@ -356,11 +356,10 @@ def precision(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, se
         "bf16_sum_of_1000_ones": stall}))
     figures = _figures(out, "precision", plotting.precision_figure(
         lengths, f"Collapse length vs mantissa bits ({preset}, n ≤ {max_len})"), formats)
-    from squash_sim.analysis.collapse import REACH
+    from squash_sim.analysis.collapse import REACH, short
 
-    def star(x) -> str:
-        return (x.status if x.status != "measured" else str(x.n_star) if x.n_star is not None
-                else f"> {max_len // REACH}")
+    def star(x) -> str:  # the one table cell (analysis.collapse.short); "measured" is sound
+        return short(x.n_star, x.max_len, "sound" if x.status == "measured" else x.status)
 
     table = [{"family": x.family, "policy": x.label, "n* (lasting)": star(x),
               "first identical n": x.first_identical,
@@ -1175,8 +1174,8 @@ def report_steps(size: str = "quick", *, real: bool = False, claims_table: bool 
 
 # Seconds per section on the project's 2-core x86-64 machine with nothing else running and an
 # empty compilation cache: the first estimate of a section that has never run in this folder
-# (later runs use what the previous run of the section took). quick: a run measured at load
-# average 9.1 (519 s, 2026-12-06), its sections scaled to the 122 s the same job took idle;
+# (later runs use what the previous run of the section took, brought to idle by its load).
+# quick: a run measured at load average 9.1 (519 s, 2026-12-06), scaled to the 122 s idle;
 # figure10 carries JAX's start-up and first compilations. smoke: measured at load ≈ 1 (warm
 # cache; claims at the smoke budget ≈ a tenth of quick's). The real-model sections: earlier runs
 # on the same machine. full: not measured (its sizes run for hours); quick's × 8 is a guess.
@@ -1192,15 +1191,19 @@ _EXPECTED_SECONDS = {
 }
 
 
-def expected_seconds(size: str, key: str, load_factor: float | None = None) -> float:
-    """The first estimate of a report section: idle seconds × how many times the machine is
+def expected_seconds(size: str, key: str, load_factor: float | None = None,
+                     recorded: tuple[float, float] | None = None) -> float:
+    """THE estimate of a report section: idle seconds × how many times the machine is
     oversubscribed now (1-minute load average per core, at least 1): a shared machine gives each
     job its share of the cores, and the measured quick run at load 9.1 on 2 cores took 4.3× its
-    idle time, against a factor of 4.5."""
+    idle time, against a factor of 4.5. The idle seconds: the section's last run in this folder
+    (recorded: its seconds and the load factor they were taken at, SectionStore.recorded_seconds)
+    brought to idle, else the table's first estimate."""
     table = _EXPECTED_SECONDS.get(size) or {k: 8 * v for k, v in _EXPECTED_SECONDS["quick"].items()}
     if load_factor is None:
         load_factor = machine_load_factor()
-    return table.get(key, 30.0) * load_factor
+    idle = recorded[0] / recorded[1] if recorded else table.get(key, 30.0)
+    return idle * load_factor
 
 
 def machine_load_factor() -> float:
@@ -1253,7 +1256,7 @@ def _report_sections(store, steps, *, size, formats, fresh, interrupted) -> list
         cached, why = (None, "") if fresh else store.load(key, inputs)
         plans.append((key, name, kwargs, inputs, cached, why))
     factor = machine_load_factor()
-    todo = [(key, store.expected_seconds(key, expected_seconds(size, key, factor)))
+    todo = [(key, expected_seconds(size, key, factor, store.recorded_seconds(key)))
             for key, _, _, _, cached, _ in plans if cached is None]
     sections = []
     with store.progress(todo, interrupted) as bar:
@@ -1267,7 +1270,7 @@ def _report_sections(store, steps, *, size, formats, fresh, interrupted) -> list
             bar.start(key, f"step {index}/{len(plans)} {key}")
             staging = store.staging(key)
             section = globals()[name](staging, formats=formats, progress=bar.note, **kwargs)
-            section = store.commit(key, section, staging, inputs)
+            section = store.commit(key, section, staging, inputs, factor)
             bar.done(key)
             section.print()
             sections.append(section)

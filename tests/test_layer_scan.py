@@ -107,3 +107,35 @@ def test_a_long_compile_is_announced_before_and_timed_after():
     gemma = presets.get("gemma3-270m")
     assert compiling.estimate(gemma, get("bf16-pure")) > compiling.estimate(gemma, get("bf16"))
     assert compiling.estimate(CONFIG, get("fp32")) is None
+
+
+def test_a_notice_counts_its_own_threads_compiles_once_and_leaves_one_listener():
+    """Nested notices each print one line counting the compile; a notice open in another thread
+    counts nothing of it; however many notices ran, the process holds one listener."""
+    import threading
+
+    from jax._src import monitoring
+
+    from squash_sim import compiling
+
+    outer, inner, other = io.StringIO(), io.StringIO(), io.StringIO()
+    opened, done = threading.Event(), threading.Event()
+
+    def elsewhere():
+        with compiling.notice("elsewhere", threshold_s=-1, stream=other):
+            opened.set()
+            done.wait(60)
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    opened.wait(60)
+    with compiling.notice("outer", threshold_s=-1, stream=outer):
+        with compiling.notice("inner", threshold_s=-1, stream=inner):
+            jax.jit(lambda x: x * 7 - 2)(jnp.arange(6)).block_until_ready()  # a fresh program
+    done.set()
+    thread.join()
+    lines = [out.getvalue().splitlines() for out in (outer, inner, other)]
+    assert [len(line) for line in lines] == [1, 1, 1]
+    programs = [int(line[0].split(" s (")[1].split(" XLA program")[0]) for line in lines]
+    assert programs[0] == programs[1] >= 1 and programs[2] == 0
+    assert monitoring._event_duration_secs_listeners.count(compiling._listener) == 1

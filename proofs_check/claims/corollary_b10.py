@@ -68,17 +68,6 @@ def _run(policy, seed: int, max_len: int):
     return collapse.run(presets.get("paper-fig10"), policy, max_len=max_len, seed=seed % 2**31)
 
 
-def _failure(err_or_result) -> str | None:
-    """"overflow" / "non-finite" when a run cannot be judged, else None. A run that raises
-    OverflowError (a format saturated) or FloatingPointError (inf/NaN outputs), or whose result
-    carries such a status (the model's numerics diagnostics), is never called a collapse."""
-    if isinstance(err_or_result, OverflowError):
-        return "overflow"
-    if isinstance(err_or_result, ArithmeticError):
-        return "non-finite"
-    return mechanism.failure_of(err_or_result)
-
-
 @functools.lru_cache(maxsize=64)
 def measure(precision: str, seed: int, max_len: int | None = None):
     """(collapse result, Mechanism or None, failure) for one policy and seed; failure is
@@ -87,8 +76,8 @@ def measure(precision: str, seed: int, max_len: int | None = None):
     try:
         result = _run(precision, seed, max_len)
     except ArithmeticError as err:
-        return None, None, _failure(err)
-    failure = _failure(result)
+        return None, None, collapse.failure(err)
+    failure = collapse.failure(result)
     if failure:
         return None, None, failure
     if result.collapse.n_star is None:

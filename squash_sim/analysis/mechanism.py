@@ -39,6 +39,7 @@ import numpy as np
 
 from squash_sim import floats
 from squash_sim.accumulate import Accumulation
+from squash_sim.analysis import collapse
 from squash_sim.precision import Precision
 from squash_sim.precision import get as get_precision
 
@@ -205,24 +206,13 @@ class Mechanism:
 
 
 def _judged(run, precision):
-    """(Collapse, None) or (None, why it could not be judged)."""
+    """(Collapse, None) or (None, why it could not be judged: analysis.collapse.failure)."""
     try:
         result = run(precision)
-    except ArithmeticError as err:  # FloatingPointError: inf/NaN; OverflowError: saturated
-        return None, f"{'overflow' if isinstance(err, OverflowError) else 'non-finite'} ({err})"
-    found = result.collapse
-    if found.status != "sound":
-        return None, found.status
-    return found, None
-
-
-def failure_of(result) -> str | None:
-    """"non-finite" / "overflow" when the result's sweep is unsound (analysis.collapse.judge's
-    numerical status), else None: such a run is never a collapse."""
-    collapse = getattr(result, "collapse", None)
-    if collapse is None:
-        return None
-    return None if collapse.status == "sound" else collapse.status
+    except ArithmeticError as err:
+        return None, f"{collapse.failure(err)} ({err})"
+    failed = collapse.failure(result)
+    return (None, failed) if failed else (result.collapse, None)
 
 
 def classify(n_star: int, counterfactual_n_star: int | None) -> str:
