@@ -99,8 +99,10 @@ def measure(precision: str, seed: int, max_len: int | None = None):
 
 
 def _remaining(result, precision: str) -> str:
-    """How far from collapse the last swept n is: ‖Δ‖∞ in units of the format's spacing at 1."""
-    fmt = floats.get(precision.removesuffix("-pure"))
+    """How far from collapse the last swept n is: ‖Δ‖∞ in units of the spacing at 1 of the
+    format the outputs are stored in (fp32 or fp64 where nothing is rounded: "tpu-default")."""
+    policy = precision_module.get(precision)
+    fmt = policy.activations or (floats.FP64 if policy.compute_dtype == "float64" else floats.FP32)
     return f"‖Δ‖∞ at n = {int(result.n[-1])} is {result.linf[-1] / fmt.eps:.3g} spacings (ε)"
 
 
