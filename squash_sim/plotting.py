@@ -312,7 +312,7 @@ def accumulation_figure(rows: list, title: str, panels: dict | None = None):
         _accumulation_panel(ax, rows, formats, models, top, legend_keys=index == 0)
         if name:
             ax.set_title(name, fontsize=10)
-    axes[-1, 0].set_xticks(range(len(formats)), formats)
+    axes[-1, 0].set_xticks(range(len(formats)), formats, fontsize=9)  # "fp8_e4m3fn fp8_e5m2"
     figure.suptitle("\n".join(textwrap.wrap(title, 70)), fontsize=11)
     figure.tight_layout()
     return figure

@@ -251,6 +251,14 @@ def table(rows: list[AccumulationCollapse], models=None) -> str:
     return "\n".join(lines)
 
 
+def tables(rows: list[AccumulationCollapse]) -> list[str]:
+    """`table` per panel (PANELS: the accumulation models, then the hardware columns), each with
+    the columns that were run: what the command prints and docs/precision_hardware.md shows."""
+    run_models = {r.model for r in rows}
+    chosen = [[m for m in models if m in run_models] for models in PANELS.values()]
+    return [table(rows, models) for models in chosen if models]
+
+
 if __name__ == "__main__":
     # python -m squash_sim.experiments.accumulation_collapse [stem] [max_len] [model] [formats]
     # [models]  (comma lists; the CLI's `squash-sim accumulation` is the documented way)
@@ -276,5 +284,4 @@ if __name__ == "__main__":
     plotting.accumulation_figure(found, f"Collapse length by accumulation model and hardware "
                                         f"({real or 'Figure 10 model'}, sweep to {sweep})",
                                  PANELS).savefig(f"{stem}.png", dpi=150)
-    for columns in PANELS.values():
-        print(table(found, [m for m in columns if any(r.model == m for r in found)]))
+    print(*tables(found), sep="\n\n")
