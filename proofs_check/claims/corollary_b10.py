@@ -22,6 +22,11 @@ budget: the report's precision section (both sums over keys) and the accumulatio
 sum, docs/accumulation_collapse.json: both sums over keys are necessary, neither suffices alone)
 run them. Storage-only policies collapse
 by the spacing, much later — which is why their sweep is longer (`sweep`: 4096 against 1024).
+Tensor-core policies ("bf16+tc:h100", "fp8_e4m3fn+tc:h100", "tpu-default": precision.names())
+are in the domain and judged the same way (their per-sum counterfactual takes a contraction off
+the MMA chain: analysis.mechanism.restore); the default draws leave them out, since none
+collapses within 2,048 on this model (docs/precision_hardware.md) and each draw would cost a
+4,096-token MMA forward to say "not reached".
 Theory: squash_sim/theory.md#corollary_b10
 """
 
