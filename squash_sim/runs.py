@@ -442,8 +442,9 @@ def accumulation(out: Path, *, preset: str = "paper-fig10", model: str | None = 
                 "prompt": "count-ones" if llm is not None else None,
                 "max_len": max_len, "seed": seed, "rows": [r.row() for r in rows]})]
     figures = _figures(out, stem, plotting.accumulation_figure(
-        rows, f"Collapse length n* per format and accumulation model ({label}, n ≤ {max_len})",
-        experiment.PANELS), formats)
+        rows, f"Collapse length n* per format and accumulation model"
+        f"{' and hardware' if any(r.model in experiment.HARDWARE for r in rows) else ''} "
+        f"({label}, n ≤ {max_len})", experiment.PANELS), formats)
     from squash_sim.analysis.collapse import REACH
 
     reach = max_len // REACH
