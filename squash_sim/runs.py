@@ -1183,9 +1183,11 @@ def report_steps(size: str = "quick", *, real: bool = False, claims_table: bool 
 # figure10 carries JAX's start-up and first compilations. smoke: measured at load ≈ 1 (warm
 # cache; claims at the smoke budget ≈ a tenth of quick's). The real-model sections: earlier runs
 # on the same machine. full: not measured (its sizes run for hours); quick's × 8 is a guess.
+# quick accumulation: the hardware columns (5 more policies) took it from 261 s to 303 s in two
+# back-to-back runs at load 14-17 (2026-12-06), so 8 s × 1.16.
 _EXPECTED_SECONDS = {
     "quick": {"figure10": 14, "figure8": 3, "figure9": 0.3, "collapse": 17, "precision": 27,
-              "sensitivity": 14, "counting": 12, "remedies": 4, "accumulation": 8, "claims": 22,
+              "sensitivity": 14, "counting": 12, "remedies": 4, "accumulation": 9.3, "claims": 22,
               "real_collapse_count-ones": 120, "capitals": 200, "real_tasks": 150,
               "accumulation_gemma3-270m": 900},
     "smoke": {"figure10": 3.4, "figure8": 0.6, "figure9": 0.1, "collapse": 7.2, "precision": 9.9,
