@@ -434,37 +434,32 @@ def accumulation(out: Path, *, preset: str = "paper-fig10", model: str | None = 
     stem = f"accumulation{'_' + llm.name if llm is not None else ''}"
     rows = experiment.run(None if llm is not None else presets.get(preset), llm=llm,
                           max_len=max_len, seed=seed, formats=float_formats or experiment.FORMATS,
-                          models=models or tuple(experiment.MODELS), sites=sites,
-                          progress=progress)
+                          models=models, sites=sites, progress=progress)
     data = [results.write_csv(out / f"{stem}.csv", [r.row() for r in rows]),
             results.write_json(out / f"{stem}.json", {
                 "experiment": "collapse length per format × accumulation model", "model": label,
                 "prompt": "count-ones" if llm is not None else None,
                 "max_len": max_len, "seed": seed, "rows": [r.row() for r in rows]})]
     figures = _figures(out, stem, plotting.accumulation_figure(
-        rows, f"Collapse length n* per format and accumulation model ({label}, n ≤ {max_len})"),
-        formats)
+        rows, f"Collapse length n* per format and accumulation model"
+        f"{' and hardware' if any(r.model in experiment.HARDWARE for r in rows) else ''} "
+        f"({label}, n ≤ {max_len})", experiment.PANELS), formats)
     from squash_sim.analysis.collapse import REACH
 
     reach = max_len // REACH
 
-    def cell(r) -> str:
-        if r.status != "ok":
-            return r.status
-        if r.n_star is None:
-            return f"> {reach}"
-        return f"{r.n_star} ({experiment.cell_mechanism(r)})"
-
     models = list(dict.fromkeys(r.model for r in rows))
-    def cell_of(fmt, model) -> str:
-        found = [r for r in rows if r.fmt == fmt and r.model == model]
-        return cell(found[0]) if found else "not run"
+
+    def cell_of(fmt, model) -> str:  # experiment.cell: the docs' table has the same cells
+        return experiment.cell(next((r for r in rows if r.fmt == fmt and r.model == model), None),
+                               fmt, model)
 
     table = [{"format": fmt} | {m: cell_of(fmt, m) for m in models}
              for fmt in dict.fromkeys(r.fmt for r in rows)]
     collapsed = [r for r in rows if r.status == "ok" and r.n_star is not None]
     stalls = [r for r in collapsed if r.mechanism == mechanism.STALLED]
     hardware = [r for r in rows if r.model != "sequential"]
+    tensor_cores = [r for r in rows if r.model in experiment.TENSOR_CORES and r.status == "ok"]
     verdict = Verdict(
         "Corollary B.10 [6.2], by accumulation model" + (f" ({label})" if llm is not None else ""),
         "does precision collapse survive the "
@@ -472,7 +467,9 @@ def accumulation(out: Path, *, preset: str = "paper-fig10", model: str | None = 
         "measured",
         f"{len(collapsed)} of {len(rows)} policies collapse within n ≤ {reach} "
         f"({len(stalls)} by a stalled accumulator); with hardware-like accumulation "
-        f"{sum(r.n_star is not None for r in hardware if r.status == 'ok')} of {len(hardware)}",
+        f"{sum(r.n_star is not None for r in hardware if r.status == 'ok')} of {len(hardware)}"
+        + (f"; on GPU tensor cores {sum(r.n_star is not None for r in tensor_cores)} of "
+           f"{len(tensor_cores)}" if tensor_cores else ""),
         theory="corollary_b10",
         mechanism="; ".join(f"{r.policy}: {experiment.cell_mechanism(r)}" for r in collapsed))
     where = (f"{label} on the count-ones prompt (\"How many ones are in the following "
@@ -488,7 +485,13 @@ def accumulation(out: Path, *, preset: str = "paper-fig10", model: str | None = 
         "(the necessary stalls; a sum whose restoring only moves it later is not called a "
         "cause); *spacing*: it collapses anyway, the representations "
         "round together (squash_sim.analysis.mechanism). `> N`: no collapse within the sweep; "
-        "non-finite: a sum overflowed the format (never a collapse). The JSON and CSV carry "
+        "non-finite: a sum overflowed the format (never a collapse). Hardware columns: "
+        f"*{experiment.STORAGE}* stores in F and sums in XLA's fp32; *tc:<gpu>* is the same "
+        "storage with every contraction on that GPU's tensor cores, bit for bit "
+        "(squash_sim.hardware; /fp16: fp16 output), whose per-sum counterfactual takes one "
+        "contraction off the MMA chain (its MMA-rounded operands summed sequentially in fp32); "
+        "*tpu-default*: fp32 with bf16 matmul operands; —: that GPU has no MMA for F. "
+        "The JSON and CSV carry "
         "every sum's counterfactuals (restored alone; left alone in the format) and the "
         "sufficient stalls.",
         "- Σ of ones in the softmax's accumulator (sequential): "
@@ -1179,9 +1182,11 @@ def report_steps(size: str = "quick", *, real: bool = False, claims_table: bool 
 # figure10 carries JAX's start-up and first compilations. smoke: measured at load ≈ 1 (warm
 # cache; claims at the smoke budget ≈ a tenth of quick's). The real-model sections: earlier runs
 # on the same machine. full: not measured (its sizes run for hours); quick's × 8 is a guess.
+# quick accumulation: the hardware columns (5 more policies) took it from 261 s to 303 s in two
+# back-to-back runs at load 14-17 (2026-12-06), so 8 s × 1.16.
 _EXPECTED_SECONDS = {
     "quick": {"figure10": 14, "figure8": 3, "figure9": 0.3, "collapse": 17, "precision": 27,
-              "sensitivity": 14, "counting": 12, "remedies": 4, "accumulation": 8, "claims": 22,
+              "sensitivity": 14, "counting": 12, "remedies": 4, "accumulation": 9.3, "claims": 22,
               "real_collapse_count-ones": 120, "capitals": 200, "real_tasks": 150,
               "accumulation_gemma3-270m": 900},
     "smoke": {"figure10": 3.4, "figure8": 0.6, "figure9": 0.1, "collapse": 7.2, "precision": 9.9,

@@ -592,19 +592,24 @@ def test_a_real_model_sweep_that_saturates_reports_overflow_not_collapse():
 
 
 def test_the_docs_table_and_mechanism_sentences_are_the_committed_data():
-    """docs/precision_hardware.md shows the table that experiments.accumulation_collapse.table
-    makes from docs/accumulation_collapse.json, and its per-collapse mechanism sentences are
-    the JSON's (so the page cannot drift from the data it cites)."""
+    """docs/precision_hardware.md shows the tables (accumulation models; hardware columns) that
+    experiments.accumulation_collapse.tables makes from docs/accumulation_collapse.json (and the
+    fp8 hardware cells swept to 4096 from accumulation_collapse_fp8_4096.json), and its
+    per-collapse mechanism sentences are the JSON's (so the page cannot drift from the data it
+    cites)."""
     from squash_sim.experiments import accumulation_collapse as ac
 
     docs = pathlib.Path(__file__).parent.parent / "docs"
-    rows = []
-    for row in json.loads((docs / "accumulation_collapse.json").read_text()):
-        sites = {k.removeprefix("restore "): row.pop(k) for k in list(row)
-                 if k.startswith("restore ")}
-        rows.append(ac.AccumulationCollapse(**row, sites=sites))
     page = (docs / "precision_hardware.md").read_text()
-    assert ac.table(rows) in page
-    for r in rows:
-        if r.mechanism_text:
-            assert f"{r.policy}: {r.mechanism_text}" in page, r.policy
+    for name, panels in (("accumulation_collapse.json", 2), ("accumulation_collapse_fp8_4096.json",
+                                                             1)):
+        rows = []
+        for row in json.loads((docs / name).read_text()):
+            sites = {k.removeprefix("restore "): row.pop(k) for k in list(row)
+                     if k.startswith("restore ")}
+            rows.append(ac.AccumulationCollapse(**row, sites=sites))
+        assert all(table in page for table in ac.tables(rows)), name
+        assert len(ac.tables(rows)) == panels
+        for r in rows:
+            if r.mechanism_text:
+                assert f"{r.policy}: {r.mechanism_text}" in page, r.policy
