@@ -72,12 +72,12 @@ def test_the_layer_scan_gives_the_unrolled_bits(model, precision):
     with Gemma 3 270M's weights, norms, qk-norm and two RoPE bases (10⁴ local, 10⁶ global).
     fp32 runs the checkpoint as it is (the oracle test's program, compiled once); its windows
     (512) are not crossed at 12 tokens, but the scanned forward meets transformers past them
-    (the oracle's 1,000-token prompt) and test_the_window_matters_past_512_tokens. bf16 and
+    (the oracle's 602-token prompt) and test_the_window_matters_past_512_tokens. bf16 and
     bf16-pure run the checkpoint with its local windows cut to 4 tokens, so that every per-layer
     difference the scan carries (window, RoPE base, weights) changes the output here. No
-    tolerance: no reduction is reassociated either way (XLA's own sums in fp32 and bf16, the
-    ordered sums in bf16-pure, whose case stops at the final norm: the logits are an ordered sum
-    of it, and leaving them and the overflow guard out saves a quarter of its cost).
+    tolerance: XLA's own sums (fp32, bf16) are added in the same order in the scan's body as op
+    by op (measured), and bf16-pure's ordered sums must be. bf16-pure stops at the final norm:
+    the logits are an ordered sum of it, and leaving them and the guard out saves a quarter.
     The mutants, on the reference side (op by op, cheap: the same layers run in the wrong
     arrangement, which is what a scan that misplaced them would compute): layers shifted by one,
     and each layer given the next one's window and RoPE base. Both must be caught."""

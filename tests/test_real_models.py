@@ -77,11 +77,12 @@ def test_the_layer_scan_gives_the_unrolled_bits(model, precision):
     """Issue 26: the scanned forward (30 identical layers, one lax.scan, jitted) gives the bits of
     the unrolled loop (run op by op: tests/scan_parity.py says why) in every layer's stream, the
     final norm and the logits, at full depth with SmolLM2's weights, on the oracle test's
-    11-token prompt (fp32: that test's program, compiled once). No tolerance: no reduction is
-    reassociated either way. bf16-pure stops at the final norm (tests/scan_parity.py,
-    scanned_final). SmolLM2's layers differ only in their weights; the mutant, on the
-    reference side (cheap), runs them shifted by one layer, what a scan that misplaced them
-    would compute, and must be caught."""
+    11-token prompt (fp32: that test's program, compiled once). No tolerance: XLA's own sums
+    (fp32, bf16) are added in the same order in the scan's body as op by op (measured), and
+    bf16-pure's ordered sums must be; bf16-pure stops at the final norm (scan_parity.py).
+    SmolLM2's layers differ only in their weights; the mutant, on the reference side (cheap),
+    runs them shifted by one layer, what a scan that misplaced them would compute, and must be
+    caught."""
     ids = np.array(ORACLE["logits"][0]["ids"], np.int32)
     logits = "last"
     if precision == "bf16-pure":  # up to the final norm, the logits being an ordered sum of it
