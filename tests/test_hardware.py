@@ -205,11 +205,34 @@ def test_tc_einsum_is_the_mma_of_every_output_element_jit_and_eager(gpu, output)
     want = np.asarray(hardware.mma(rows_a, rows_b, None, gpu=gpu, input_format="fp8_e4m3fn",
                                    output_format=output))
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    if gpu == "b200":  # jit = eager: once, on the H100 model (eager costs a compile per
+        return         # primitive); the B200 model's own step, the late c, is checked below
     one_mma = jax.jit(lambda a, b: hardware.einsum("nd,df->nf", a, b, matmul))
     with jax.disable_jit():  # one MMA (K = 32): eager costs a compile per primitive
         eager = np.asarray(hardware.einsum("nd,df->nf", a[0, :1, :32], b[:32, :1], matmul))
     jitted = np.asarray(one_mma(a[0, :1, :32], b[:32, :1]))
     assert np.array_equal(eager.view(np.uint32), jitted.view(np.uint32))
+
+
+@pytest.mark.parametrize("out, dtype", [(floats.FP32, np.float32), (floats.FP16, np.float16)])
+def test_the_late_c_addition_is_the_correctly_rounded_sum_jit_and_eager(out, dtype):
+    """fp8's late c (_add_nearest32): x + y rounded once to nearest-even, against NumPy's rounding
+    of the exact float64 sum (exact here: exponents at most 29 apart); subnormals, cancellation,
+    ties and zeros included; the same bits eagerly."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(400) * 2.0 ** rng.integers(-14, 14, 400)
+    y = -x * (1 + rng.integers(-3, 4, 400) * 2.0**-11) + rng.standard_normal(400) * 2.0**-20
+    x, y = x.astype(dtype), y.astype(dtype)  # rounded once into the format
+    y[:40] = x[:40] * dtype(2.0**-11)  # sums one half-spacing off a number: ties
+    y[40:50], x[50:55] = 0, 0
+    x, y = x.astype(np.float32), y.astype(np.float32)
+    want = (x.astype(np.float64) + y.astype(np.float64)).astype(dtype).astype(np.float32)
+    p = hardware._parameters(hardware.preset("b200", "fp8_e4m3fn"), out)
+    got = np.asarray(jax.jit(hardware._add_nearest32)(x, y, p))
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    with jax.disable_jit():
+        eager = np.asarray(hardware._add_nearest32(x[:60], y[:60], p))
+    assert np.array_equal(eager.view(np.uint32), got[:60].view(np.uint32))
 
 
 def test_a_tc_forward_runs_and_changes_the_logits():
