@@ -409,21 +409,10 @@ def _shape(core: TensorCore, out: FloatFormat, narrow: bool | None = None) -> tu
     return core.group, core.split, core.late_c, _fp16_after(core, out), narrow
 
 
-def _fitted(shape: tuple, k: int) -> tuple:
-    """_shape for a dot product of k products: where k < G·split, smaller groups (an MMA of
-    G·split would only add zero products, which take no part: the same bits, less work)."""
-    group, split = shape[:2]
-    if k >= group * split:
-        return shape
-    group = -(-k // split)
-    return (group + group % 2 if split > 1 else group,) + shape[1:]  # pairs: even
-
-
 @functools.partial(jax.jit, static_argnames=("shape",))
 def _mma_rows(a, b, c, p, shape: tuple):
     """a, b (..., K) float32 values of the input format, c (...) float32 values of the output;
     p: _parameters; shape: _shape. A chain of MMAs of G·split products. → float32 (...)."""
-    shape = _fitted(shape, a.shape[-1])
     group, split = shape[:2]
     a, b = (_decompose(_interleaved(_padded(x, group * split), group, split), p["in_emin"],
                        p["in_m"]) for x in (a, b))
@@ -558,7 +547,6 @@ def _dot_groups(a, b, p, shape: tuple):
     """a (..., K), b (..., K) broadcastable float32 values of the input format: Σ a·b by a chain
     of MMAs of G·split products (zero-padded at the end: zeros change nothing), d carried
     between them from 0; shape: _shape."""
-    shape = _fitted(shape, a.shape[-1])
     group, split = shape[:2]
     length = group * split
     batch = jnp.broadcast_shapes(a.shape[:-1], b.shape[:-1])

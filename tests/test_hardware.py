@@ -205,12 +205,6 @@ def test_tc_einsum_is_the_mma_of_every_output_element_jit_and_eager(gpu, output)
     want = np.asarray(hardware.mma(rows_a, rows_b, None, gpu=gpu, input_format="fp8_e4m3fn",
                                    output_format=output))
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
-    # K = 12 < 32 runs smaller groups (_fitted): the bits of the zero-padded MMA
-    short = np.asarray(hardware.einsum("nd,df->nf", a[0, :, :12], b[:12], matmul))
-    padded = hardware.mma(np.pad(rows_a[0, :, :, :12], [(0, 0), (0, 0), (0, 20)]),
-                          np.pad(rows_b[0, :, :, :12], [(0, 0), (0, 0), (0, 20)]), None, gpu=gpu,
-                          input_format="fp8_e4m3fn", output_format=output)
-    assert np.array_equal(short.view(np.uint32), np.asarray(padded).view(np.uint32))
     if gpu == "b200":  # jit = eager: once, on the H100 model (eager costs a compile per
         return         # primitive); the B200 model's own step, the late c, is checked below
     one_mma = jax.jit(lambda a, b: hardware.einsum("nd,df->nf", a, b, matmul))
