@@ -232,7 +232,7 @@ def band_keeps_bits(p: Precision, block: int, window: int) -> bool:
     blocked sums are when their block K divides B and W (the same keys share a partial sum), a
     pairwise tree is not (its shape follows the indices)."""
     core = p.matmul_hardware.core if p.matmul_hardware is not None else None
-    if core is not None and (block % core.group or window % core.group):
+    if core is not None and (block % core.mma_length or window % core.mma_length):
         return False  # tensor-core MMAs group keys from the band's start, not key 0
 
     def keeps(how, ordered: bool) -> bool:

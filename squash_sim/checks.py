@@ -4,6 +4,7 @@ argument and what is allowed — before anything is traced or computed (DEVELOPE
 
 from __future__ import annotations
 
+import hashlib
 import numbers
 import os
 from pathlib import Path
@@ -123,3 +124,13 @@ def path(caller: str, name: str, value) -> Path:
         raise ValueError(f"{caller}: {name} {shown} is longer than the system allows (4,095 "
                          f"bytes in all, 255 per file or folder name)")
     return Path(text)
+
+
+def sha256(path: Path) -> str:
+    """The hex sha256 of a file's bytes, read in 4 MiB pieces: the one hash behind every integrity
+    check (a GGUF against its package's RECORD, the GGUF cache's arrays, the report's records)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

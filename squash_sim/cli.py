@@ -429,8 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
         "accumulation", help="collapse length per format × accumulation model",
         description="n* and its mechanism (stalled accumulator or representations rounding "
                     "together) for every float format × accumulation model (sequential, "
-                    "pairwise, blocks of 32/128 promoted to fp32, Kahan), on a preset or, with "
-                    "--model, on a real LLM with the count-ones prompt.")
+                    "pairwise, blocks of 32/128 promoted to fp32, Kahan) and, on a preset, "
+                    "hardware (storage with fp32 sums, V100/A100/H100 tensor cores bit for bit, "
+                    "TPU default precision); with --model, on a real LLM with the count-ones "
+                    "prompt (accumulation models only).")
     _common(accumulation, "out/accumulation", preset="paper-fig10", max_len=2048,
             precision=False)  # the command runs every format × model itself
     accumulation.add_argument("--model", type=_real_model, default=None,

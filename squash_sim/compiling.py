@@ -44,33 +44,53 @@ def _cache_on() -> bool:
     return bool(jax.config.jax_compilation_cache_dir)
 
 
+# One listener for the process, registered on the first notice and never again (XLA's events
+# reach every registered listener, in every thread); it hands each compile to the notices open
+# in the thread that compiled, innermost and outer alike, so a notice in another thread never
+# counts it and no listener is left behind or added twice.
+_OPEN = threading.local()  # .notices: this thread's open notices' lists of compile seconds
+_LISTENING = threading.Lock()
+_listening = False
+
+
+def _listener(event: str, duration: float, **_) -> None:
+    if event == _EVENT:
+        for seconds in getattr(_OPEN, "notices", ()):
+            seconds.append(duration)
+
+
+def _listen() -> None:
+    global _listening
+    import jax
+
+    with _LISTENING:
+        if not _listening:
+            jax.monitoring.register_event_duration_secs_listener(_listener)
+            _listening = True
+
+
 @contextlib.contextmanager
 def notice(label: str, estimate_s: float | None = None, *, stream=None,
            threshold_s: float = THRESHOLD_S):
     """Tell the user (stderr) before a long compile and how long it took after; see the module
-    docstring. Nested and concurrent uses each count the compiles that finish inside them."""
-    import jax
-
+    docstring. A notice counts the compiles its own thread finishes inside it (nested notices
+    each count them; a notice in another thread does not)."""
     stream = sys.stderr if stream is None else stream
     seconds: list[float] = []
-    lock = threading.Lock()
-
-    def listener(event: str, duration: float, **_) -> None:
-        if event == _EVENT:
-            with lock:
-                seconds.append(duration)
-
     announced = estimate_s is not None and estimate_s > threshold_s
     if announced:
         later = ("; later runs load it from the compilation cache" if _cache_on() else
                  "; the compilation cache is off, so every run compiles it")
         print(f"squash-sim: compiling {label} (about {estimate_s:.0f} s, measured on 2 shared "
               f"cores{later})", file=stream, flush=True)
-    jax.monitoring.register_event_duration_secs_listener(listener)
+    _listen()
+    if not hasattr(_OPEN, "notices"):
+        _OPEN.notices = []
+    _OPEN.notices.append(seconds)
     try:
         yield
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
+    finally:  # by identity: two notices' lists may be equal
+        del _OPEN.notices[next(i for i, open_ in enumerate(_OPEN.notices) if open_ is seconds)]
         compiled = sum(seconds)
         if announced or compiled > threshold_s:
             cached = ("cached for the next run" if _cache_on() else

@@ -37,7 +37,8 @@ FORMAT = {
     "fp8_e5m2": (OKABE_ITO["purple"], "v", ":"),
     "tf32": (OKABE_ITO["yellow"], "P", "--"),
 }
-CYCLE = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442"]
+CYCLE = [OKABE_ITO[name] for name in ("black", "orange", "sky", "green", "blue", "vermillion",
+                                       "purple", "yellow")]
 
 # Mathtext labels (matplotlib renders them as mathematics; no raw braces on an axis).
 DISTANCE = r"$\|y_n - y^*_{n+1}\|_1$"

@@ -13,11 +13,17 @@ is written from that published description and fitted to their hardware outputs
      (fp32's 23, X the "extra alignment bits"; negative: fewer), and its lower bits are truncated
      toward zero (sign-magnitude);
   3. the exact sum of the truncated terms is normalised and rounded once: toward zero to fp32
-     (fp32 output; H100 fp8 to 13 fraction bits; B200 fp8 to nearest-even); for fp16 output, c
-     is rounded to fp16 first and the fp32 result rounded again to nearest-even fp16 (B200: the
-     exact sum rounded once); subnormals are kept;
+     (fp32 output; H100 fp8 to 13 fraction bits); for fp16 output, c is rounded to fp16 first
+     and the fp32 result rounded again to nearest-even fp16 (B200: the exact sum rounded once);
+     subnormals are kept;
   4. a dot product longer than G adds successive groups: d ← group(products, d), d held in the
-     output format (c is the first d).
+     output format (c is the first d);
+  5. fp8 MMAs of 32 products on B200, and on H100 with fp16 output, differ (measured; the
+     published model does not say how c enters or how the groups interleave): the products go,
+     in adjacent pairs, to two interleaved groups of 16 (0, 1, 4, 5, … and 2, 3, 6, 7, …) with
+     X = 2; the first group's sum (from 0) is rounded, then aligned and summed with the second
+     group's products and rounded again (toward zero to fp32, or nearest-even to fp16 for fp16
+     output); c is added after, in one addition rounded to nearest-even in the output format.
 
 Everything is integer arithmetic: the aligned terms and their sum are uint32 where they fit
 (`_narrow`: positive and negative parts summed apart) and int64 otherwise, under a scoped
@@ -25,10 +31,10 @@ Everything is integer arithmetic: the aligned terms and their sum are uint32 whe
 float32), so the model runs under jit, inside scans, on any backend, and gives the same bits
 eagerly. Non-finite inputs (never in the measured data) give what float32 arithmetic gives.
 
-Validated (tests/test_hardware.py): every row of every measured fp16, bf16 and tf32 file (both
-outputs) and of the fp8 files with fp32 output but one B200 e5m2 row. fp8 inputs with fp16 output
-are NOT reproduced (62–68 % of rows): their bits are unverified. The parameters that differ from
-the published ones, and why, are in docs/precision_hardware.md.
+Validated (tests/test_hardware.py): every row of every measured file, 22 GPU × input × output
+formats × 5,000 rows, bit for bit. The parameters that differ from the published ones, and how
+they were found, are in docs/precision_hardware.md. (H100 fp8 with fp32 output was measured from
+c = 0 only: c's place in its group is assumed, as in the published model.)
 
 Entry points: `mma(a, b, c, gpu="h100", input_format="bf16", output_format="fp32")` over rows of
 K-vectors; `einsum(spec, a, b, tensor_core("h100", "bf16"))` for every contraction of a forward
@@ -52,7 +58,9 @@ from squash_sim.floats import FloatFormat
 
 GPUS = ("v100", "a100", "h100", "b200")
 OUTPUTS = {"fp32": floats.FP32, "fp16": floats.FP16}
-_INPUT_ALIASES = {"e4m3": "fp8_e4m3fn", "fp8": "fp8_e4m3fn", "e5m2": "fp8_e5m2"}
+# Tensor-core vocabulary where floats.get reads a name otherwise (it has every other alias,
+# e5m2 among them): NVIDIA's "e4m3" and "fp8" are e4m3fn, floats' "e4m3" the IEEE-style spec.
+_INPUT_ALIASES = {"e4m3": "fp8_e4m3fn", "fp8": "fp8_e4m3fn"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +76,14 @@ class TensorCore:
     fp16_exact   fp16 output: c enters rounded to fp16; False: each group's fp32 result (above) is
                  rounded again to fp16, nearest-even (V100, A100, H100); True: the exact sum is
                  rounded once to fp16, nearest-even (B200). What the measured fp16 d need.
+    split        an MMA of G·split products deals them, in adjacent pairs, into `split`
+                 interleaved groups (products 0, 1, 4, 5, … and 2, 3, 6, 7, … for 2), summed one
+                 after the other, the first group's rounded sum entering the second's alignment
+                 (fp8 on B200, and on H100 with fp16 output: 2)
+    late_c       the group sums start from 0 and c (the previous MMA's d) is added after them, in
+                 one addition rounded to nearest-even in the output format; for fp16 output each
+                 group's sum is rounded to nearest-even fp16 (fp8, where measured)
+    fp16         the model for fp16 output where it differs from this one (H100 fp8), else None
     """
 
     gpu: str
@@ -78,34 +94,47 @@ class TensorCore:
     accumulator: FloatFormat = floats.FP32
     fp16_exact: bool = False
     fp32_rounding: str = "toward_zero"
+    split: int = 1
+    late_c: bool = False
+    fp16: TensorCore | None = None
 
     def __str__(self) -> str:
         return f"{self.gpu}/{self.input_format}"
+
+    @property
+    def mma_length(self) -> int:
+        """Products per MMA: a dot product is a chain of MMAs of this many (zero-padded)."""
+        return self.group * self.split
 
 
 def _presets() -> dict[tuple[str, str], TensorCore]:
     f16, b16, t32, e4, e5 = (floats.FP16, floats.BF16, floats.TF32, floats.FP8_E4M3FN,
                              floats.FP8_E5M2)
     e8m13 = FloatFormat(8, 13)
-    rz, rn = "toward_zero", "nearest"
+    rz = "toward_zero"
     rows = [  # gpu, input, G, X, K, accumulator, final rounding (fp32 out)
         ("v100", f16, 4, 0, 4, floats.FP32, rz),
         ("a100", f16, 8, 1, 8, floats.FP32, rz), ("a100", b16, 8, 1, 8, floats.FP32, rz),
         ("a100", t32, 4, 1, 4, floats.FP32, rz),
         ("h100", f16, 16, 2, 16, floats.FP32, rz), ("h100", b16, 16, 2, 16, floats.FP32, rz),
         ("h100", t32, 8, 2, 4, floats.FP32, rz),
-        # Published: two interleaved groups of 16, −10 bits. The data: one fused group of 32,
-        # −10 bits, and the sum truncated to 13 fraction bits (docs/precision_hardware.md).
-        ("h100", e4, 32, -10, 32, e8m13, rz), ("h100", e5, 32, -10, 32, e8m13, rz),
         ("b200", f16, 16, 2, 16, floats.FP32, rz), ("b200", b16, 16, 2, 16, floats.FP32, rz),
         ("b200", t32, 8, 2, 4, floats.FP32, rz),
-        # Published: 2 bits, toward zero. The data: nearest-even, and 8 bits (7 fit e4m3; e5m2
-        # misses one row from 8 bits up to an exact sum).
-        ("b200", e4, 32, 8, 32, floats.FP32, rn), ("b200", e5, 32, 8, 32, floats.FP32, rn),
     ]
-    return {(gpu, fmt.name): TensorCore(gpu, fmt, g, x, k, accumulator=acc, fp32_rounding=mode,
-                                        fp16_exact=gpu == "b200")
-            for gpu, fmt, g, x, k, acc, mode in rows}
+    presets = {(gpu, fmt.name): TensorCore(gpu, fmt, g, x, k, accumulator=acc, fp32_rounding=mode,
+                                           fp16_exact=gpu == "b200")
+               for gpu, fmt, g, x, k, acc, mode in rows}
+    for fmt in (e4, e5):
+        # fp8 (docs/precision_hardware.md, "Tensor cores, bit for bit"): as published, two
+        # interleaved groups of 16 with 2 extra bits, toward zero (B200); c is added after them,
+        # rounded to nearest, which the published model does not say and the data need.
+        fp8 = TensorCore("b200", fmt, 16, 2, 32, split=2, late_c=True)
+        presets[("b200", fmt.name)] = fp8
+        # H100, fp32 output: one fused group of 32, −10 bits, the sum truncated to e8m13, c in the
+        # group (the data started from c = 0). fp16 output: the B200 model.
+        presets[("h100", fmt.name)] = TensorCore("h100", fmt, 32, -10, 32, accumulator=e8m13,
+                                                 fp16=dataclasses.replace(fp8, gpu="h100"))
+    return presets
 
 
 PRESETS: dict[tuple[str, str], TensorCore] = _presets()
@@ -213,7 +242,7 @@ def _group_sum(neg, exp, sig, c, p):
 # ---- the same in 32 bits, where every term and the sum fit ------------------------------------
 # With G products below 2^(keep+2) and c below 2^(keep+1), the positive and the negative terms
 # each sum below 2^32 when G·2^(keep+2) + 2^(keep+1) < 2^32 (every fp16/bf16/tf32 model with fp32
-# output, and H100 fp8): two uint32 sums and one subtraction give the exact total, at about
+# output, and every fp8 model): two uint32 sums and one subtraction give the exact total, at about
 # twice the speed of int64 on a CPU (benchmarks/bench_tensor_cores.py). The same bits (tested on
 # the measured data, which the test checks through both paths).
 
@@ -270,6 +299,33 @@ def _group_sum32(neg, exp, sig, c, p):
     return lax.bitcast_convert_type(_round_sum32(magnitude, below, quantum, p), jnp.float32)
 
 
+def _add_nearest32(x, y, p):
+    """x + y (float32 values) rounded once to nearest-even in the output format (p's out_*): a
+    late c's addition (TensorCore.late_c). Both are aligned to the larger exponent with 3 bits
+    more than fp32 and a sticky bit, which round a two-term sum exactly as its exact value."""
+    x_neg, x_exp, x_sig = _decompose(x, floats.FP32.emin, 23)
+    y_neg, y_exp, y_sig = _decompose(y, floats.FP32.emin, 23)
+    none = jnp.int32(-(1 << 20))
+    top = jnp.maximum(jnp.where(x_sig != 0, x_exp, none), jnp.where(y_sig != 0, y_exp, none))
+
+    def term(sig, exp):  # sig·2^(exp − 23) in units of 2^(top − 26), the lost bits as a sticky 1
+        sig = sig.astype(jnp.uint32) << np.uint32(3)  # < 2^27
+        right = jnp.clip(top - exp, 0, 31).astype(jnp.uint32)
+        lost = (sig & ((np.uint32(1) << right) - np.uint32(1))) != np.uint32(0)
+        return (sig >> right) | lost.astype(jnp.uint32)
+
+    x_term, y_term = term(x_sig, x_exp), term(y_sig, y_exp)
+    zero = np.uint32(0)
+    positive = jnp.where(x_neg, zero, x_term) + jnp.where(y_neg, zero, y_term)
+    negative = jnp.where(x_neg, x_term, zero) + jnp.where(y_neg, y_term, zero)
+    below = negative > positive
+    magnitude = jnp.where(below, negative - positive, positive - negative)
+    out = dict(acc_m=p["out_m"], acc_emin=p["out_emin"], acc_emax=p["out_emax"],
+               acc_max_bits=p["out_max_bits"], nearest=np.int32(1))
+    bits = _round_sum32(magnitude, below, top - 26, out)
+    return lax.bitcast_convert_type(bits, jnp.float32)
+
+
 def _narrow(core: TensorCore, out: FloatFormat) -> bool:
     """Whether the 32-bit path holds this model's terms and sums exactly (comment above)."""
     keep = int(_parameters(core, out)["keep"])
@@ -288,54 +344,95 @@ def _products(a_sig, b_sig, narrow: bool):
 EXACT_KEEP = 55
 
 
+def _for_output(core: TensorCore, out: FloatFormat) -> TensorCore:
+    """The model that computes `out`: core.fp16 for fp16 output where it has one."""
+    return core.fp16 if out is floats.FP16 and core.fp16 is not None else core
+
+
 def _parameters(core: TensorCore, out: FloatFormat = floats.FP32) -> dict:
     """A model's numbers as int32 scalars: traced, so that every model of the same group shape
-    shares one compiled program (the hardware test compiles 4, not 22)."""
+    shares one compiled program (the hardware test compiles a handful, not 22). `core` is the
+    model for `out` (_for_output)."""
     if core.fp32_rounding not in ("nearest", "toward_zero"):
         raise ValueError(f"hardware: final rounding {core.fp32_rounding!r} is not modelled")
-    fp16 = out is floats.FP16 and core.fp16_exact
+    fp16 = out is floats.FP16 and (core.fp16_exact or core.late_c)
     acc = floats.FP16 if fp16 else core.accumulator
-    keep = EXACT_KEEP if fp16 else min(23 + core.extra_bits, EXACT_KEEP)
+    exact = fp16 and not core.late_c
+    keep = EXACT_KEEP if exact else min(23 + core.extra_bits, EXACT_KEEP)
     values = dict(in_m=core.input_format.mantissa_bits, in_emin=core.input_format.emin,
                   keep=keep, acc_m=acc.mantissa_bits, acc_emin=acc.emin,
                   acc_emax=acc.emax, acc_max_bits=int(np.float32(acc.max).view(np.uint32)),
-                  nearest=int(fp16 or core.fp32_rounding == "nearest"))
+                  nearest=int(fp16 or core.fp32_rounding == "nearest"),
+                  out_m=out.mantissa_bits, out_emin=out.emin, out_emax=out.emax,
+                  out_max_bits=int(np.float32(out.max).view(np.uint32)))
     return {name: np.int32(value) for name, value in values.items()}
 
 
-def _groups(k: int, group: int) -> tuple[tuple[int, int], ...]:
-    """The fused groups of a length-k dot product: (start, stop) of consecutive products."""
-    return tuple((start, min(start + group, k)) for start in range(0, k, group))
+def _interleaved(x, group: int, split: int):
+    """(..., K) → (..., K), K a multiple of group·split: within each MMA, the products of its
+    `split` groups consecutive (TensorCore.split: adjacent pairs dealt in turn to the groups)."""
+    if split == 1:
+        return x
+    lead, k = x.shape[:-1], x.shape[-1]
+    x = x.reshape(*lead, k // (group * split), group // 2, split, 2)
+    return jnp.swapaxes(x, -3, -2).reshape(*lead, k)
 
 
-@functools.partial(jax.jit, static_argnames=("groups", "fp16_after", "narrow"))
-def _mma_rows(a, b, c, p, groups, fp16_after: bool, narrow: bool = False):
-    """a, b (..., K) float32 values of the input format, c (...) float32 values of the output;
-    p: _parameters; groups: _groups. → float32 (...)."""
-    a_neg, a_exp, a_sig = _decompose(a, p["in_emin"], p["in_m"])
-    b_neg, b_exp, b_sig = _decompose(b, p["in_emin"], p["in_m"])
-    d = c
+def _padded(x, length: int):
+    """(..., K) zero-padded to a multiple of `length` (zero products take no part)."""
+    pad = -x.shape[-1] % length
+    return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, pad)]) if pad else x
+
+
+def _one_mma(a, b, d, p, shape: tuple):
+    """d = MMA(a·b, d) for one MMA's operands a, b: each (negative, exponent, significand) of
+    (..., G·split) values (_decompose), already interleaved; shape = (group, split, late_c,
+    fp16_after, narrow)."""
+    group, split, late_c, fp16_after, narrow = shape
+    (a_neg, a_exp, a_sig), (b_neg, b_exp, b_sig) = a, b
     group_sum = _group_sum32 if narrow else _group_sum
     with jax.enable_x64(not narrow):
         sig = _products(a_sig, b_sig, narrow)
         neg = a_neg != b_neg
         exp = a_exp + b_exp
-        for start, stop in groups:
-            d = group_sum(neg[..., start:stop], exp[..., start:stop], sig[..., start:stop], d, p)
+        acc = jnp.zeros_like(d) if late_c else d
+        for start in range(0, group * split, group):
+            part = slice(start, start + group)
+            acc = group_sum(neg[..., part], exp[..., part], sig[..., part], acc, p)
             if fp16_after:  # fp16 output by the fp32 path: its result rounded again
-                d = floats.round_to(d, floats.FP16)
+                acc = floats.round_to(acc, floats.FP16)
+    return _add_nearest32(d, acc, p) if late_c else acc
+
+
+def _shape(core: TensorCore, out: FloatFormat, narrow: bool | None = None) -> tuple:
+    """The static part of a model (_one_mma's shape); narrow None: the 32-bit path where it
+    holds (False forces int64)."""
+    narrow = _narrow(core, out) if narrow is None else narrow and _narrow(core, out)
+    return core.group, core.split, core.late_c, _fp16_after(core, out), narrow
+
+
+@functools.partial(jax.jit, static_argnames=("shape",))
+def _mma_rows(a, b, c, p, shape: tuple):
+    """a, b (..., K) float32 values of the input format, c (...) float32 values of the output;
+    p: _parameters; shape: _shape. A chain of MMAs of G·split products. → float32 (...)."""
+    group, split = shape[:2]
+    a, b = (_decompose(_interleaved(_padded(x, group * split), group, split), p["in_emin"],
+                       p["in_m"]) for x in (a, b))
+    d = c
+    for start in range(0, a[0].shape[-1], group * split):
+        part = slice(start, start + group * split)
+        d = _one_mma([x[..., part] for x in a], [x[..., part] for x in b], d, p, shape)
     return d
 
 
 def _run(a, b, c, core: TensorCore, out: FloatFormat, narrow: bool | None = None):
     """mma's arithmetic; narrow None: the 32-bit path where it holds (False forces int64)."""
-    narrow = _narrow(core, out) if narrow is None else narrow and _narrow(core, out)
-    return _mma_rows(a, b, c, _parameters(core, out), _groups(a.shape[-1], core.group),
-                     _fp16_after(core, out), narrow)
+    core = _for_output(core, out)
+    return _mma_rows(a, b, c, _parameters(core, out), _shape(core, out, narrow))
 
 
 def _fp16_after(core: TensorCore, out: FloatFormat) -> bool:
-    return out is floats.FP16 and not core.fp16_exact
+    return out is floats.FP16 and not core.fp16_exact and not core.late_c
 
 
 def mma(a, b, c=None, gpu: str = "h100", input_format="bf16", output_format="fp32"):
@@ -375,11 +472,20 @@ def _with_specials(a, b, c, d):
     return jnp.where(finite, d, naive)
 
 
-def describe(core: TensorCore) -> str:
-    """One line: the parameters of a model."""
-    return (f"{core.gpu} {core.input_format}: groups of {core.group} products"
-            + f", {core.extra_bits:+d} extra alignment bits, sum rounded {core.fp32_rounding} to "
-            f"{core.accumulator}; fp16 output rounded nearest-even from that")
+def describe(core: TensorCore, output_format="fp32") -> str:
+    """One line: the parameters of a model for an output format."""
+    out = _output(output_format)
+    core = _for_output(core, out)
+    text = (f"{core.gpu} {core.input_format} → {out}: MMAs of {core.mma_length} products"
+            + (f" in {core.split} interleaved groups of {core.group}" if core.split > 1 else "")
+            + f", {core.extra_bits:+d} extra alignment bits")
+    fp16 = out is floats.FP16
+    acc = floats.FP16 if fp16 and (core.late_c or core.fp16_exact) else core.accumulator
+    mode = "nearest" if fp16 and (core.late_c or core.fp16_exact) else core.fp32_rounding
+    text += f", group sums rounded {mode} to {acc}"
+    if fp16 and not (core.late_c or core.fp16_exact):
+        text += ", then to fp16 (nearest)"
+    return text + (f"; c added after them, rounded nearest to {out}" if core.late_c else "")
 
 
 # ---- every matmul of a forward ------------------------------------------------------------
@@ -468,40 +574,35 @@ def einsum(spec: str, a, b, matmul: Matmul):
         k_a, k_b = scale_exponents(a_v, fmt), scale_exponents(b_v, fmt)
         a_v = floats.round_to(a_v * _power_of_two(k_a)[..., None], fmt)
         b_v = floats.round_to(b_v * _power_of_two(k_b)[..., None], fmt)
-    core, out = matmul.core, matmul.output_format
-    d = _dot_groups(a_v, b_v, _parameters(core, out), core.group, _fp16_after(core, out),
-                    _narrow(core, out))
+    core = _for_output(matmul.core, matmul.output_format)
+    out = matmul.output_format
+    d = _dot_groups(a_v, b_v, _parameters(core, out), _shape(core, out))
     if matmul.scaled:
         d = d * _power_of_two(-k_a) * _power_of_two(-k_b)
     finite = jnp.all(jnp.isfinite(a_v), axis=-1) & jnp.all(jnp.isfinite(b_v), axis=-1)
     return jnp.where(finite, d, jnp.einsum(spec, a, b, precision=lax.Precision.HIGHEST))
 
 
-@functools.partial(jax.jit, static_argnames=("group", "fp16_after", "narrow"))
-def _dot_groups(a, b, p, group: int, fp16_after: bool, narrow: bool):
-    """a (..., K), b (..., K) broadcastable float32 values of the input format: Σ a·b by MMAs of
-    `group` products (zero-padded at the end: zeros change nothing), d carried between them."""
-    k = a.shape[-1]
-    n = -(-k // group)
-    shape = jnp.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+@functools.partial(jax.jit, static_argnames=("shape",))
+def _dot_groups(a, b, p, shape: tuple):
+    """a (..., K), b (..., K) broadcastable float32 values of the input format: Σ a·b by a chain
+    of MMAs of G·split products (zero-padded at the end: zeros change nothing), d carried
+    between them from 0; shape: _shape."""
+    group, split = shape[:2]
+    length = group * split
+    batch = jnp.broadcast_shapes(a.shape[:-1], b.shape[:-1])
 
-    def split(x):  # (..., K) → (n, ..., G)
-        x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n * group - k)])
-        return jnp.moveaxis(x.reshape(*x.shape[:-1], n, group), -2, 0)
+    def split_mmas(x):  # (..., K) → (n, ..., G·split) × 3: each MMA's groups consecutive
+        x = _interleaved(_padded(x, length), group, split)
+        parts = _decompose(x, p["in_emin"], p["in_m"])
+        return tuple(jnp.moveaxis(y.reshape(*y.shape[:-1], -1, length), -2, 0) for y in parts)
 
-    def one_group(d, slices):
-        a_g, b_g = slices
-        a_neg, a_exp, a_sig = _decompose(a_g, p["in_emin"], p["in_m"])
-        b_neg, b_exp, b_sig = _decompose(b_g, p["in_emin"], p["in_m"])
-        with jax.enable_x64(not narrow):
-            sig = _products(a_sig, b_sig, narrow)
-            group_sum = _group_sum32 if narrow else _group_sum
-            d = group_sum(a_neg != b_neg, a_exp + b_exp, sig, d, p)
-        if fp16_after:
-            d = floats.round_to(d, floats.FP16)
-        return d, None
+    def one(d, slices):
+        return _one_mma(*slices, d, p, shape), None
 
-    d, _ = lax.scan(one_group, jnp.zeros(shape, jnp.float32), (split(a), split(b)))
+    # The operands are decomposed once, before the loop: fused into the broadcast products
+    # inside it, XLA would redo it for every pair of rows (2–3× the time on a CPU).
+    d, _ = lax.scan(one, jnp.zeros(batch, jnp.float32), (split_mmas(a), split_mmas(b)))
     return d
 
 

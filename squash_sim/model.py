@@ -519,10 +519,12 @@ _STACKED: dict[tuple, tuple] = {}  # ids of params["layers"]'s leaves → (leave
 
 
 def stacked_params(params: dict, config: ModelConfig, scan_layers: bool = True) -> dict:
-    """params with "layers" as the layer scan reads them (StackedLayers), for a program that runs
-    traceable_forward many times (a sweep's loop over k): stacked once, not at every call. Works
-    inside a trace; concrete params are stacked once per set of arrays. Unchanged when the forward
-    would not scan."""
+    """params with "layers" as the layer scan reads them (StackedLayers), for a jitted function
+    you call many times with the same params (greedy decoding's step): stacked once here, not
+    inside every call. Not needed anywhere else: forward stacks concrete params once per set of
+    arrays, and inside a trace the forward stacks them itself, which XLA hoists out of a loop
+    over the forward (a sweep's lax.map over k; tests/test_layer_scan.py). Works inside a trace;
+    unchanged when the forward would not scan."""
     if not scans(config, scan_layers) or isinstance(params["layers"], StackedLayers):
         return params
     if _traced(params["layers"]):

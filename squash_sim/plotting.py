@@ -34,8 +34,7 @@ def collapse_figure(results: dict, title: str):
         line, = ax.loglog(result.n[positive], result.l1[positive], ms=4,
                           markevery=style.markevery(index), **looks[label])
         same = result.bit_identical & result.sound  # overflowed pairs are never collapse
-        n_star = result.collapse.n_star  # the one definition (analysis.collapse.judge)
-        lasting = same & (result.n >= n_star) if n_star is not None else np.zeros_like(same)
+        lasting = result.collapse.lasting_pairs(result.n)  # the one definition (judge's record)
         come_and_go = same & ~lasting
         if lasting.any():  # a zero distance has no place on a log axis: marks at a shared floor
             ax.scatter(result.n[lasting], np.full(lasting.sum(), floor), s=30,
@@ -76,12 +75,12 @@ def real_collapse_figure(results: list, title: str, window: int | None = 512):
         same = result.bit_identical
         if same.any():
             floor = result.l1[positive].min() if positive.any() else 1e-6
-            n_star = result.collapse.n_star  # the one definition (analysis.collapse.judge)
-            lasting = same & (result.n >= n_star) if n_star is not None else np.zeros_like(same)
+            found = result.collapse  # the one definition (analysis.collapse.judge)
+            lasting = found.lasting_pairs(result.n)
             if lasting.any():
                 ax.scatter(result.n[lasting], np.full(lasting.sum(), floor / 2), s=6,
                            marker="|", color=line.get_color(),
-                           label=f"{result.precision}: lasting collapse from n* = {n_star}")
+                           label=f"{result.precision}: lasting collapse from n* = {found.n_star}")
             if (same & ~lasting).any():
                 ax.scatter(result.n[same & ~lasting], np.full((same & ~lasting).sum(), floor / 2),
                            s=4, marker=".", color=line.get_color(),
@@ -292,20 +291,42 @@ def real_tasks_figure(copy_rows, count_rows, profile, profile_text: str, title: 
     return figure
 
 
-def accumulation_figure(rows: list, title: str):
-    """Collapse length n* per format (x) and accumulation model (marker), from
+def accumulation_figure(rows: list, title: str, panels: dict | None = None):
+    """Collapse length n* per format (x) and column (colour), from
     experiments.accumulation_collapse rows: filled = accumulator mechanism, open = spacing; a
-    triangle at the top = no collapse within the sweep; × = non-finite outputs."""
-    figure, ax = plt.subplots(figsize=(8.4, 4.2))
+    triangle at the top = no collapse within the sweep; × = non-finite outputs. panels: {panel
+    title: its columns} (experiments.accumulation_collapse.PANELS), one panel each, stacked;
+    None or one column set: one panel."""
     formats = list(dict.fromkeys(r.fmt for r in rows))
-    models = list(dict.fromkeys(r.model for r in rows))
+    present = list(dict.fromkeys(r.model for r in rows))
+    groups = [(name, [m for m in models if m in present])
+              for name, models in (panels or {"": present}).items()]
+    groups = [(name, models) for name, models in groups if models]
+    if not groups:
+        groups = [("", present)]
+    figure, axes = plt.subplots(len(groups), 1, figsize=(8.4, 1.0 + 3.2 * len(groups)),
+                                sharex=True, squeeze=False)
     top = max(r.max_len for r in rows) // REACH  # n* is called only where the sweep reaches REACH·n*
+    for index, (ax, (name, models)) in enumerate(zip(axes[:, 0], groups, strict=True)):
+        _accumulation_panel(ax, rows, formats, models, top, legend_keys=index == 0)
+        if name:
+            ax.set_title(name, fontsize=10)
+    axes[-1, 0].set_xticks(range(len(formats)), formats, fontsize=9)  # "fp8_e4m3fn fp8_e5m2"
+    figure.suptitle("\n".join(textwrap.wrap(title, 70)), fontsize=11)
+    figure.tight_layout()
+    return figure
+
+
+def _accumulation_panel(ax, rows, formats, models, top, legend_keys: bool):
+    """One panel of accumulation_figure: the columns `models`, each a colour, beside each other
+    at every format."""
+    step = min(0.12, 0.8 / max(len(models), 1))
     for j, model in enumerate(models):
         color = style.CYCLE[(j + 1) % len(style.CYCLE)]
         for i, fmt in enumerate(formats):
             r = next((x for x in rows if x.fmt == fmt and x.model == model), None)
-            x = i + (j - (len(models) - 1) / 2) * 0.12
-            if r is None:  # not run: nothing drawn
+            x = i + (j - (len(models) - 1) / 2) * step
+            if r is None:  # not run (or no such policy): nothing drawn
                 continue
             if r.status == "too large":  # refused before any work (accumulate.TooLarge)
                 ax.scatter(x, top * 1.6, marker="s", facecolors="none", color=color)
@@ -318,26 +339,24 @@ def accumulation_figure(rows: list, title: str):
                            facecolors=color if r.mechanism == "accumulator stalled" else "none")
         ax.scatter([], [], marker="o", color=color, label=model)
     ax.axhline(top, color="grey", lw=0.8, ls=":",
-               label="reach: half the sweep ($n^*$ needs $2n^*$ swept)")
-    ax.scatter([], [], marker="o", color="black", label="filled: accumulator stalled")
-    ax.scatter([], [], marker="o", facecolors="none", color="black",
-               label="open: representations round together")
-    ax.scatter([], [], marker="^", color="black", label="no collapse within reach")
-    ax.scatter([], [], marker="x", color="black", label="non-finite / overflow (not collapse)")
-    if any(r.status == "too large" for r in rows):
-        ax.scatter([], [], marker="s", facecolors="none", color="black",
-                   label="not run: too large for the implementation")
-    done = {(r.fmt, r.model) for r in rows}
+               label="reach: half the sweep ($n^*$ needs $2n^*$ swept)" if legend_keys else None)
+    if legend_keys:
+        ax.scatter([], [], marker="o", color="black", label="filled: accumulator stalled")
+        ax.scatter([], [], marker="o", facecolors="none", color="black",
+                   label="open: representations round together")
+        ax.scatter([], [], marker="^", color="black", label="no collapse within reach")
+        ax.scatter([], [], marker="x", color="black", label="non-finite / overflow (not collapse)")
+        if any(r.status == "too large" for r in rows):
+            ax.scatter([], [], marker="s", facecolors="none", color="black",
+                       label="not run: too large for the implementation")
+    done = {(r.fmt, r.model) for r in rows if r.model in models}
     if len(done) < len(formats) * len(models):
-        ax.plot([], [], " ", label="(a gap: that cell was not run)")
+        ax.plot([], [], " ", label="(a gap: that cell was not run\nor has no such hardware)")
     ax.set_yscale("log")
     ax.set_ylim(1, top * 2.2)  # n* = 1 at the bottom: a high marker is a late collapse, not zoom
     ax.set_xticks(range(len(formats)), formats)
     ax.set_ylabel(r"collapse length $n^*$")
-    ax.set_title("\n".join(textwrap.wrap(title, 70)))
-    style.legend_outside(ax, fontsize=9)
-    figure.tight_layout()
-    return figure
+    style.legend_outside(ax, fontsize=8)
 
 
 def attention_maps(trace, *, head: int | None = 0, batch: int = 0, layers=None,

@@ -44,7 +44,11 @@ Two dot products of attention may take their own accumulation (the per-sum count
 squash_sim.analysis.mechanism use this; no preset or policy string sets them): `score_sum` (the
 scores q·k, a sum over the head dimension) and `value_sum` (weights·values, the attention output's
 sum over keys). None, the default, means `matmul_sum`, so `matmul_sum` alone still covers every
-dot product and every existing policy keeps its bits.
+dot product and every existing policy keeps its bits. Likewise `off_hardware` (no policy string
+sets it) names contraction sites ("matmul", "scores", "values") taken off a "+tc:<gpu>" policy's
+tensor cores: such a site keeps the MMA's operand rounding (to its input format) and output
+format, and adds the exact products with its own Accumulation instead of the MMA chain (the
+per-sum counterfactual of a tensor-core sum: one site at a time, everything else unchanged).
 
 String grammar (the CLI's --precision and the presets):
 
@@ -118,6 +122,7 @@ _FIELDS = ("params", "activations", "attention_logits", "softmax", "accumulation
 _SUMS = {"matmul": "matmul_sum", "norm": "norm_sum", "softmax": "softmax_sum"}
 # The dot products inside attention that may be set apart from the other matmuls (None: matmul_sum).
 _DOT_SITES = {"scores": "score_sum", "values": "value_sum"}
+_CONTRACTIONS = frozenset({"matmul", *_DOT_SITES})  # the sites Numerics.einsum is called with
 # Where a modifier finds no accumulator format in its base (module docstring).
 _FALLBACK = floats.FP32
 _BLOCK_FALLBACK = floats.FloatFormat(8, 13)  # e8m13: 14 significant bits
@@ -141,6 +146,7 @@ class Precision:
     matmul_hardware: hardware.Matmul | None = None  # "+tc:<gpu>" / "tpu-default" (docstring)
     score_sum: Accumulation | None = None  # q·k; None: matmul_sum
     value_sum: Accumulation | None = None  # weights·values; None: matmul_sum
+    off_hardware: frozenset = frozenset()  # contraction sites off matmul_hardware (docstring)
     scaled_matmul: hardware.Matmul | None = None  # "+scaled:<fmt>": the "matmul" site (docstring)
 
     def __post_init__(self):
@@ -181,6 +187,9 @@ class Precision:
             if how is not None and how.format is None and self.accumulation is None:
                 raise ValueError(f"Precision: {field}={how} needs an accumulator format: set "
                                  f"accumulation or {field}.format")
+        if not isinstance(self.off_hardware, frozenset) or not self.off_hardware <= _CONTRACTIONS:
+            raise ValueError(f"Precision: off_hardware must be a frozenset of "
+                             f"{sorted(_CONTRACTIONS)}, got {self.off_hardware!r}")
         if self.compute_dtype not in ("float32", "float64"):
             raise ValueError(f"Precision: compute_dtype must be 'float32' or 'float64', got "
                              f"{self.compute_dtype!r}")
@@ -229,6 +238,12 @@ class Precision:
         """The accumulator format of a reduction (scopes as in `summation`); None: XLA's."""
         field_scope = "matmul" if scope in _DOT_SITES else scope
         return self.summation(scope).format or self._field_format(field_scope)
+
+    def on_tensor_cores(self, site: str) -> bool:
+        """Whether a contraction site ("matmul", "scores", "values") runs the "+tc:<gpu>" MMA
+        chain (not "tpu-default", whose sums are XLA's fp32, nor a site in off_hardware)."""
+        return (self.matmul_hardware is not None and self.matmul_hardware.core is not None
+                and site not in self.off_hardware)
 
     @property
     def ordered_matmuls(self) -> bool:
@@ -424,17 +439,25 @@ class Numerics:
         """A contraction: XLA's when its accumulator format is None, else the ordered one. site:
         "matmul" (projections, MLP, logits), "scores" (q·k) or "values" (weights·values). The
         caller rounds the result to where it is stored (act / logits). Under "+tc:<gpu>" /
-        "tpu-default" every contraction is that hardware's, except a site given its own sum
-        (score_sum / value_sum: a per-sum counterfactual restores that one site)."""
+        "tpu-default" every contraction is that hardware's, except a site in off_hardware (a
+        per-sum counterfactual): the MMA's operands (rounded to its input format), summed by the
+        site's own Accumulation, the result rounded to the MMA's output format. "+scaled:<fmt>"
+        takes the "matmul" site onto its own scaled MMAs."""
         if site == "matmul" and self.p.scaled_matmul is not None:
             return hardware.einsum(spec, a, b, self.p.scaled_matmul)
-        if self.p.matmul_hardware is not None and (
-                site == "matmul" or getattr(self.p, _DOT_SITES[site]) is None):
-            return hardware.einsum(spec, a, b, self.p.matmul_hardware)
+        hw = self.p.matmul_hardware
+        if hw is not None and site not in self.p.off_hardware:
+            return hardware.einsum(spec, a, b, hw)
+        if hw is not None:  # off the hardware: the MMA's operands
+            a, b = round_to(a, hw.input_format), round_to(b, hw.input_format)
         fmt = self.p.sum_format(site)
         if fmt is None:
-            return jnp.einsum(spec, a, b, precision=lax.Precision.HIGHEST)
-        return accumulated_einsum(spec, a, b, fmt, self.p.summation(site))
+            out = jnp.einsum(spec, a, b, precision=lax.Precision.HIGHEST)
+        else:
+            out = accumulated_einsum(spec, a, b, fmt, self.p.summation(site))
+        if hw is not None and hw.output_format != floats.FP32:  # and the MMA's output format
+            out = round_to(out, hw.output_format)
+        return out
 
     def sum(self, x, axis: int = -1, keepdims: bool = False):
         """A reduction inside a norm (over features)."""

@@ -11,6 +11,7 @@ import base64
 import dataclasses
 import importlib.resources
 import math
+import re
 from pathlib import Path
 
 import jinja2
@@ -123,8 +124,6 @@ def headline(rows: list[Verdict]) -> str:
 def mathml(latex: str) -> str:
     """LaTeX → inline MathML (latex2mathml: pure Python, no JavaScript in the page), its text
     escaped so that Markdown leaves it alone inside a table cell. '' when it cannot convert."""
-    import re
-
     try:
         from latex2mathml.converter import convert
         markup = convert(latex)
@@ -135,14 +134,39 @@ def mathml(latex: str) -> str:
                   + "<", markup.replace("\n", " "))
 
 
+def _pieces(latex: str) -> list[tuple[bool, str]]:
+    """LaTeX cut at its top-level \\text{…} groups: [(is_text, content)] in order. MathML does not
+    break lines, so the page sets the words as text (they wrap) between the formulas."""
+    pieces, start, i, depth = [], 0, 0, 0
+    while i < len(latex):
+        if depth == 0 and latex.startswith("\\text{", i):
+            end, level = i + len("\\text{"), 1
+            while end < len(latex) and level:
+                level += {"{": 1, "}": -1}.get(latex[end], 0) if latex[end - 1] != "\\" else 0
+                end += 1
+            pieces += [(False, latex[start:i]), (True, latex[i + len("\\text{"):end - 1])]
+            i = start = end
+            continue
+        depth += {"{": 1, "}": -1}.get(latex[i], 0)
+        i += 2 if latex[i] == "\\" else 1
+    pieces.append((False, latex[start:]))
+    spacing = re.compile(r"^(\s|\\[ ,;:!]|\\q?quad|~)*$")
+    return [(text, piece) for text, piece in pieces if not spacing.match(piece)]
+
+
 def _statement(v: Verdict, html: bool) -> str:
-    """A verdict row's statement: mathematics where the row has LaTeX (MathML on the page,
-    $…$ in report.md, pipes written as \\vert so the table survives), else the plain text."""
+    """A verdict row's statement: mathematics where the row has LaTeX (MathML on the page, its
+    words as text between the formulas so the cell can wrap, each formula scrolling sideways
+    when wider than the column; $…$ in report.md, pipes written as \\vert so the table
+    survives), else the plain text."""
     if v.latex:
         if html:
-            markup = mathml(v.latex)
-            if markup:
-                return markup
+            pieces = _pieces(v.latex)
+            formulas = {piece: mathml(piece) for text, piece in pieces if not text}
+            if all(formulas.values()):
+                return " ".join(_escape(re.sub(r"\\([%&_#$])", r"\1", piece)) if text else
+                                f'<span class="formula">{formulas[piece]}</span>'
+                                for text, piece in pieces)
         else:
             tex = v.latex.replace("\\|", "\\Vert ").replace("|", "\\vert ")
             return "$" + " ".join(tex.split()) + "$"
@@ -272,8 +296,14 @@ img{max-width:100%;border:1px solid #eee}code{background:#f2f2f2;padding:0 .2em}
 .headline{font-size:1.15em;font-weight:600;border-left:6px solid #009E73;padding:.4em .8em;
           background:#f3faf6}
 nav ul{columns:2}
-.verdicts td:nth-child(3){min-width:15em}.verdicts td:nth-child(5){min-width:13em}
-.verdicts td:nth-child(4){min-width:8em}
+.verdicts table{table-layout:fixed;width:100%}.verdicts td{overflow-wrap:break-word}
+.verdicts th:nth-child(1){width:3%}.verdicts th:nth-child(2){width:12%}
+.verdicts th:nth-child(3){width:36%}.verdicts th:nth-child(4){width:11%}
+.verdicts th:nth-child(5){width:21%}.verdicts th:nth-child(6){width:10%}
+.verdicts th:nth-child(7){width:7%}
+.formula{display:inline-block;max-width:100%;overflow-x:auto;overflow-y:hidden;
+         padding:.3em .6em .5em 0;vertical-align:middle;box-sizing:border-box}
+.verdicts math{font-size:1em}
 """
 
 

@@ -14,12 +14,6 @@ from pathlib import Path
 DPI = 260  # twice the old 130: sharp when projected or zoomed to 2x
 
 
-def _umask() -> int:
-    mask = os.umask(0)  # reading the umask means setting it; put it straight back
-    os.umask(mask)
-    return mask
-
-
 def _path(path, caller: str) -> Path:
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise TypeError(f"{caller}: path must be a file path (str or Path), got {path!r:.60}")

@@ -3,7 +3,8 @@ written as a transaction (an interrupted or concurrent run never leaves a half s
 
     out/.lock                held (flock) by the one run writing out/: pid, host, start time
     out/.sections/KEY.json   {"format", "inputs", "section", "files": {path: sha256}, "seconds",
-                              "digest": sha256 of the rest}
+                              "load_factor" (the machine's, when they were taken; older records
+                              have none), "digest": sha256 of the rest}
     out/.staging/RUN/KEY/    private to one run: where a section being computed writes; moved
                              into out/ when whole
 
@@ -14,7 +15,8 @@ it promises is a regular file with the recorded sha256. Anything else (a missing
 or foreign record; a deleted or changed file) recomputes the section and says why.
 
 Progress (tqdm) shows the elapsed time and an estimate for the remaining sections from what they
-took last time, corrected by how this run compares."""
+took last time at the load they saw, scaled to today's load (runs.expected_seconds), corrected by
+how this run compares."""
 
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from squash_sim import results
+from squash_sim import checks, results
 from squash_sim.report import VERDICTS, Section, Verdict, verdict_word
 
 PACKAGE = Path(__file__).resolve().parent
@@ -70,10 +72,6 @@ def function_fingerprint(function) -> str:
     for name in helpers:
         digest.update(inspect.getsource(vars(module)[name]).encode())
     return digest.hexdigest()[:16]
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 RECORD_FORMAT = 2  # version of the record layout below; older records are recomputed
@@ -152,7 +150,8 @@ def record_problem(record, key: str) -> str | None:
     where a number belongs, finite where the record's own bookkeeping needs it."""
     if not isinstance(record, dict):
         return f"is a JSON {type(record).__name__}, not an object"
-    if set(record) != {"format", "inputs", "section", "files", "seconds", "digest"}:
+    if set(record) - {"load_factor"} != {"format", "inputs", "section", "files", "seconds",
+                                         "digest"}:  # load_factor: written since it was added
         return f"has keys {sorted(record)}, not those of a section record"
     if record["format"] != RECORD_FORMAT:
         return f"has format {record['format']!r:.40}, this version writes {RECORD_FORMAT}"
@@ -161,6 +160,9 @@ def record_problem(record, key: str) -> str | None:
     seconds = record["seconds"]
     if not _number(seconds) or not math.isfinite(seconds) or seconds < 0:
         return f"has seconds {seconds!r:.40}, not a finite number >= 0"
+    factor = record.get("load_factor", 1.0)
+    if not _number(factor) or not math.isfinite(factor) or factor < 1:
+        return f"has load_factor {factor!r:.40}, not a finite number >= 1"
     if not isinstance(record["inputs"], dict):
         return "has inputs that are not an object"
     files = record["files"]
@@ -264,7 +266,7 @@ class SectionStore:
             try:
                 if not stat.S_ISREG(os.stat(path, follow_symlinks=False).st_mode):
                     return None, f"{name} is no longer a regular file"
-                if _sha256(path) != digest:
+                if checks.sha256(path) != digest:
                     return None, f"{name} changed since it was written"
             except OSError:
                 return None, f"{name} is missing"
@@ -272,9 +274,11 @@ class SectionStore:
         section.reused = True
         return section, ""
 
-    def expected_seconds(self, key: str, default: float) -> float:
+    def recorded_seconds(self, key: str) -> tuple[float, float] | None:
+        """(seconds, the machine's load factor when they were taken) of the section's last run
+        here (a record without a factor: 1), or None when it has no sound record."""
         record, _ = self._record(key)
-        return float(record["seconds"]) if record else float(default)
+        return (float(record["seconds"]), float(record.get("load_factor", 1.0))) if record else None
 
     def begin(self) -> Path:
         """This run's private staging folder. Called under the lock: anything else staged is
@@ -302,12 +306,14 @@ class SectionStore:
         folder.mkdir(parents=True)
         return folder
 
-    def commit(self, key: str, section: Section, staging: Path, inputs: dict) -> Section:
+    def commit(self, key: str, section: Section, staging: Path, inputs: dict,
+               load_factor: float = 1.0) -> Section:
         """Move a finished section's files from staging into out, drop files the previous run
-        of this section wrote and this one did not, and record it. → the section as read back
-        from its record (so a fresh section and a reused one render the same bytes)"""
+        of this section wrote and this one did not, and record it (with the machine's load
+        factor the run saw, for the next run's estimate). → the section as read back from its
+        record (so a fresh section and a reused one render the same bytes)"""
         files = sorted(p.relative_to(staging) for p in staging.rglob("*") if p.is_file())
-        hashes = {p.as_posix(): _sha256(staging / p) for p in files}
+        hashes = {p.as_posix(): checks.sha256(staging / p) for p in files}
         previous, _ = self._record(key)
         for name in (previous or {}).get("files", {}):
             if name not in hashes:
@@ -326,7 +332,8 @@ class SectionStore:
         # holds (default=str), so the fresh and the resumed report are the same bytes.
         record = json.loads(json.dumps({
             "format": RECORD_FORMAT, "inputs": inputs, "section": section.to_json(self.out),
-            "files": hashes, "seconds": section.seconds}, default=str))
+            "files": hashes, "seconds": section.seconds, "load_factor": load_factor},
+            default=str))
         record["digest"] = _digest(record)
         problem = record_problem(record, key)
         if problem:  # a section function wrote something its record cannot promise: a bug

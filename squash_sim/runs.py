@@ -356,11 +356,10 @@ def precision(out: Path, *, preset: str = "paper-fig10", max_len: int = 2048, se
         "bf16_sum_of_1000_ones": stall}))
     figures = _figures(out, "precision", plotting.precision_figure(
         lengths, f"Collapse length vs mantissa bits ({preset}, n ≤ {max_len})"), formats)
-    from squash_sim.analysis.collapse import REACH
+    from squash_sim.analysis.collapse import REACH, short
 
-    def star(x) -> str:
-        return (x.status if x.status != "measured" else str(x.n_star) if x.n_star is not None
-                else f"> {max_len // REACH}")
+    def star(x) -> str:  # the one table cell (analysis.collapse.short); "measured" is sound
+        return short(x.n_star, x.max_len, "sound" if x.status == "measured" else x.status)
 
     table = [{"family": x.family, "policy": x.label, "n* (lasting)": star(x),
               "first identical n": x.first_identical,
@@ -435,37 +434,32 @@ def accumulation(out: Path, *, preset: str = "paper-fig10", model: str | None = 
     stem = f"accumulation{'_' + llm.name if llm is not None else ''}"
     rows = experiment.run(None if llm is not None else presets.get(preset), llm=llm,
                           max_len=max_len, seed=seed, formats=float_formats or experiment.FORMATS,
-                          models=models or tuple(experiment.MODELS), sites=sites,
-                          progress=progress)
+                          models=models, sites=sites, progress=progress)
     data = [results.write_csv(out / f"{stem}.csv", [r.row() for r in rows]),
             results.write_json(out / f"{stem}.json", {
                 "experiment": "collapse length per format × accumulation model", "model": label,
                 "prompt": "count-ones" if llm is not None else None,
                 "max_len": max_len, "seed": seed, "rows": [r.row() for r in rows]})]
     figures = _figures(out, stem, plotting.accumulation_figure(
-        rows, f"Collapse length n* per format and accumulation model ({label}, n ≤ {max_len})"),
-        formats)
+        rows, f"Collapse length n* per format and accumulation model"
+        f"{' and hardware' if any(r.model in experiment.HARDWARE for r in rows) else ''} "
+        f"({label}, n ≤ {max_len})", experiment.PANELS), formats)
     from squash_sim.analysis.collapse import REACH
 
     reach = max_len // REACH
 
-    def cell(r) -> str:
-        if r.status != "ok":
-            return r.status
-        if r.n_star is None:
-            return f"> {reach}"
-        return f"{r.n_star} ({experiment.cell_mechanism(r)})"
-
     models = list(dict.fromkeys(r.model for r in rows))
-    def cell_of(fmt, model) -> str:
-        found = [r for r in rows if r.fmt == fmt and r.model == model]
-        return cell(found[0]) if found else "not run"
+
+    def cell_of(fmt, model) -> str:  # experiment.cell: the docs' table has the same cells
+        return experiment.cell(next((r for r in rows if r.fmt == fmt and r.model == model), None),
+                               fmt, model)
 
     table = [{"format": fmt} | {m: cell_of(fmt, m) for m in models}
              for fmt in dict.fromkeys(r.fmt for r in rows)]
     collapsed = [r for r in rows if r.status == "ok" and r.n_star is not None]
     stalls = [r for r in collapsed if r.mechanism == mechanism.STALLED]
     hardware = [r for r in rows if r.model != "sequential"]
+    tensor_cores = [r for r in rows if r.model in experiment.TENSOR_CORES and r.status == "ok"]
     verdict = Verdict(
         "Corollary B.10 [6.2], by accumulation model" + (f" ({label})" if llm is not None else ""),
         "does precision collapse survive the "
@@ -473,7 +467,9 @@ def accumulation(out: Path, *, preset: str = "paper-fig10", model: str | None = 
         "measured",
         f"{len(collapsed)} of {len(rows)} policies collapse within n ≤ {reach} "
         f"({len(stalls)} by a stalled accumulator); with hardware-like accumulation "
-        f"{sum(r.n_star is not None for r in hardware if r.status == 'ok')} of {len(hardware)}",
+        f"{sum(r.n_star is not None for r in hardware if r.status == 'ok')} of {len(hardware)}"
+        + (f"; on GPU tensor cores {sum(r.n_star is not None for r in tensor_cores)} of "
+           f"{len(tensor_cores)}" if tensor_cores else ""),
         theory="corollary_b10",
         mechanism="; ".join(f"{r.policy}: {experiment.cell_mechanism(r)}" for r in collapsed))
     where = (f"{label} on the count-ones prompt (\"How many ones are in the following "
@@ -489,7 +485,13 @@ def accumulation(out: Path, *, preset: str = "paper-fig10", model: str | None = 
         "(the necessary stalls; a sum whose restoring only moves it later is not called a "
         "cause); *spacing*: it collapses anyway, the representations "
         "round together (squash_sim.analysis.mechanism). `> N`: no collapse within the sweep; "
-        "non-finite: a sum overflowed the format (never a collapse). The JSON and CSV carry "
+        "non-finite: a sum overflowed the format (never a collapse). Hardware columns: "
+        f"*{experiment.STORAGE}* stores in F and sums in XLA's fp32; *tc:<gpu>* is the same "
+        "storage with every contraction on that GPU's tensor cores, bit for bit "
+        "(squash_sim.hardware; /fp16: fp16 output), whose per-sum counterfactual takes one "
+        "contraction off the MMA chain (its MMA-rounded operands summed sequentially in fp32); "
+        "*tpu-default*: fp32 with bf16 matmul operands; —: that GPU has no MMA for F. "
+        "The JSON and CSV carry "
         "every sum's counterfactuals (restored alone; left alone in the format) and the "
         "sufficient stalls.",
         "- Σ of ones in the softmax's accumulator (sequential): "
@@ -1236,14 +1238,16 @@ def report_steps(size: str = "quick", *, real: bool = False, claims_table: bool 
 
 # Seconds per section on the project's 2-core x86-64 machine with nothing else running and an
 # empty compilation cache: the first estimate of a section that has never run in this folder
-# (later runs use what the previous run of the section took). quick: a run measured at load
-# average 9.1 (519 s, 2026-12-06), its sections scaled to the 122 s the same job took idle;
+# (later runs use what the previous run of the section took, brought to idle by its load).
+# quick: a run measured at load average 9.1 (519 s, 2026-12-06), scaled to the 122 s idle;
 # figure10 carries JAX's start-up and first compilations. smoke: measured at load ≈ 1 (warm
 # cache; claims at the smoke budget ≈ a tenth of quick's). The real-model sections: earlier runs
 # on the same machine. full: not measured (its sizes run for hours); quick's × 8 is a guess.
+# quick accumulation: the hardware columns (5 more policies) took it from 261 s to 303 s in two
+# back-to-back runs at load 14-17 (2026-12-06), so 8 s × 1.16.
 _EXPECTED_SECONDS = {
     "quick": {"figure10": 14, "figure8": 3, "figure9": 0.3, "collapse": 17, "precision": 27,
-              "sensitivity": 14, "counting": 12, "remedies": 4, "accumulation": 8, "claims": 22,
+              "sensitivity": 14, "counting": 12, "remedies": 4, "accumulation": 9.3, "claims": 22,
               "real_collapse_count-ones": 120, "capitals": 200, "real_tasks": 150,
               "accumulation_gemma3-270m": 900},
     "smoke": {"figure10": 3.4, "figure8": 0.6, "figure9": 0.1, "collapse": 7.2, "precision": 9.9,
@@ -1253,15 +1257,19 @@ _EXPECTED_SECONDS = {
 }
 
 
-def expected_seconds(size: str, key: str, load_factor: float | None = None) -> float:
-    """The first estimate of a report section: idle seconds × how many times the machine is
+def expected_seconds(size: str, key: str, load_factor: float | None = None,
+                     recorded: tuple[float, float] | None = None) -> float:
+    """THE estimate of a report section: idle seconds × how many times the machine is
     oversubscribed now (1-minute load average per core, at least 1): a shared machine gives each
     job its share of the cores, and the measured quick run at load 9.1 on 2 cores took 4.3× its
-    idle time, against a factor of 4.5."""
+    idle time, against a factor of 4.5. The idle seconds: the section's last run in this folder
+    (recorded: its seconds and the load factor they were taken at, SectionStore.recorded_seconds)
+    brought to idle, else the table's first estimate."""
     table = _EXPECTED_SECONDS.get(size) or {k: 8 * v for k, v in _EXPECTED_SECONDS["quick"].items()}
     if load_factor is None:
         load_factor = machine_load_factor()
-    return table.get(key, 30.0) * load_factor
+    idle = recorded[0] / recorded[1] if recorded else table.get(key, 30.0)
+    return idle * load_factor
 
 
 def machine_load_factor() -> float:
@@ -1314,7 +1322,7 @@ def _report_sections(store, steps, *, size, formats, fresh, interrupted) -> list
         cached, why = (None, "") if fresh else store.load(key, inputs)
         plans.append((key, name, kwargs, inputs, cached, why))
     factor = machine_load_factor()
-    todo = [(key, store.expected_seconds(key, expected_seconds(size, key, factor)))
+    todo = [(key, expected_seconds(size, key, factor, store.recorded_seconds(key)))
             for key, _, _, _, cached, _ in plans if cached is None]
     sections = []
     with store.progress(todo, interrupted) as bar:
@@ -1328,7 +1336,7 @@ def _report_sections(store, steps, *, size, formats, fresh, interrupted) -> list
             bar.start(key, f"step {index}/{len(plans)} {key}")
             staging = store.staging(key)
             section = globals()[name](staging, formats=formats, progress=bar.note, **kwargs)
-            section = store.commit(key, section, staging, inputs)
+            section = store.commit(key, section, staging, inputs, factor)
             bar.done(key)
             section.print()
             sections.append(section)

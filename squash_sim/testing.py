@@ -74,12 +74,12 @@ def _sweep(params, config, n, precision, prompt_len, seed, pattern) -> collapse.
                         seed=seed, params=params, pattern=pattern, keep_outputs=True)
 
 
-def _unsound(result: collapse.CollapseResult, upto: int) -> str | None:
-    bad = np.flatnonzero(~result.sound[:upto])
-    if bad.size == 0:
+def _unsound(result: collapse.CollapseResult) -> str | None:
+    failure = collapse.failure(result)  # the one classification (judge's numerical status)
+    if failure is None:
         return None
-    m = int(result.n[bad[0]])
-    return (f"the forward pass {result.status[bad[0]]} at n = {m} under {result.precision} "
+    m = int(result.n[np.argmax(result.status == failure)])
+    return (f"the forward pass {failure} at n = {m} under {result.precision} "
             f"({_pair_text(result, m)}): no verdict can be read from it")
 
 
@@ -89,7 +89,7 @@ def assert_no_collapse_before(params, config: ModelConfig, n: int,
     """Assert that y_m and y*_{m+1} differ in at least one bit for every m = 1..n (one forward
     pass over prompt + 1^(n+1)). Returns the measurement."""
     result = _sweep(params, config, n, precision, prompt_len, seed, pattern)
-    problem = _unsound(result, len(result.n))
+    problem = _unsound(result)
     if problem:
         raise AssertionError(problem)
     verdict = result.collapse  # the one definition (analysis.collapse.judge)
@@ -122,7 +122,7 @@ def assert_collapse_length_within(params, config: ModelConfig, low: int, high: i
     # max_len=0 is refused, not read as "the default" (it used to be, silently)
     max_len = 2 * (high or low) if max_len is None else _positive_int("max_len", max_len, caller)
     result = _sweep(params, config, max_len, precision, prompt_len, seed, pattern)
-    problem = _unsound(result, len(result.n))
+    problem = _unsound(result)
     if problem:
         raise AssertionError(problem)
     verdict = result.collapse

@@ -319,6 +319,34 @@ def test_bf16_pure_bits_unchanged_from_main():
     assert np.array_equal(logits, np.asarray(fixture["logits_bits"], np.uint32))
 
 
+def test_op_by_op_reductions_compile_once_per_shape(caplog, monkeypatch):
+    """Run op by op (outside jit), a second sequential or Kahan reduction of the same shapes finds
+    its scan's program in JAX's caches: the scan bodies are cached per (terms, format), so the
+    unrolled reference of the real models' parity tests (tests/scan_parity.py) compiles its
+    bf16-pure reductions once, not once per layer (14 a Gemma layer). The mutant, a body built
+    afresh at every call as before, compiles again here."""
+    import logging
+
+    x, w = (jnp.asarray(np.random.default_rng(i).standard_normal((K, 3)), jnp.float32)
+            for i in (0, 1))
+    kahan = MODES["kahan"]
+
+    def reductions(x, w):
+        return (accumulated_einsum("kc,kd->cd", x, w, floats.BF16),
+                accumulated_sum(x, 0, floats.BF16), accumulated_sum(w, 0, floats.BF16, kahan))
+
+    jax.block_until_ready(reductions(x, w))  # compiles each scan once
+    with jax.log_compiles(), caplog.at_level(logging.DEBUG):
+        jax.block_until_ready(reductions(w, x))
+    assert not [r for r in caplog.records if "Compiling" in r.getMessage()]
+
+    # the mutant: a new body at every call
+    monkeypatch.setattr(accumulate, "_sequential_step", accumulate._sequential_step.__wrapped__)
+    with jax.log_compiles(), caplog.at_level(logging.DEBUG):
+        jax.block_until_ready(reductions(x, w))
+    assert [r for r in caplog.records if "Compiling" in r.getMessage()]
+
+
 @pytest.mark.parametrize("policy", ["bf16-pure+pairwise", "bf16-pure+kahan", "fp8_e4m3fn+block4"])
 def test_model_prefix_property_and_jit_equals_eager(policy):
     """Row j of one forward equals the last row of a forward over the first j + 1 tokens (bit for
@@ -592,19 +620,24 @@ def test_a_real_model_sweep_that_saturates_reports_overflow_not_collapse():
 
 
 def test_the_docs_table_and_mechanism_sentences_are_the_committed_data():
-    """docs/precision_hardware.md shows the table that experiments.accumulation_collapse.table
-    makes from docs/accumulation_collapse.json, and its per-collapse mechanism sentences are
-    the JSON's (so the page cannot drift from the data it cites)."""
+    """docs/precision_hardware.md shows the tables (accumulation models; hardware columns) that
+    experiments.accumulation_collapse.tables makes from docs/accumulation_collapse.json (and the
+    fp8 hardware cells swept to 4096 from accumulation_collapse_fp8_4096.json), and its
+    per-collapse mechanism sentences are the JSON's (so the page cannot drift from the data it
+    cites)."""
     from squash_sim.experiments import accumulation_collapse as ac
 
     docs = pathlib.Path(__file__).parent.parent / "docs"
-    rows = []
-    for row in json.loads((docs / "accumulation_collapse.json").read_text()):
-        sites = {k.removeprefix("restore "): row.pop(k) for k in list(row)
-                 if k.startswith("restore ")}
-        rows.append(ac.AccumulationCollapse(**row, sites=sites))
     page = (docs / "precision_hardware.md").read_text()
-    assert ac.table(rows) in page
-    for r in rows:
-        if r.mechanism_text:
-            assert f"{r.policy}: {r.mechanism_text}" in page, r.policy
+    for name, panels in (("accumulation_collapse.json", 2), ("accumulation_collapse_fp8_4096.json",
+                                                             1)):
+        rows = []
+        for row in json.loads((docs / name).read_text()):
+            sites = {k.removeprefix("restore "): row.pop(k) for k in list(row)
+                     if k.startswith("restore ")}
+            rows.append(ac.AccumulationCollapse(**row, sites=sites))
+        assert all(table in page for table in ac.tables(rows)), name
+        assert len(ac.tables(rows)) == panels
+        for r in rows:
+            if r.mechanism_text:
+                assert f"{r.policy}: {r.mechanism_text}" in page, r.policy

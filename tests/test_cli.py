@@ -164,6 +164,10 @@ def test_accumulation_command_and_its_errors(tmp_path, capsys):
     rows = list(csv.DictReader(open(tmp_path / "accumulation.csv")))
     assert [r["model"] for r in rows][:2] == ["sequential", "pairwise"]
     assert rows[0]["mechanism"] == "accumulator stalled" and rows[1]["n_star"] == ""
+    # The hardware columns: e5m2 storage and H100's e5m2 MMA (no other GPU has one), judged.
+    assert [(r["model"], r["policy"], r["status"]) for r in rows][-2:] == [
+        ("storage, fp32 sums", "fp8_e5m2", "ok"), ("tc:h100", "fp8_e5m2+tc:h100", "ok")]
+    assert "tc:h100" in capsys.readouterr().out  # the printed table has the column
     assert (tmp_path / "accumulation.png").exists()
     for bad, message in ((["--float-formats", "fp8,bf16"], "unknown float format"),
                          (["--model", "no-such-model"], "expected one of")):

@@ -32,6 +32,9 @@ def test_judge_follows_the_rule(pattern):
     assert found.first_identical == (int(n[same][0]) if same.any() else None)
     assert found.identical == same.sum() and found.share == same.mean()
     assert (found.reason == "") == (found.n_star is not None)
+    star = _rule(list(n), list(same))  # the figures' lasting marks: n* through the end, or none
+    lasting = np.array([star is not None and m >= star for m in n])
+    assert (found.lasting_pairs(n) == lasting).all() and found.lasting == lasting.sum()
 
 
 def test_an_unsound_pair_is_never_a_collapse():
@@ -93,3 +96,27 @@ def test_every_consumer_reads_the_one_function(monkeypatch, tmp_path):
     real = real_collapse.RealCollapseResult("count-ones", "fp32", np.arange(1, 9), np.ones(8),
                                             np.ones(8), np.zeros(8, bool), 9, 0.0)
     assert real.collapse.n_star == 3
+
+
+def test_every_consumer_classifies_a_failed_run_with_the_one_function(monkeypatch):
+    """collapse.failure replaced by a stand-in that fails every run: squash_sim.testing, the
+    mechanism analysis and proofs_check's corollary_b10 must all refuse a verdict, saying so. A
+    consumer that classifies failures its own way (a second definition) fails here."""
+    import types
+
+    from proofs_check.claims import corollary_b10
+    from squash_sim import testing as sst
+    from squash_sim.analysis import mechanism
+
+    monkeypatch.setattr(collapse, "failure", lambda outcome: "non-finite")
+    config = presets.get("paper-fig10").replace(d_model=8, n_heads=1, d_head=8, d_ff=8)
+    with pytest.raises(AssertionError, match="the forward pass non-finite at n = 1"):
+        sst.assert_no_collapse_before(init_params(config, jax.random.key(0)), config, n=4)
+    found = types.SimpleNamespace(collapse=collapse.judge(np.arange(1, 5), np.ones(4, bool)))
+    assert mechanism.explain(lambda p: found, "bf16").sentence() == "the run itself is non-finite"
+    monkeypatch.setattr(corollary_b10, "_run", lambda policy, seed, max_len: found)
+    corollary_b10.measure.cache_clear()
+    try:
+        assert corollary_b10.measure("bf16-pure", 0, 4) == (None, None, "non-finite")
+    finally:
+        corollary_b10.measure.cache_clear()

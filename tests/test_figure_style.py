@@ -11,7 +11,7 @@ import pytest
 
 from squash_sim import figure_style, plotting, presets
 from squash_sim.analysis.collapse import CollapseResult
-from squash_sim.experiments.accumulation_collapse import AccumulationCollapse
+from squash_sim.experiments.accumulation_collapse import PANELS, AccumulationCollapse
 from squash_sim.experiments.attention_collapse import AttentionCollapseResult
 from squash_sim.experiments.counting import CountingResult
 from squash_sim.experiments.precision_collapse import CollapseLength
@@ -48,7 +48,8 @@ def _figures():
                                       2048))
     rows = [AccumulationCollapse(f, m, "x", "ok", 100 * (i + 1) if f != "fp32" else None,
                                  "accumulator stalled", None, 8192, 256.0, 2048)
-            for i, f in enumerate(("fp32", "bf16", "fp16")) for m in ("sequential", "pairwise")]
+            for i, f in enumerate(("fp32", "bf16", "fp16"))
+            for m in ("sequential", "pairwise", "storage, fp32 sums", "tc:h100")]
     tv = SoftmaxTVResult(N[::32], np.stack([1 / N[::32], 1.1 / N[::32]]), 1)
     counting = CountingResult(2, 3, np.arange(1, 6), {"a": np.full((2, 5), 1e-3),
                                                       "b": np.full((2, 5), 1e-6)})
@@ -69,7 +70,7 @@ def _figures():
             ("intervention", plotting.intervention_figure(sweep, "intervention")),
             ("figure10", plotting.attention_collapse_figure(tenth, "Figure 10", {100: 0.02})),
             ("precision", plotting.precision_figure(lengths, "precision")),
-            ("accumulation", plotting.accumulation_figure(rows, "accumulation")),
+            ("accumulation", plotting.accumulation_figure(rows, "accumulation", PANELS)),
             ("softmax_tv", plotting.softmax_tv_figure(tv, "Figure 9")),
             ("counting", plotting.counting_figure(counting, "counting"))]
 

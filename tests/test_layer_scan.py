@@ -7,11 +7,13 @@ models' parity (Gemma 3 270M, SmolLM2-135M) rides in test_gemma.py / test_real_m
 fixtures already load them; jit, vmap, grad and sharding through the scan in test_model_citizen.py."""
 
 import io
+import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import lax
 
 from squash_sim import interventions as iv
 from squash_sim import presets
@@ -86,6 +88,41 @@ def test_an_intervention_gives_the_unrolled_bits():
     assert not np.array_equal(runs[0].hidden[3], clean[3])  # it did intervene
 
 
+def _concatenates_outside_loops(program, *args) -> int:
+    """Concatenates (the layer stack makes one per parameter) in the compiled program outside
+    every while loop's body and what that body calls."""
+    hlo = program.lower(*args).compile().as_text()
+    computations = {m.group(1): text for text in re.split(r"\n(?=\S)", hlo)
+                    if (m := re.match(r"(?:ENTRY )?%(\S+)", text))}
+    pending, in_loops = re.findall(r"body=%([\w.\-]+)", hlo), set()
+    while pending:
+        name = pending.pop()
+        if name not in in_loops and name in computations:
+            in_loops.add(name)
+            pending += re.findall(r"(?:calls|body|condition|to_apply)=%([\w.\-]+)",
+                                  computations[name])
+    return sum(text.count("concatenate(") for name, text in computations.items()
+               if name not in in_loops)
+
+
+def test_a_callers_loop_stacks_the_layers_once_outside_it():
+    """A caller's jitted loop over the forward (the capital set's lax.map over k) passes the
+    params as they are, never stacked_params: _forward stacks them inside the trace, and XLA
+    hoists that loop-invariant copy out of the loop (measured at SmolLM2's size too: the same
+    11 concatenates, 2 of them in the loop, with or without stacked_params first). The mutant,
+    a stack of arrays that change inside the loop, is made in every iteration."""
+    config = presets.get("tiny").replace(n_layers=4, d_model=8, n_heads=1, d_ff=8)
+    params, tokens = init_params(config, jax.random.key(0)), jnp.asarray(TOKENS[None, :2])
+    run = traceable_forward(config, logits="none")
+    sweep = jax.jit(lambda params, tokens: lax.map(
+        lambda k: run(params, tokens).final.sum() * k, jnp.arange(2.0)))
+    assert _concatenates_outside_loops(sweep, params, tokens) >= len(
+        jax.tree.leaves(params["layers"][0]))  # each parameter's stack
+    mutant = jax.jit(lambda ws: lax.map(lambda k: jnp.stack([w * k for w in ws]).sum(),
+                                        jnp.arange(2.0)))
+    assert _concatenates_outside_loops(mutant, [jnp.ones(3)] * 4) == 0
+
+
 def test_a_long_compile_is_announced_before_and_timed_after():
     from squash_sim import compiling
     from squash_sim.precision import get
@@ -107,3 +144,35 @@ def test_a_long_compile_is_announced_before_and_timed_after():
     gemma = presets.get("gemma3-270m")
     assert compiling.estimate(gemma, get("bf16-pure")) > compiling.estimate(gemma, get("bf16"))
     assert compiling.estimate(CONFIG, get("fp32")) is None
+
+
+def test_a_notice_counts_its_own_threads_compiles_once_and_leaves_one_listener():
+    """Nested notices each print one line counting the compile; a notice open in another thread
+    counts nothing of it; however many notices ran, the process holds one listener."""
+    import threading
+
+    from jax._src import monitoring
+
+    from squash_sim import compiling
+
+    outer, inner, other = io.StringIO(), io.StringIO(), io.StringIO()
+    opened, done = threading.Event(), threading.Event()
+
+    def elsewhere():
+        with compiling.notice("elsewhere", threshold_s=-1, stream=other):
+            opened.set()
+            done.wait(60)
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    opened.wait(60)
+    with compiling.notice("outer", threshold_s=-1, stream=outer):
+        with compiling.notice("inner", threshold_s=-1, stream=inner):
+            jax.jit(lambda x: x * 7 - 2)(jnp.arange(6)).block_until_ready()  # a fresh program
+    done.set()
+    thread.join()
+    lines = [out.getvalue().splitlines() for out in (outer, inner, other)]
+    assert [len(line) for line in lines] == [1, 1, 1]
+    programs = [int(line[0].split(" s (")[1].split(" XLA program")[0]) for line in lines]
+    assert programs[0] == programs[1] >= 1 and programs[2] == 0
+    assert monitoring._event_duration_secs_listeners.count(compiling._listener) == 1

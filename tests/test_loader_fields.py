@@ -229,6 +229,31 @@ def test_the_gguf_cache_is_verified_on_read(tmp_path, monkeypatch):
     assert again.config.rope_base == first.config.rope_base == 10000.0
 
 
+def test_a_cached_load_hashes_each_file_once_and_sees_a_later_write(tmp_path, monkeypatch):
+    monkeypatch.setenv("SQUASH_SIM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(gguf_loader, "_SETTLED_NS", 0)  # the files count as settled at once
+    path = tiny_gguf(tmp_path / "t.gguf")
+    gguf_loader.load(path)
+    folder = next((tmp_path / "cache").glob("gguf-*"))
+    hashed = []
+    sha256 = gguf_loader.checks.sha256
+    monkeypatch.setattr(gguf_loader.checks, "sha256", lambda file: hashed.append(file.name)
+                        or sha256(file))
+    assert not isinstance(gguf_loader._read_cache(folder, path), str) and hashed  # stamps them
+    hashed.clear()
+    assert not isinstance(gguf_loader._read_cache(folder, path), str) and hashed == []
+    time.sleep(0.05)  # past the file system's timestamp tick: the write changes the ctime
+    good = np.load(folder / "layers.0.wq.npy")
+    np.save(folder / "layers.0.wq.npy", np.zeros_like(good))
+    assert "sha256 does not match" in gguf_loader._read_cache(folder, path)
+    assert hashed == ["layers.0.wq.npy"]  # only the written file is read again
+    (folder / "verified.json").write_text("[")  # a damaged stamp: everything is hashed
+    np.save(folder / "layers.0.wq.npy", good)
+    hashed.clear()
+    assert not isinstance(gguf_loader._read_cache(folder, path), str)
+    assert len(hashed) == len(json.loads((folder / "manifest.json").read_text())["hashes"])
+
+
 def test_a_replaced_file_is_reloaded_in_process(tmp_path):
     from squash_sim.models import load
 

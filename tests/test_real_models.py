@@ -26,6 +26,7 @@ except importlib.metadata.PackageNotFoundError:
         pytest.fail(f"the SmolLM2 tests must run in CI: {_why}", pytrace=False)
     pytest.skip(_why, allow_module_level=True)
 
+from scan_parity import differing, scanned_final, unrolled_op_by_op  # noqa: E402
 from smollm2_cases import TOKENIZER_STRINGS  # noqa: E402
 
 from squash_sim.checkpoints import gguf as gguf_loader  # noqa: E402
@@ -71,18 +72,30 @@ def test_logits_match_transformers_over_the_whole_vocabulary(model, index):
     np.testing.assert_allclose(theirs[case["top_ids"]], case["top_logits"], rtol=0, atol=1e-5)
 
 
-def test_the_layer_scan_gives_the_unrolled_bits(model):
-    """Issue 26: the scanned forward (30 identical layers, one lax.scan) against the Python loop,
-    on the oracle test's 11-token prompt (its program, compiled once): the same bits in fp32. bf16
-    and bf16-pure give the same bits too (measured once at full depth, benchmarks/bench_compile.py
-    --parity: the unrolled bf16 programs alone compile for 2-3 minutes on the loaded 2-core
-    machine, too long for the suite; tests/test_layer_scan.py checks every policy on a small
-    model)."""
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "bf16-pure"])
+def test_the_layer_scan_gives_the_unrolled_bits(model, precision):
+    """Issue 26: the scanned forward (30 identical layers, one lax.scan, jitted) gives the bits of
+    the unrolled loop (run op by op: tests/scan_parity.py says why) in every layer's stream, the
+    final norm and the logits, at full depth with SmolLM2's weights, on the oracle test's
+    11-token prompt (fp32: that test's program, compiled once). No tolerance: XLA's own sums
+    (fp32, bf16) are added in the same order in the scan's body as op by op (measured), and
+    bf16-pure's ordered sums must be; bf16-pure stops at the final norm (scan_parity.py).
+    SmolLM2's layers differ only in their weights; the mutant, on the reference side (cheap),
+    runs them shifted by one layer, what a scan that misplaced them would compute, and must be
+    caught."""
     ids = np.array(ORACLE["logits"][0]["ids"], np.int32)
-    scanned = model.forward(ids)
-    unrolled = model.forward(ids, scan_layers=False)
-    np.testing.assert_array_equal(np.asarray(scanned.logits), np.asarray(unrolled.logits))
-    np.testing.assert_array_equal(np.asarray(scanned.hidden), np.asarray(unrolled.hidden))
+    logits = "last"
+    if precision == "bf16-pure":  # up to the final norm, the logits being an ordered sum of it
+        scanned, logits = scanned_final(model.params, ids, model.config, precision), "none"
+    else:
+        scanned = model.forward(ids, precision)
+    assert differing(scanned, unrolled_op_by_op(model.params, ids, model.config, precision,
+                                                logits)) == {}
+    if precision == "bf16":
+        layers = model.params["layers"]
+        shifted = dict(model.params, layers=layers[1:] + layers[:1])
+        assert "hidden" in differing(scanned, unrolled_op_by_op(shifted, ids, model.config,
+                                                                precision))
 
 
 def test_a_prompt_is_longer_than_500_tokens():

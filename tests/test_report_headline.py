@@ -65,3 +65,37 @@ def test_statements_are_mathematics_in_the_page_and_the_markdown(tmp_path):
     assert "<math" in html.split("<h2>Verdicts</h2>")[1] and "||dy_n" not in html
     assert "$\\left\\Vert" in text and "||dy_n" not in text
     assert "**The result holds wherever its hypotheses hold.**\n\n" in text  # its own paragraph
+
+
+def test_a_statements_words_are_text_between_its_formulas():
+    row = Verdict("Lemma B.2", "plain", "holds", "k",
+                  latex=r"\text{mean } \delta\text{ follows } \bar\delta(n)\ \text{within 10\%}")
+    html = report._statement(row, True)
+    assert html.startswith("mean ") and html.endswith("within 10%")  # words that wrap
+    assert html.count('<span class="formula"><math') == 2 and "\\text" not in html
+
+
+def test_the_verdict_table_fits_a_1280_pixel_screen(tmp_path):
+    """Every claim's statement (the widest formulas), a long key number and a long section name
+    in the verdict table of report.html, opened in Chromium at 1280 × 800: nothing wider than the
+    window (a formula wider than its column scrolls inside its cell)."""
+    from test_explorer import _chromium
+
+    from proofs_check.claims import CLAIMS
+
+    rows = [Verdict(name, module.STATEMENT, "holds, assumption not met on 2 of 4",
+                    "5 instances; worst margin RHS − LHS 0.217; outside the hypotheses: 1 ALiBi",
+                    latex=module.LATEX, section="real_collapse_count-ones")
+            for name, module in CLAIMS.items()]
+    section = report.Section("real_collapse_count-ones", "Claims", "results", ["t"], verdicts=rows)
+    _, page_file = report.write([section], tmp_path, "T", [])
+    path, sync_playwright = _chromium()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(page_file.resolve().as_uri())
+            width = page.evaluate("document.documentElement.scrollWidth")
+        finally:
+            browser.close()
+    assert width <= 1280

@@ -44,6 +44,8 @@ def stub_report(monkeypatch):
 
     monkeypatch.setattr(runs, "stub", stub, raising=False)
     monkeypatch.setattr(runs, "report_steps", lambda *a, **k: [("stub", "stub", {"value": 1})])
+    monkeypatch.setattr(runs, "machine_load_factor", lambda: 1.0)  # measured, like the stub's
+    #                                     seconds: fixed, so a rewritten record is the same bytes
     return calls
 
 
@@ -254,3 +256,17 @@ def test_a_report_killed_mid_section_resumes_to_the_same_bytes(tmp_path, monkeyp
     assert names and not (killed / ".staging").exists()
     for name in names:
         assert (killed / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+
+
+def test_a_recorded_section_is_estimated_at_todays_load(tmp_path, stub_report, monkeypatch):
+    """One estimate (runs.expected_seconds): a section's last run here, taken at load factor F,
+    is brought to idle and scaled by today's factor, as the table's first estimate is."""
+    from squash_sim.resume import SectionStore
+
+    monkeypatch.setattr(runs, "machine_load_factor", lambda: 4.0)
+    runs.report(tmp_path, size="smoke")
+    seconds, factor = SectionStore(tmp_path).recorded_seconds("stub")
+    assert factor == 4.0 and seconds >= 0
+    assert runs.expected_seconds("smoke", "stub", 2.0, (100.0, 4.0)) == 50.0
+    assert runs.expected_seconds("smoke", "figure8", 2.0) == 2 * runs.expected_seconds(
+        "smoke", "figure8", 1.0)

@@ -22,6 +22,12 @@ budget: the report's precision section (both sums over keys) and the accumulatio
 sum, docs/accumulation_collapse.json: both sums over keys are necessary, neither suffices alone)
 run them. Storage-only policies collapse
 by the spacing, much later — which is why their sweep is longer (`sweep`: 4096 against 1024).
+Tensor-core policies ("bf16+tc:h100", "fp8_e4m3fn+tc:h100", "tpu-default": precision.names())
+are in the domain and judged the same way (their per-sum counterfactual takes a contraction off
+the MMA chain: analysis.mechanism.restore). fp8_e4m3fn+tc:h100, seed 0, holds with n* = 1643 by
+the spacing (83 s on the shared 2-core machine at load 16); bf16+tc:h100 is "not reached" within
+4096 (docs/precision_hardware.md). The default draws leave them out for their cost: each draw is
+a 4,096-token MMA forward plus its counterfactual.
 Theory: squash_sim/theory.md#corollary_b10
 """
 
@@ -68,17 +74,6 @@ def _run(policy, seed: int, max_len: int):
     return collapse.run(presets.get("paper-fig10"), policy, max_len=max_len, seed=seed % 2**31)
 
 
-def _failure(err_or_result) -> str | None:
-    """"overflow" / "non-finite" when a run cannot be judged, else None. A run that raises
-    OverflowError (a format saturated) or FloatingPointError (inf/NaN outputs), or whose result
-    carries such a status (the model's numerics diagnostics), is never called a collapse."""
-    if isinstance(err_or_result, OverflowError):
-        return "overflow"
-    if isinstance(err_or_result, ArithmeticError):
-        return "non-finite"
-    return mechanism.failure_of(err_or_result)
-
-
 @functools.lru_cache(maxsize=64)
 def measure(precision: str, seed: int, max_len: int | None = None):
     """(collapse result, Mechanism or None, failure) for one policy and seed; failure is
@@ -87,8 +82,8 @@ def measure(precision: str, seed: int, max_len: int | None = None):
     try:
         result = _run(precision, seed, max_len)
     except ArithmeticError as err:
-        return None, None, _failure(err)
-    failure = _failure(result)
+        return None, None, collapse.failure(err)
+    failure = collapse.failure(result)
     if failure:
         return None, None, failure
     if result.collapse.n_star is None:
@@ -99,8 +94,10 @@ def measure(precision: str, seed: int, max_len: int | None = None):
 
 
 def _remaining(result, precision: str) -> str:
-    """How far from collapse the last swept n is: ‖Δ‖∞ in units of the format's spacing at 1."""
-    fmt = floats.get(precision.removesuffix("-pure"))
+    """How far from collapse the last swept n is: ‖Δ‖∞ in units of the spacing at 1 of the
+    format the outputs are stored in (fp32 or fp64 where nothing is rounded: "tpu-default")."""
+    policy = precision_module.get(precision)
+    fmt = policy.activations or (floats.FP64 if policy.compute_dtype == "float64" else floats.FP32)
     return f"‖Δ‖∞ at n = {int(result.n[-1])} is {result.linf[-1] / fmt.eps:.3g} spacings (ε)"
 
 

@@ -82,6 +82,12 @@ class Collapse:
         """Identical pairs that come and go: those before n* (all of them without an n*)."""
         return self.identical - self.lasting
 
+    def lasting_pairs(self, n) -> np.ndarray:
+        """(N,) bool over the swept n this record was judged on: the pairs of the lasting
+        collapse, n* through the end (none without an n*)."""
+        n = np.asarray(n)
+        return n >= self.n_star if self.n_star is not None else np.zeros(n.shape, bool)
+
     def text(self) -> str:
         """"n* = 398" or "not within the sweep (…)"; the numerical status when unsound."""
         if self.n_star is not None:
@@ -89,11 +95,8 @@ class Collapse:
         return f"not within the sweep ({self.reason})"
 
     def short(self) -> str:
-        """For table cells: "398", "> 1024" (no lasting collapse called within the sweep), or the
-        numerical status."""
-        if self.status != "sound":
-            return self.status
-        return str(self.n_star) if self.n_star is not None else f"> {self.max_n // REACH}"
+        """For table cells (`short`)."""
+        return short(self.n_star, self.max_n, self.status)
 
     def row(self) -> dict:
         """The fields every JSON/CSV carries beside n*."""
@@ -102,6 +105,27 @@ class Collapse:
                 "identical_share": round(self.share, 6), "intermittent_pairs": self.intermittent,
                 "pairs": self.pairs,
                 "numerical_status": self.status}
+
+
+def short(n_star: int | None, max_n: int, status: str = "sound") -> str:
+    """THE table cell for a collapse length: "398", "> 1024" (no lasting collapse called within a
+    sweep to max_n), or the numerical status when it is not "sound"."""
+    if status != "sound":
+        return status
+    return str(n_star) if n_star is not None else f"> {max_n // REACH}"
+
+
+def failure(outcome) -> str | None:
+    """THE classification of a run that cannot be judged, for every caller: "overflow" for a
+    raised OverflowError (a format saturated), "non-finite" for any other ArithmeticError
+    (FloatingPointError: inf/NaN outputs), the numerical status of a result whose sweep `judge`
+    calls unsound; None: the run can be judged. Such a run is never a collapse."""
+    if isinstance(outcome, OverflowError):
+        return "overflow"
+    if isinstance(outcome, ArithmeticError):
+        return "non-finite"
+    found = getattr(outcome, "collapse", None)
+    return None if found is None or found.status == "sound" else found.status
 
 
 def judge(n, identical, status=None) -> Collapse:
@@ -147,7 +171,8 @@ def judge(n, identical, status=None) -> Collapse:
         return Collapse(None, f"identical from n = {run_from} to the end, but a lasting collapse "
                         f"is called only when the sweep reaches {REACH}·n* = {REACH * run_from}",
                         status="sound", **common)
-    return Collapse(run_from, "", status="sound", lasting=int((n >= run_from).sum()), **common)
+    found = Collapse(run_from, "", status="sound", **common)
+    return dataclasses.replace(found, lasting=int(found.lasting_pairs(n).sum()))
 
 
 @dataclasses.dataclass

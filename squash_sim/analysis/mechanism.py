@@ -13,7 +13,11 @@ Two different things make fl(y_n) == fl(y*_{n+1}) bit for bit:
 The test is a counterfactual: run the same policy with its sums accumulated sequentially in fp32,
 storage rounding unchanged (`restore`). If the collapse at n* is gone there (the outputs still
 differ at n*), a sum stalled; if it stays, the difference fell below the spacing. A storage-only
-policy (sums already fp32) is the second kind by construction.
+policy (sums already fp32) is the second kind by construction. Under tensor cores ("+tc:<gpu>")
+each contraction's sum is the MMA chain (groups aligned and truncated, d carried in the output
+format): restoring it replaces that chain, for that site only, by the exact products of the same
+MMA-rounded operands added sequentially in fp32 (Precision.off_hardware); "tpu-default" already
+sums in XLA's fp32, so its collapses are the spacing's (of its bf16 operands) by construction.
 
 Which sum: the counterfactual per accumulation site (SITES) — the softmax denominator, the
 attention output's weights·values sum over keys, the scores q·k, the projection and MLP dot
@@ -39,6 +43,7 @@ import numpy as np
 
 from squash_sim import floats
 from squash_sim.accumulate import Accumulation
+from squash_sim.analysis import collapse
 from squash_sim.precision import Precision
 from squash_sim.precision import get as get_precision
 
@@ -72,24 +77,35 @@ def restore(precision: Precision | str, sites=tuple(SITES)) -> Precision | None:
     """The counterfactual: `precision` with the named sums accumulated sequentially in fp32,
     every storage rounding point and every other sum unchanged (products, exps, divisions and
     stored values still round where the policy says). None when nothing would change (those sums
-    already run in fp32, sequentially, or in XLA's float32)."""
+    already run in fp32, sequentially, or in XLA's float32).
+
+    Under "+tc:<gpu>" a contraction site (weights·values, q·k, projections) is the MMA chain;
+    restoring it takes that site alone off the tensor cores (Precision.off_hardware): the same
+    operands, rounded to the MMA's input format, their exact products added sequentially in fp32,
+    the result in the MMA's output format. "tpu-default" sums in XLA's fp32: nothing to restore."""
     precision = get_precision(precision)
     unknown = set(sites) - set(SITES)
     if unknown:
         raise ValueError(f"restore: sites must be among {list(SITES)}, got {sorted(unknown)}")
-    changes = {}
+    changes, off = {}, set()
     for site in sites:
         field, scope = SITES[site]
         how = precision.summation(scope)
-        if precision.sum_format(scope) not in (None, floats.FP32) or how.mode != "sequential":
+        tensor_cores = scope in ("matmul", "scores", "values") and precision.on_tensor_cores(scope)
+        if (tensor_cores or precision.sum_format(scope) not in (None, floats.FP32)
+                or how.mode != "sequential"):
             changes[field] = FP32_SUMS
+            off |= {scope} if tensor_cores else set()
     if not changes:
         return None
+    if off:
+        changes["off_hardware"] = precision.off_hardware | off
+    named = [s for s in sites if SITES[s][0] in changes]
     if "matmul_sum" in changes:  # the attention dot products keep theirs unless named too
         for site in ("weights·values", "scores q·k"):
             field, scope = SITES[site]
-            changes.setdefault(field, precision.summation(scope))
-    named = [s for s in sites if SITES[s][0] in changes]
+            if field not in changes and not precision.on_tensor_cores(scope):  # (the MMA's own)
+                changes[field] = precision.summation(scope)
     return dataclasses.replace(precision, **changes,
                                name=f"{precision} with fp32 {' and '.join(named)}")
 
@@ -205,24 +221,13 @@ class Mechanism:
 
 
 def _judged(run, precision):
-    """(Collapse, None) or (None, why it could not be judged)."""
+    """(Collapse, None) or (None, why it could not be judged: analysis.collapse.failure)."""
     try:
         result = run(precision)
-    except ArithmeticError as err:  # FloatingPointError: inf/NaN; OverflowError: saturated
-        return None, f"{'overflow' if isinstance(err, OverflowError) else 'non-finite'} ({err})"
-    found = result.collapse
-    if found.status != "sound":
-        return None, found.status
-    return found, None
-
-
-def failure_of(result) -> str | None:
-    """"non-finite" / "overflow" when the result's sweep is unsound (analysis.collapse.judge's
-    numerical status), else None: such a run is never a collapse."""
-    collapse = getattr(result, "collapse", None)
-    if collapse is None:
-        return None
-    return None if collapse.status == "sound" else collapse.status
+    except ArithmeticError as err:
+        return None, f"{collapse.failure(err)} ({err})"
+    failed = collapse.failure(result)
+    return (None, failed) if failed else (result.collapse, None)
 
 
 def classify(n_star: int, counterfactual_n_star: int | None) -> str:

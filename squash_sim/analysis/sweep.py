@@ -16,7 +16,7 @@ import numpy as np
 
 from squash_sim.config import ModelConfig
 from squash_sim.interventions import KINDS, angle, freeze, random, shuffle, skip_attention
-from squash_sim.model import check_inputs, check_params, stacked_params, traceable_forward
+from squash_sim.model import check_inputs, check_params, traceable_forward
 from squash_sim.precision import get as get_precision
 
 
@@ -153,12 +153,12 @@ def sweep(model, prompts, *, kind: str, layers=None, last=None, seeds=(0,), answ
     @jax.jit
     def run_all(params, tokens, layers, seeds, clean_logp, last_j, answers_j, clean_hidden,
                 clean_last):
-        stacked = stacked_params(params, config)  # the layer scan's copy, made once
-
+        # params as they are: the forward stacks the layers for its scan, and XLA hoists that
+        # copy out of the map (tests/test_layer_scan.py)
         def at_layer(layer):
             def at_seed(seed):
                 intervention = build(layer, jax.random.key(seed), last_j, clean_hidden)
-                final = clean_run(stacked, tokens, intervention=intervention).final
+                final = clean_run(params, tokens, intervention=intervention).final
                 logp = _log_softmax(last_logits(params, config, final, last_j))
                 kl = jnp.sum(jnp.exp(clean_logp) * (clean_logp - logp), axis=-1)
                 agree = jnp.argmax(logp, -1) == jnp.argmax(clean_logp, -1)

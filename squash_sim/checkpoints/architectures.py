@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from squash_sim import checks
 from squash_sim.config import ModelConfig
 
 # Hugging Face tensor names of the GGUF names both families share (per layer: "blk.{i}." ↔
@@ -103,27 +104,29 @@ def _show(value) -> str:
 
 
 def integer(value, key: str, low: int = 1, high: int = MAX_WIDTH) -> int:
-    """An int in low..high (NumPy integers too), or a ValueError naming the key."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{key!r} must be an integer in {low}..{high}, got {_show(value)}")
-    if not low <= value <= high:
-        raise ValueError(f"{key!r} must be an integer in {low}..{high}, got {value}")
-    return int(value)
+    """A file's integer field in low..high (checks.integer's rule: NumPy integers too, bools
+    refused), or a ValueError naming the key: a field of the wrong kind is a damaged file."""
+    allowed = f"{key!r} must be an integer in {low}..{high}, got "
+    try:
+        return checks.integer("", key, value, low, high)
+    except TypeError:
+        raise ValueError(allowed + _show(value)) from None
+    except ValueError:
+        raise ValueError(allowed + f"{value}") from None
 
 
 def real(value, key: str, low: float = 0.0, high: float = math.inf) -> float:
-    """A finite number in (low, high] (ints allowed: 10000 is a fine RoPE base)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
-                                                                     np.floating)):
-        raise ValueError(f"{key!r} must be a finite number in ({low:g}, {high:g}], got "
-                         f"{_show(value)}")
+    """A file's finite number in (low, high] (checks.number's rule: ints allowed, 10000 is a fine
+    RoPE base), or a ValueError naming the key."""
+    allowed = f"{key!r} must be a finite number in ({low:g}, {high:g}], got "
     try:
-        as_float = float(value)
-    except OverflowError:
-        as_float = math.inf
-    if not (math.isfinite(as_float) and low < as_float <= high):
-        raise ValueError(f"{key!r} must be a finite number in ({low:g}, {high:g}], got "
-                         f"{value!r:.40}")
+        as_float = checks.number("", key, value)
+    except TypeError:
+        raise ValueError(allowed + _show(value)) from None
+    except ValueError:  # not finite
+        as_float = math.nan
+    if not low < as_float <= high:
+        raise ValueError(allowed + f"{value!r:.40}")
     return as_float
 
 

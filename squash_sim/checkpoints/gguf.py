@@ -17,7 +17,8 @@ $XDG_CACHE_HOME/squash_sim, else ~/.cache/squash_sim. A cache is used only when 
 this very file (path, size, modification time), its manifest's digest matches (config and hashes
 included), every array has the sha256 written with it, the shape the config needs and passes the
 checks of a fresh load (finite, plausible magnitude); otherwise it is rebuilt, with a message
-saying why.
+saying why. A file is hashed once: a load that found it matching stamps its identity (device,
+inode, size, mtime, ctime; verified.json), and later loads hash only what no longer has it.
 
 llama.cpp's converter permutes the q and k rows of Llama-family models (RoPE on interleaved
 pairs); squash_sim rotates the two halves of each head (as Hugging Face does), so those rows are
@@ -42,6 +43,7 @@ import shutil
 import stat
 import struct
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -65,8 +67,10 @@ def cache_dir() -> Path:
     return Path(base) / "squash_sim"
 
 
-def _check_path(path: Path) -> None:
-    checks.path("gguf.load", "path", path)
+def _check_path(path) -> Path:
+    """The path as a Path, or an error naming what is wrong with it (not nameable, a directory,
+    missing, not a regular file)."""
+    path = checks.path("gguf.load", "path", path)
     if path.is_dir():
         inside = sorted(p.name for p in path.glob("*.gguf"))[:5]
         hint = f" (it holds {', '.join(inside)})" if inside else ""
@@ -80,6 +84,7 @@ def _check_path(path: Path) -> None:
     if not stat.S_ISREG(mode):  # a FIFO would block the open forever; a device is no file
         raise ValueError(f"GGUF path {path} is not a regular file (a FIFO, device or socket is "
                          f"never opened)")
+    return path
 
 
 # --- the cheap header walk -------------------------------------------------------------------
@@ -192,11 +197,7 @@ def _walk(path, data, size, gguf) -> None:
 def verify_sha256(path: Path, expected: str) -> None:
     """`expected`: hex, or the urlsafe-base64 form pip writes in RECORD ("sha256=…" allowed)."""
     expected = expected.removeprefix("sha256=")
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    raw = digest.digest()
+    raw = bytes.fromhex(checks.sha256(path))
     if expected not in (raw.hex(), base64.urlsafe_b64encode(raw).rstrip(b"=").decode()):
         raise ValueError(f"{path}: sha256 does not match the one its package recorded at install "
                          f"time (the file was changed or damaged; reinstall the package)")
@@ -206,12 +207,11 @@ def verify_sha256(path: Path, expected: str) -> None:
 
 
 def _reader(path: Path, sha256: str | None = None):
-    """A gguf.GGUFReader after the cheap checks (path, header walk, then the sha256 if given: a
-    fraction of a second for 100 MB, where the parse takes seconds), or a ValueError naming the
-    file."""
+    """A gguf.GGUFReader after the cheap checks (header walk, then the sha256 if given: a fraction
+    of a second for 100 MB, where the parse takes seconds), or a ValueError naming the file.
+    path: checked by _check_path."""
     import gguf
 
-    _check_path(path)
     scan_header(path)
     if sha256 is not None:
         verify_sha256(path, sha256)
@@ -378,8 +378,7 @@ def load(path, *, cache: bool = True, sha256: str | None = None, name: str | Non
         if value is not None and not isinstance(value, str):
             raise TypeError(f"gguf.load: {argument} must be a str or None, got "
                             f"{type(value).__name__}")
-    _check_path(checks.path("gguf.load", "path", path))
-    path = Path(path)
+    path = _check_path(path)  # once: _reader trusts it
     name = name or path.stem
     folder = cache_dir() / (f"gguf-v{_CACHE_VERSION}-"  # versions side by side, never rebuilt in turn
                             f"{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}")
@@ -430,9 +429,8 @@ def _read_cache(folder: Path, path: Path):
             if architectures.key(where) in saved["hashes"]}, folder)
         expected = architectures.expected_shapes(config)
         keys = [architectures.key(where) for _, where, _ in arch.tensors(config)]
-        with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # sha256
-            hashes = dict(zip(keys, pool.map(  # releases the GIL: the cores share the hashing
-                lambda k: _file_sha256(folder / f"{k}.npy"), keys), strict=True))
+        hashes, identities = _hashes(folder, {f"{k}.npy": k for k in keys}
+                                     | {"tokenizer.json": "tokenizer.json"}, saved)
         arrays = {}
         for _, where, _ in arch.tensors(config):
             key = architectures.key(where)
@@ -441,7 +439,7 @@ def _read_cache(folder: Path, path: Path):
             shape = expected["".join(f"[{part!r}]" for part in where)]
             if array.shape != shape or array.dtype != np.float32:
                 return f"holds {key} as {array.dtype} {array.shape}, the config needs float32 {shape}"
-            if hashes[key] != saved["hashes"][key]:
+            if hashes[f"{key}.npy"] != saved["hashes"][key]:
                 # Not the bytes that passed the fresh load's checks when the cache was written
                 # (those checks are implied by a matching hash): say what is wrong with them.
                 if not np.isfinite(array).all():
@@ -452,22 +450,70 @@ def _read_cache(folder: Path, path: Path):
                     return f"holds {key} values a fresh load refuses ({error})"
                 return f"holds {key} changed since it was written (its sha256 does not match)"
             arrays[key] = array
-        if _file_sha256(folder / "tokenizer.json") != saved["hashes"]["tokenizer.json"]:
+        if hashes["tokenizer.json"] != saved["hashes"]["tokenizer.json"]:
             return "holds a tokenizer.json changed since it was written"
         special = saved["special"]
         tokenizer = Tokenizer.load(folder / "tokenizer.json", bos_id=special["bos_id"],
                                    eos_id=special["eos_id"], add_bos=special["add_bos"])
     except Exception as error:  # noqa: BLE001  (any damage: rebuild from the GGUF)
         return f"is damaged ({type(error).__name__}: {error})"
+    _stamp(folder, saved, identities)
     return Checkpoint(config, architectures.params_from_arrays(arch, config, arrays), tokenizer)
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+_SETTLED_NS = 2 * 10**9  # a file last changed this long before it was looked at (racy-git rule)
+_STAMP = "verified.json"  # {"manifest": digest, "files": {name: identity}}: hashed and matched
+
+
+def _identity(file: Path) -> list:
+    """What changes whenever a file's bytes are written: device, inode, size, mtime and ctime (no
+    call sets ctime back)."""
+    info = os.stat(file)
+    return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+
+
+def _stamped(folder: Path, saved: dict) -> dict:
+    """{file name: identity} of the files an earlier load of this manifest hashed and found
+    matching; {} when there is no stamp or it is damaged (then everything is hashed)."""
+    try:
+        stamp = json.loads((folder / _STAMP).read_text())
+        files = stamp["files"] if stamp["manifest"] == saved["digest"] else {}
+    except Exception:  # noqa: BLE001  (absent, unreadable, not the layout above)
+        return {}
+    return files if isinstance(files, dict) else {}
+
+
+def _hashes(folder: Path, files: dict, saved: dict) -> tuple[dict, dict]:
+    """files: {file name: its key in the manifest's hashes}. → ({file name: sha256}, {file name:
+    identity} of the files hashed now). A file stamped with the identity it has now has not been
+    written since it was hashed to the manifest's digest: it is not read again, so a cached load
+    hashes each file once, not on every load."""
+    stamped = _stamped(folder, saved)
+    identities = {name: _identity(folder / name) for name in files}  # before hashing
+    hashes = {name: saved["hashes"][key] for name, key in files.items()
+              if stamped.get(name) == identities[name]}
+    todo = [name for name in files if name not in hashes]
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # sha256
+        hashes |= dict(zip(todo, pool.map(  # releases the GIL: the cores share the hashing
+            lambda name: checks.sha256(folder / name), todo), strict=True))
+    return hashes, {name: identities[name] for name in todo}
+
+
+def _stamp(folder: Path, saved: dict, identities: dict) -> None:
+    """After a cached load whose every hash matched: stamp the files hashed now that had settled
+    (last changed _SETTLED_NS before they were looked at, so any later write gives them another
+    identity). Best effort: a cache that cannot be written is hashed on every load."""
+    settled = {name: identity for name, identity in identities.items()
+               if time.time_ns() - identity[4] > _SETTLED_NS}
+    if not settled:
+        return
+    tmp = folder / f".{_STAMP}.{os.getpid()}"
+    try:
+        tmp.write_text(json.dumps({"manifest": saved["digest"],
+                                   "files": _stamped(folder, saved) | settled}))
+        os.replace(tmp, folder / _STAMP)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def _manifest_digest(manifest: dict) -> str:
@@ -486,8 +532,8 @@ def _write_cache(folder: Path, arrays: dict, tokenizer: Tokenizer, manifest: dic
             np.save(tmp / f"{key}.npy", value, allow_pickle=False)
         tokenizer.save(tmp / "tokenizer.json")
         manifest = dict(manifest, hashes={
-            **{key: _file_sha256(tmp / f"{key}.npy") for key in arrays},
-            "tokenizer.json": _file_sha256(tmp / "tokenizer.json")})
+            **{key: checks.sha256(tmp / f"{key}.npy") for key in arrays},
+            "tokenizer.json": checks.sha256(tmp / "tokenizer.json")})
         manifest["digest"] = _manifest_digest(manifest)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         shutil.rmtree(folder, ignore_errors=True)

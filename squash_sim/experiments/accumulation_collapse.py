@@ -9,6 +9,15 @@ the one-pass sweep of experiments.collapse on the Figure 10 model ("paper-fig10"
 and n* is analysis.collapse.judge's (the one definition, docs/theory.md; None: not within the
 sweep), with the first identical pair and the share of identical pairs beside it.
 
+Hardware columns (HARDWARE, the Figure 10 model's default): what a GPU or TPU computes. "F" alone
+stores params, activations and logits in F and sums in XLA's fp32 (the reference for the row);
+"F+tc:<gpu>[/fp16]" is the same storage with every contraction (projections, q·k,
+weights·values) that GPU's tensor-core MMA chain, bit for bit (squash_sim.hardware, validated on
+measured outputs; fp16 output: d carried in fp16), the softmax sum in fp32 as attention kernels
+keep it; "tpu-default" (fp32 row) rounds every contraction's operands to bf16 and sums in fp32.
+A GPU × format cell exists where the GPU has that MMA (hardware.PRESETS: v100 fp16 only, a100
+fp16/bf16, h100 fp16/bf16/fp8); the others read "—".
+
 Mechanism of a collapse — a counterfactual, not a guess. Two causes can make y_n and y*_{n+1} the
 same bits:
   * spacing      the two representations differ by less than F's rounding interval, so the rounding
@@ -41,7 +50,7 @@ import dataclasses
 
 import jax.numpy as jnp
 
-from squash_sim import presets
+from squash_sim import floats, hardware, presets
 from squash_sim.accumulate import TooLarge, accumulated_sum
 from squash_sim.analysis import collapse
 from squash_sim.analysis import mechanism as mechanism_lib
@@ -52,6 +61,14 @@ from squash_sim.precision import get as get_precision
 FORMATS = ("fp32", "bf16", "fp16", "fp8_e4m3fn", "fp8_e5m2")
 MODELS = {"sequential": "sequential", "pairwise": "pairwise", "blocked K=32 → fp32": "block32",
           "blocked K=128 → fp32": "block128", "kahan": "kahan"}
+STORAGE = "storage, fp32 sums"  # "F": the hardware columns' reference
+TENSOR_CORES = ("tc:h100", "tc:a100", "tc:v100", "tc:v100/fp16")  # "F+tc:<gpu>[/fp16]"
+TPU = "tpu-default"
+HARDWARE = (STORAGE, *TENSOR_CORES, TPU)
+COLUMNS = (*MODELS, *HARDWARE)  # the Figure 10 table's columns, in order
+# The figure's panels: the accumulation models (every sum in F) apart from the hardware columns.
+PANELS = {"every sum in the format: F-pure + accumulation model": tuple(MODELS),
+          "F stored, hardware matmuls (softmax sum fp32)": HARDWARE}
 
 
 @dataclasses.dataclass
@@ -81,16 +98,30 @@ class AccumulationCollapse:
         return row | {f"restore {site}": text for site, text in sites.items()}
 
 
-def policy(fmt: str, model: str) -> str:
-    """The precision string of a format × accumulation model (MODELS keys)."""
-    return f"{fmt}-pure+{MODELS[model]}"
+def policy(fmt: str, model: str) -> str | None:
+    """The precision string of a format × column (COLUMNS), None where that hardware has no such
+    MMA (e.g. v100 bf16) or the column is another row's (tpu-default: fp32 only)."""
+    if model in MODELS:
+        return f"{fmt}-pure+{MODELS[model]}"
+    if model == STORAGE:
+        return fmt
+    if model == TPU:
+        return TPU if fmt == "fp32" else None
+    if model not in TENSOR_CORES:
+        raise ValueError(f"accumulation_collapse: unknown column {model!r}; use one of "
+                         f"{', '.join(COLUMNS)}")
+    gpu = model.removeprefix("tc:").split("/")[0]
+    return f"{fmt}+{model}" if (gpu, floats.get(fmt).name) in hardware.PRESETS else None
 
 
 def sum_of_ones(precision: Precision, count: int) -> float:
     """Σ 1 over `count` ones in the softmax's accumulator, by its model (sequential bf16: 256, the
     stall; pairwise bf16 rounds the count to bf16 but does not stall)."""
     ones = jnp.ones(count, jnp.float32)
-    return float(accumulated_sum(ones, 0, precision.sum_format("softmax"), precision.softmax_sum))
+    fmt = precision.sum_format("softmax")
+    if fmt is None:  # XLA's float32 sum (storage policies)
+        return float(jnp.sum(ones))
+    return float(accumulated_sum(ones, 0, fmt, precision.softmax_sum))
 
 
 def judged(config, precision, max_len, seed, llm=None) -> tuple[str, collapse.Collapse | None]:
@@ -107,18 +138,21 @@ def judged(config, precision, max_len, seed, llm=None) -> tuple[str, collapse.Co
 
 
 def run(config: ModelConfig | None = None, *, llm=None, max_len: int = 2048, seed: int = 0,
-        formats=FORMATS, models=tuple(MODELS), sites=None,
-        progress=None) -> list[AccumulationCollapse]:
-    """n*, its mechanism and the counterfactual for every format × accumulation model, on `config`
-    (default: the Figure 10 model) or on a loaded LLM `llm` (module docstring). sites: the
-    accumulation sites whose per-sum counterfactuals run for each stall (default: every site the
-    model has, mechanism.sites_of; on an LLM the two sums over keys, mechanism.KEY_SUMS; 2 runs
+        formats=FORMATS, models=None, sites=None, progress=None) -> list[AccumulationCollapse]:
+    """n*, its mechanism and the counterfactual for every format × column (COLUMNS: accumulation
+    models and hardware), on `config` (default: the Figure 10 model) or on a loaded LLM `llm`
+    (module docstring). models: the columns (default: COLUMNS; on an LLM, whose tensor-core
+    forwards compile for minutes, MODELS); cells without a policy (`policy`) are skipped. sites:
+    the accumulation sites whose per-sum counterfactuals run for each stall (default: every site
+    the model has, mechanism.sites_of; on an LLM the two sums over keys, mechanism.KEY_SUMS; 2 runs
     each)."""
     if llm is not None and config is not None:
         raise ValueError("accumulation_collapse.run: pass config or llm, not both")
     config = None if llm is not None else (config or presets.get("paper-fig10"))
+    if models is None:
+        models = tuple(MODELS) if llm is not None else COLUMNS
     rows = []
-    jobs = [(f, m) for f in formats for m in models]
+    jobs = [(f, m) for f in formats for m in models if policy(f, m) is not None]
     if sites is None:  # an LLM's runs take minutes each: the sums over keys only
         sites = mechanism_lib.KEY_SUMS if llm is not None else mechanism_lib.sites_of(config)
     for index, (fmt, model) in enumerate(jobs, 1):
@@ -193,24 +227,36 @@ def cell_mechanism(r: AccumulationCollapse) -> str:
     return "spacing" if r.mechanism == mechanism_lib.REPRESENTATION else str(r.mechanism)
 
 
-def table(rows: list[AccumulationCollapse]) -> str:
-    """A markdown table: formats down, accumulation models across, 'n* (mechanism)' per cell."""
-    models = list(dict.fromkeys(r.model for r in rows))
+def cell(r: AccumulationCollapse | None, fmt: str = "", model: str = "") -> str:
+    """A table cell: "398 (stall: softmax sum; weights·values)", "> 1024" (no collapse within
+    reach), a failure status, "—" (no such policy: `policy`) or "not run"."""
+    if r is None:
+        return "—" if model and policy(fmt, model) is None else "not run"
+    if r.status != "ok":
+        return r.status
+    if r.n_star is None:
+        return f"> {r.max_len // collapse.REACH}"
+    return f"{r.n_star} ({cell_mechanism(r)})"
+
+
+def table(rows: list[AccumulationCollapse], models=None) -> str:
+    """A markdown table: formats down, columns (default: those in rows) across, 'n* (mechanism)'
+    per cell."""
+    models = list(models or dict.fromkeys(r.model for r in rows))
     lines = ["| format | " + " | ".join(models) + " |", "|---" * (len(models) + 1) + "|"]
     for fmt in dict.fromkeys(r.fmt for r in rows):
-        cells = []
-        for model in models:
-            r = next((x for x in rows if x.fmt == fmt and x.model == model), None)
-            if r is None:
-                cells.append("not run")
-            elif r.status != "ok":
-                cells.append(r.status)
-            elif r.n_star is None:
-                cells.append(f"> {r.max_len // collapse.REACH}")
-            else:
-                cells.append(f"{r.n_star} ({cell_mechanism(r)})")
-        lines.append(f"| {fmt} | " + " | ".join(cells) + " |")
+        found = {r.model: r for r in rows if r.fmt == fmt}
+        lines.append(f"| {fmt} | " + " | ".join(cell(found.get(m), fmt, m) for m in models)
+                     + " |")
     return "\n".join(lines)
+
+
+def tables(rows: list[AccumulationCollapse]) -> list[str]:
+    """`table` per panel (PANELS: the accumulation models, then the hardware columns), each with
+    the columns that were run: what the command prints and docs/precision_hardware.md shows."""
+    run_models = {r.model for r in rows}
+    chosen = [[m for m in models if m in run_models] for models in PANELS.values()]
+    return [table(rows, models) for models in chosen if models]
 
 
 if __name__ == "__main__":
@@ -225,7 +271,7 @@ if __name__ == "__main__":
     sweep = int(sys.argv[2]) if len(sys.argv) > 2 else 2048
     real = sys.argv[3] if len(sys.argv) > 3 else None
     chosen = tuple(sys.argv[4].split(",")) if len(sys.argv) > 4 else FORMATS
-    chosen_models = tuple(sys.argv[5].split(",")) if len(sys.argv) > 5 else tuple(MODELS)
+    chosen_models = tuple(sys.argv[5].split(",")) if len(sys.argv) > 5 else None
     start = time.perf_counter()
     loaded = None
     if real:
@@ -235,7 +281,7 @@ if __name__ == "__main__":
     found = run(llm=loaded, max_len=sweep, formats=chosen, models=chosen_models,
                 progress=lambda m: print(f"{m} ({time.perf_counter() - start:.0f} s)", flush=True))
     print(*write(found, stem), sep="\n")
-    plotting.accumulation_figure(found, f"Collapse length by accumulation model "
-                                        f"({real or 'Figure 10 model'}, sweep to {sweep})"
-                                 ).savefig(f"{stem}.png", dpi=150)
-    print(table(found))
+    plotting.accumulation_figure(found, f"Collapse length by accumulation model and hardware "
+                                        f"({real or 'Figure 10 model'}, sweep to {sweep})",
+                                 PANELS).savefig(f"{stem}.png", dpi=150)
+    print(*tables(found), sep="\n\n")

@@ -34,7 +34,7 @@ from squash_sim import checks
 from squash_sim import interventions as iv
 from squash_sim.analysis.onset import first_from
 from squash_sim.analysis.sweep import last_logits, sweep
-from squash_sim.model import stacked_params, traceable_forward
+from squash_sim.model import traceable_forward
 
 SHOT = ("Peru", "Lima")
 PAPER_CROSSOVER = (0.53, 0.69)  # block ≈ 17–22 of 32 on 7B models (interventions.md)
@@ -215,11 +215,11 @@ def switch(params, config, capital_set: CapitalSet, progress=None) -> SwitchResu
 
     @jax.jit
     def all_layers(params, tokens, sources):
-        stacked = stacked_params(params, config)  # the layer scan's copy, made once
-
+        # params as they are: the forward stacks the layers for its scan, and XLA hoists that
+        # copy out of the map (tests/test_layer_scan.py)
         def at(layer):
             intervention = iv.inject(layer, sources[:, layer], position)
-            final = run(stacked, tokens, intervention=intervention).final
+            final = run(params, tokens, intervention=intervention).final
             logits = last_logits(params, config, final, last)  # (b, vocab)
             p = jax.nn.softmax(logits, axis=-1)
             answer = jnp.argmax(logits, axis=-1)
