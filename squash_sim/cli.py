@@ -316,6 +316,16 @@ def cmd_real_collapse(args) -> int:
     return 0
 
 
+def cmd_real_parity(args) -> int:
+    from squash_sim import runs
+
+    runs.precision_parity(Path(args.out), model=args.model, policies=args.precision,
+                          prompts=args.prompts, prompt_tokens=args.prompt_tokens,
+                          steps=args.steps, greedy_prompts=args.greedy_prompts, guess=args.guess,
+                          formats=args.formats, progress=_progress).print()
+    return 0
+
+
 def cmd_intervene(args) -> int:
     from squash_sim import runs
 
@@ -541,6 +551,33 @@ def build_parser() -> argparse.ArgumentParser:
     _outputs(tasks, "out/real")
     tasks.set_defaults(run=_section_command("real_tasks", seeds="seeds", model="model"))
 
+    parity = real_commands.add_parser(
+        "parity", help="precision parity with fp32: logits, top-1, greedy divergence",
+        description="Each policy against fp32 on the same prompts: last-token logit differences "
+                    "in fp32 spacings (max, median), top-1 agreement, and the first step where "
+                    "its greedy continuation leaves fp32's (one teacher-forced forward per "
+                    "policy). Writes JSON. A tensor-core policy's forward takes about half a "
+                    "second per token on 2 cores: shrink --prompts / --greedy-prompts / --steps.")
+    parity.add_argument("--precision", type=_precisions, default=None,
+                        help="comma list of policies (default: fp32,bf16,bf16+tc:h100,"
+                             "bf16+tc:h100+scaled:e4m3)")
+    parity.add_argument("--prompts", type=_int_in(1, 50, "an integer in 1..50"), default=50,
+                        help="prompts for the last-token statistics (default: 50)")
+    parity.add_argument("--prompt-tokens", type=_int_in(1, 12, "an integer in 1..12"), default=12,
+                        help="tokens each prompt is cut to (default: 12)")
+    parity.add_argument("--steps", type=_int_in(1, 1024, "an integer in 1..1024"), default=128,
+                        help="greedy continuation length (default: 128)")
+    parity.add_argument("--greedy-prompts", type=_int_in(0, 50, "an integer in 0..50"),
+                        default=None, help="prompts whose continuation is compared (default: "
+                                           "--prompts; 0: none)")
+    parity.add_argument("--guess", choices=["transformers", "none"], default="transformers",
+                        help="start of fp32's greedy decode: transformers' own decode (oracle "
+                             "extra; default, ignored without it) or zeros (slow)")
+    parity.add_argument("--model", type=_real_model, default="gemma3-270m",
+                        help="smollm2-135m, gemma3-270m (default) or a GGUF / Hugging Face path")
+    _outputs(parity, "out/real")
+    parity.set_defaults(run=cmd_real_parity)
+
     capitals = real_commands.add_parser(
         "capitals", help="attend first, consolidate later: interventions on capital questions",
         description="Random / freeze / skip-attention at every layer k on one-shot capital "
@@ -659,6 +696,9 @@ def _combination_error(args) -> str | None:
     """Rules between options, checked before any work."""
     if args.command == "collapse" and args.protocol != "model" and len(args.precision) > 1:
         return f"--protocol {args.protocol} takes one --precision policy (a list: --protocol model)"
+    if getattr(args, "real_command", None) == "parity" and args.greedy_prompts is not None \
+            and args.greedy_prompts > args.prompts:
+        return f"--greedy-prompts ({args.greedy_prompts}) must be at most --prompts ({args.prompts})"
     if args.command == "intervene":
         kind = args.kind.replace("-", "_")
         if args.window is not None and kind not in ("random", "freeze", "skip_attention"):

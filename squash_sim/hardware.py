@@ -501,12 +501,14 @@ class Matmul:
     core: TensorCore | None
     input_format: FloatFormat
     output_format: FloatFormat = floats.FP32
+    scaled: bool = False  # each operand vector scaled by a power of two into range (`einsum`)
 
     def __str__(self) -> str:
         if self.core is None:
             return f"{self.input_format} inputs, fp32 accumulation"
         out = "" if self.output_format is floats.FP32 else f"/{self.output_format}"
-        return f"tc:{self.core.gpu}{out} ({self.input_format})"
+        scaled = ", operands scaled per vector" if self.scaled else ""
+        return f"tc:{self.core.gpu}{out} ({self.input_format}{scaled})"
 
 
 def tensor_core(gpu: str, input_format, output_format="fp32") -> Matmul:
@@ -514,13 +516,44 @@ def tensor_core(gpu: str, input_format, output_format="fp32") -> Matmul:
                   _output(output_format))
 
 
+def scale_exponents(x, fmt: FloatFormat):
+    """For vectors x (..., K): the integer k (...) that puts each vector's largest magnitude into
+    fmt's top binade, max|x|·2^k ∈ (fmt.max/2, fmt.max] (Transformer Engine's amax scaling, the
+    scale rounded down to a power of two so that multiplying by it is exact). 0 for a vector of
+    zeros or with a non-finite entry; clipped to ±126 (2^k a normal float32)."""
+    amax = jnp.max(jnp.abs(x), axis=-1)
+    _, e = jnp.frexp(amax)  # amax = f·2^e, f ∈ [0.5, 1)
+    k = math.frexp(fmt.max)[1] - e  # amax·2^k < 2^(top + 1): at most one binade too high
+    k = jnp.where(jnp.ldexp(amax, k) > fmt.max, k - 1, k)
+    k = jnp.where((amax > 0) & jnp.isfinite(amax), k, 0)
+    return jnp.clip(k, -126, 126).astype(jnp.int32)
+
+
+def _power_of_two(k):
+    return jnp.ldexp(jnp.float32(1.0), k)
+
+
 def einsum(spec: str, a, b, matmul: Matmul):
     """jnp.einsum(spec, a, b) as `matmul` computes it: every output element is one dot product
     over the contracted axes (flattened in the order they appear in `a`), a chain of MMAs of
-    `core.group` products each, d starting at 0. → float32 (out)"""
+    `core.group` products each, d starting at 0. → float32 (out)
+
+    `matmul.scaled`: each operand vector (a row of `a`, a column of `b`: what one output element
+    contracts, e.g. one token's activations and one output channel of a weight) is first multiplied
+    by 2^k (`scale_exponents`: its largest magnitude into the input format's top binade), then
+    rounded to the input format; the MMA's result is multiplied by 2^−k_a and 2^−k_b. Powers of two
+    make both multiplications exact, so where the unscaled operands would not overflow or go
+    subnormal the result has the unscaled bits (the MMA aligns to its largest exponent: a common
+    power of two passes through). The scale of a row depends on that row alone: a token's result
+    never depends on other tokens (unlike one scale per tensor, which mixes a batch)."""
     fmt = matmul.input_format
-    a = floats.round_to(jnp.asarray(a, jnp.float32), fmt)
-    b = floats.round_to(jnp.asarray(b, jnp.float32), fmt)
+    a = jnp.asarray(a, jnp.float32)
+    b = jnp.asarray(b, jnp.float32)
+    if matmul.scaled and matmul.core is None:
+        raise ValueError("hardware.einsum: scaled operands need a tensor-core model")
+    if not matmul.scaled:
+        a = floats.round_to(a, fmt)
+        b = floats.round_to(b, fmt)
     if matmul.core is None:
         return jnp.einsum(spec, a, b, precision=lax.Precision.HIGHEST)
     inputs, out = spec.replace(" ", "").split("->")
@@ -537,9 +570,15 @@ def einsum(spec: str, a, b, matmul: Matmul):
         return x.reshape(*[x.shape[own.index(c)] if c in own else 1 for c in out], k)
 
     a_v, b_v = as_vectors(a, sa), as_vectors(b, sb)
+    if matmul.scaled:
+        k_a, k_b = scale_exponents(a_v, fmt), scale_exponents(b_v, fmt)
+        a_v = floats.round_to(a_v * _power_of_two(k_a)[..., None], fmt)
+        b_v = floats.round_to(b_v * _power_of_two(k_b)[..., None], fmt)
     core = _for_output(matmul.core, matmul.output_format)
     out = matmul.output_format
     d = _dot_groups(a_v, b_v, _parameters(core, out), _shape(core, out))
+    if matmul.scaled:
+        d = d * _power_of_two(-k_a) * _power_of_two(-k_b)
     finite = jnp.all(jnp.isfinite(a_v), axis=-1) & jnp.all(jnp.isfinite(b_v), axis=-1)
     return jnp.where(finite, d, jnp.einsum(spec, a, b, precision=lax.Precision.HIGHEST))
 

@@ -85,6 +85,18 @@ format: bf16, fp16, tf32, fp8_e4m3fn or fp8_e5m2); the operands are rounded to i
 presets already hold them in it). Norm and softmax sums keep the base's arithmetic. Examples:
 "bf16+tc:h100", "fp8_e4m3fn+tc:h100", "fp16+tc:v100/fp16", "tf32+tc:a100".
 
+Scaled low-precision GEMMs (what FP8 inference does: Transformer Engine, vLLM's per-token fp8):
+
+    modifier  := "scaled:" fmt              after a "tc:" modifier; fmt: e.g. fp8_e4m3fn (e4m3)
+
+makes the projections, MLP and logits matmuls (the "matmul" site; attention's q·k and
+weights·values keep the tc modifier's arithmetic) MMAs of that GPU with fmt inputs, each operand
+vector (one token's activations, one output channel of a weight) first scaled by the power of two
+that puts its largest magnitude into fmt's top binade, the result scaled back exactly
+(squash_sim.hardware.einsum, `scaled`). Unscaled e4m3 storage overflows real models (448 is its
+largest value); scaled, it stays in range. Example: "bf16+tc:h100+scaled:e4m3" (bf16 storage,
+bf16 tensor-core attention, fp8 e4m3 tensor-core GEMMs).
+
 "tpu-default" is float32 everywhere except that every contraction rounds its operands to bf16
 (nearest-even) and multiplies and accumulates in fp32 (XLA's order): what a float32 matmul gets
 on TPU by default. Sources: JAX, "Matmul precision" (docs.jax.dev/en/latest/201/precision.html:
@@ -135,6 +147,7 @@ class Precision:
     score_sum: Accumulation | None = None  # q·k; None: matmul_sum
     value_sum: Accumulation | None = None  # weights·values; None: matmul_sum
     off_hardware: frozenset = frozenset()  # contraction sites off matmul_hardware (docstring)
+    scaled_matmul: hardware.Matmul | None = None  # "+scaled:<fmt>": the "matmul" site (docstring)
 
     def __post_init__(self):
         for field in _FIELDS:
@@ -163,6 +176,10 @@ class Precision:
                                                                hardware.Matmul):
             raise TypeError(f"Precision: matmul_hardware must be a hardware.Matmul or None, got "
                             f"{self.matmul_hardware!r}")
+        if self.scaled_matmul is not None and not (
+                isinstance(self.scaled_matmul, hardware.Matmul) and self.scaled_matmul.scaled):
+            raise TypeError(f"Precision: scaled_matmul must be a scaled hardware.Matmul or None, "
+                            f"got {self.scaled_matmul!r}")
         for field in _DOT_SITES.values():
             how = getattr(self, field)
             if how is not None and not isinstance(how, Accumulation):
@@ -259,6 +276,8 @@ def get(precision: "Precision | str") -> Precision:
     for modifier in modifiers:
         if modifier.strip().startswith("tc:"):
             policy = _tensor_cores(policy, modifier.strip(), precision)
+        elif modifier.strip().startswith("scaled:"):
+            policy = _scaled(policy, modifier.strip(), precision)
         else:
             policy = _apply(policy, modifier.strip(), precision)
     if modifiers:
@@ -315,6 +334,21 @@ def _tensor_cores(policy: Precision, modifier: str, text: str) -> Precision:
     return dataclasses.replace(policy, matmul_hardware=matmul)
 
 
+def _scaled(policy: Precision, modifier: str, text: str) -> Precision:
+    """The policy with "+scaled:<fmt>" applied: its "matmul" site on the tc modifier's GPU with
+    fmt inputs, operands scaled per vector (module docstring)."""
+    tc = policy.matmul_hardware
+    if tc is None or tc.core is None:
+        raise ValueError(f"precision {_short(text)}: '+{_short(modifier)[1:-1]}' needs a tensor-core "
+                         f"modifier before it, e.g. 'bf16+tc:h100+scaled:e4m3'")
+    try:
+        matmul = hardware.tensor_core(tc.core.gpu, modifier[len("scaled:"):], tc.output_format)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"precision {_short(text)}: bad scaled modifier {_short(modifier)} "
+                         f"({error}); use scaled:<fmt>, e.g. 'bf16+tc:h100+scaled:e4m3'") from None
+    return dataclasses.replace(policy, scaled_matmul=dataclasses.replace(matmul, scaled=True))
+
+
 def _apply(policy: Precision, modifier: str, text: str) -> Precision:
     """The policy with one '+' modifier applied (grammar in the module docstring)."""
     scope, _, mode = modifier.rpartition(":")
@@ -354,7 +388,8 @@ def _apply(policy: Precision, modifier: str, text: str) -> Precision:
 
 
 EXAMPLES = ("bf16-pure+pairwise", "bf16-pure+kahan", "bf16-pure+block32", "fp8_e4m3fn+block128",
-            "bf16+tc:h100", "fp8_e4m3fn+tc:h100", "fp16+tc:v100/fp16", "tpu-default")
+            "bf16+tc:h100", "fp8_e4m3fn+tc:h100", "fp16+tc:v100/fp16", "bf16+tc:h100+scaled:e4m3",
+            "tpu-default")
 
 
 def names() -> list[str]:
@@ -406,7 +441,10 @@ class Numerics:
         caller rounds the result to where it is stored (act / logits). Under "+tc:<gpu>" /
         "tpu-default" every contraction is that hardware's, except a site in off_hardware (a
         per-sum counterfactual): the MMA's operands (rounded to its input format), summed by the
-        site's own Accumulation, the result rounded to the MMA's output format."""
+        site's own Accumulation, the result rounded to the MMA's output format. "+scaled:<fmt>"
+        takes the "matmul" site onto its own scaled MMAs."""
+        if site == "matmul" and self.p.scaled_matmul is not None:
+            return hardware.einsum(spec, a, b, self.p.scaled_matmul)
         hw = self.p.matmul_hardware
         if hw is not None and site not in self.p.off_hardware:
             return hardware.einsum(spec, a, b, hw)

@@ -980,6 +980,53 @@ def real_tasks(out: Path, *, copy_n=None, count_n=None, seeds: int = 6, formats=
         table, figures, data, time.perf_counter() - start)
 
 
+def precision_parity(out: Path, *, model: str = "gemma3-270m", policies=None, prompts: int = 50,
+                     prompt_tokens: int = 12, steps: int = 128, greedy_prompts: int | None = None,
+                     guess: str = "transformers", rounds: int = 8, formats=("png",),
+                     progress=_quiet) -> Section:
+    """How far each precision policy moves a real model from fp32: last-token logits in fp32
+    spacings, top-1 agreement, the first divergence of greedy continuations
+    (experiments/precision_parity.py computes the table; this writes and summarises it)."""
+    from squash_sim.experiments import precision_parity as experiment
+
+    start = time.perf_counter()
+    model, label, suffix = _real_model(model, progress)
+    result = experiment.run(model, policies or experiment.POLICIES, prompts=prompts,
+                            prompt_tokens=prompt_tokens, steps=steps,
+                            greedy_prompts=greedy_prompts, guess=guess, rounds=rounds,
+                            progress=progress)
+    stem = f"precision_parity{suffix}"
+    data = [results.write_json(out / f"{stem}.json", result)]
+    lines = [f"{prompts} prompts (experiments/precision_parity.py, PROMPTS) cut to "
+             f"{prompt_tokens} tokens; Δ = |logit − fp32 logit| at the last prompt token in units "
+             f"of the fp32 spacing at the fp32 logit, over all prompts × {model.config.vocab_size:,}"
+             f" logits; greedy: fp32's {steps}-token continuation of the first "
+             f"{result['greedy_prompts']} prompts and the first step where each policy's own "
+             "greedy continuation leaves it."]
+    reference = result.get("reference")
+    if reference:
+        short = sum(v < steps for v in reference["verified"])
+        lines.append(f"- fp32 continuation: {reference['rounds']} Jacobi round(s) from "
+                     f"{'a transformers guess' if reference['guess'] == 'transformers' else 'zeros'}"
+                     + (f"; {short} continuation(s) verified only in part (divergence counted up "
+                        "to the verified prefix)" if short else "; every token verified") + ".")
+    table = []
+    for row in result["rows"]:
+        cells = {"policy": row["policy"]}
+        if row["status"] == "ok":
+            firsts = [f for f in row.get("first_divergence", []) if f is not None]
+            cells.update({"max Δ (fp32 spacings)": row["max"], "median Δ": row["median"],
+                          "top-1 = fp32": f"{row['top1']}/{prompts}",
+                          "diverged": f"{len(firsts)}/{result['greedy_prompts']}",
+                          "first divergence": min(firsts) if firsts else None})
+        else:
+            cells["max Δ (fp32 spacings)"] = row["status"]
+        cells["seconds"] = row["seconds"]
+        table.append(cells)
+    return Section(stem, f"{label}: precision parity with fp32", "corollary_b10", lines, table,
+                   [], data, time.perf_counter() - start)
+
+
 REAL_MODELS = ("gemma3-270m", "smollm2-135m")
 
 
@@ -1126,6 +1173,18 @@ REPORT_SIZES = {
 }
 
 
+# The report's precision-parity sections: storage policies only (a tensor-core forward of a real
+# model takes about half a second per token on 2 cores: docs/precision_hardware.md has that
+# table). smoke: last-token statistics only (two compiles per model); quick decodes greedily from
+# zeros (no transformers load: up to `steps` + 1 rounds of a short fp32 forward).
+PARITY_SIZES = {
+    "smoke": dict(policies=("fp32", "bf16"), prompts=4, greedy_prompts=0, guess="none"),
+    "quick": dict(policies=("fp32", "bf16", "tpu-default"), prompts=10, steps=16, guess="none",
+                  rounds=17),
+    "full": dict(policies=("fp32", "bf16", "tpu-default"), prompts=50, steps=128),
+}
+
+
 def report_steps(size: str = "quick", *, real: bool = False, claims_table: bool = True,
                  examples: int | None = None) -> list[tuple[str, str, dict]]:
     """The report's sections in order: (section key, function of this module, its arguments).
@@ -1162,6 +1221,8 @@ def report_steps(size: str = "quick", *, real: bool = False, claims_table: bool 
                 (f"capitals{suffix}", "capitals", dict(seeds=2 if size != "full" else 5,
                                                        model=name)),
                 (f"real_tasks{suffix}", "real_tasks", dict(model=name)),
+                (f"precision_parity{suffix}", "precision_parity", dict(model=name,
+                                                                       **PARITY_SIZES[size])),
             ]
         # The accumulation table on Gemma 3 270M. Each policy compiles an 18-layer program with
         # ordered sums (≈ 1.5 min on 2 idle cores, 3.5 under load) and runs it for minutes: the
