@@ -1241,19 +1241,23 @@ def report_steps(size: str = "quick", *, real: bool = False, claims_table: bool 
 # (later runs use what the previous run of the section took, brought to idle by its load).
 # quick: a run measured at load average 9.1 (519 s, 2026-12-06), scaled to the 122 s idle;
 # figure10 carries JAX's start-up and first compilations. smoke: measured at load ≈ 1 (warm
-# cache; claims at the smoke budget ≈ a tenth of quick's). The real-model sections: earlier runs
-# on the same machine. full: not measured (its sizes run for hours); quick's × 8 is a guess.
+# cache; claims at the smoke budget ≈ a tenth of quick's); its real-model sections from the idle
+# `report --real --size smoke` of 2026-12-06 07:43–07:55 (empty cache; the capitals and real
+# tasks do the same work at both sizes). quick's other real-model sections: earlier runs on the
+# same machine. full: not measured (its sizes run for hours); quick's × 8 is a guess.
 # quick accumulation: the hardware columns (5 more policies) took it from 261 s to 303 s in two
 # back-to-back runs at load 14-17 (2026-12-06), so 8 s × 1.16.
 _EXPECTED_SECONDS = {
     "quick": {"figure10": 14, "figure8": 3, "figure9": 0.3, "collapse": 17, "precision": 27,
               "sensitivity": 14, "counting": 12, "remedies": 4, "accumulation": 9.3, "claims": 22,
               "real_collapse_count-ones": 120, "capitals": 200, "real_tasks": 150,
+              "capitals_smollm2-135m": 233, "real_tasks_smollm2-135m": 121,
               "accumulation_gemma3-270m": 900},
     "smoke": {"figure10": 3.4, "figure8": 0.6, "figure9": 0.1, "collapse": 7.2, "precision": 9.9,
               "sensitivity": 11, "counting": 14.5, "remedies": 3.5, "accumulation": 8.6,
-              "claims": 5, "real_collapse_count-ones": 60, "capitals": 100, "real_tasks": 75,
-              "accumulation_gemma3-270m": 120},
+              "claims": 5, "real_collapse_count-ones": 11, "capitals": 191, "real_tasks": 112,
+              "real_collapse_count-ones_smollm2-135m": 3.5, "capitals_smollm2-135m": 233,
+              "real_tasks_smollm2-135m": 121, "accumulation_gemma3-270m": 11},
 }
 
 

@@ -295,3 +295,19 @@ def test_intervene_draws_its_k_sweep_and_attention_maps_draw_every_layer(tmp_pat
     assert len([ax for ax in figure.axes if ax.get_title().startswith("layer")]) == config.n_layers
     with pytest.raises(ValueError, match="return_attention"):
         plotting.attention_maps(forward(params, np.arange(6), config))
+
+
+def test_counting_answers_end_when_a_non_digit_follows_the_number():
+    """real_tasks._ended: greedy decoding of the counting task stops once no later token can change
+    any parsed answer (_number): a non-digit after the number, or first."""
+    import types
+
+    from squash_sim.experiments import real_tasks
+
+    vocab = {1: " ", 2: "1", 3: "4", 4: "\n", 5: "x", 6: " 7"}
+    model = types.SimpleNamespace(tokenizer=types.SimpleNamespace(
+        decode=lambda ids: "".join(vocab[i] for i in ids)))
+    assert real_tasks._ended(model, [[6, 4], [2, 3, 4], [5]])  # " 7\n", "14\n", "x"
+    for open_row in ([1], [6], [2, 3], [1, 2]):  # " ", " 7", "14", " 1": the number may go on
+        assert not real_tasks._ended(model, [[6, 4], open_row])
+    assert [real_tasks._number(model, row) for row in ([6, 4], [2, 3, 4], [5])] == [7, 14, None]

@@ -48,8 +48,11 @@ def count_prompt(sequence: str) -> str:
     return "\n\n".join(lines + [f"Sequence: {sequence}\nNumber of ones:"])
 
 
-def greedy(model, prompts: list[str], steps: int, precision="fp32") -> list[list[int]]:
-    """Greedy continuation of equal-length prompts, `steps` tokens each. → token ids per prompt"""
+def greedy(model, prompts: list[str], steps: int, precision="fp32",
+           until=None) -> list[list[int]]:
+    """Greedy continuation of equal-length prompts, `steps` tokens each (fewer where
+    `until(continuations)` is true after a step: each step is its own forward, so stopping
+    changes no token). → token ids per prompt"""
     checks.loaded_model("greedy", "model", model)
     if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) for p in prompts):
         raise TypeError(f"greedy: prompts must be a non-empty list of strings, got {prompts!r:.60}")
@@ -69,7 +72,16 @@ def greedy(model, prompts: list[str], steps: int, precision="fp32") -> list[list
     params = stacked_params(model.params, model.config)  # the layer scan's copy, made once
     for i in range(steps):
         buffer = step(params, buffer, jnp.int32(n - 1 + i))
+        if until is not None and i + 1 < steps and until(np.asarray(buffer[:, n:n + i + 1])):
+            return np.asarray(buffer[:, n:n + i + 1]).tolist()
     return np.asarray(buffer[:, n:]).tolist()
+
+
+def _ended(model, continuations) -> bool:
+    """Whether every continuation's leading number (_number) is complete: a character that is
+    not a digit follows it (or stands first), so later tokens cannot change what is parsed."""
+    texts = (model.tokenizer.decode([int(t) for t in row]).lstrip() for row in continuations)
+    return all(any(not ch.isdigit() for ch in text) for text in texts)
 
 
 def _number(model, tokens: list[int]) -> int | None:
@@ -131,7 +143,8 @@ def count_task(model, ns=COUNT_N, seeds: int = 6, progress=None) -> TaskRows:
         strings = [("ones", np.ones(n, int))] + [
             ("bernoulli 0.7", (rng.random(n) < 0.7).astype(int)) for _ in range(seeds)]
         answers = greedy(model, [count_prompt(_digits(s)) for _, s in strings],
-                         steps=len(str(n)) + 2)  # room for a longer (wrong) answer
+                         steps=len(str(n)) + 2,  # room for a longer (wrong) answer
+                         until=lambda rows: _ended(model, rows))
         for (kind, s), tokens in zip(strings, answers, strict=True):
             answer = _number(model, tokens)
             rows.append({"task": "count", "kind": kind, "n": n, "target": int(s.sum()),
