@@ -1,8 +1,8 @@
 # %% [markdown]
 # # Lecture 2 — Precision: when n and n + 1 become the same number (Corollary B.10)
 #
-# Lecture 1 showed $\|y_n - y^*_{n+1}\| \to 0$. In a float format with spacing $\varepsilon$ the two outputs
-# eventually round to the **same bits**, and then no readout can tell the counts apart: a model
+# Lecture 1 showed $\|y_n - y^*_{n+1}\| \to 0$. In a float format with spacing $\varepsilon$ the two
+# outputs eventually round to the **same bits**, and then no readout can tell the counts apart: a model
 # cannot count past that point. The **collapse length** $n^*$ is the first $n$ from which the two are
 # bit-identical. It depends on the format *and on where rounding happens*.
 # (Theory: squash_sim/theory.md#corollary_b10 and #precision.)

@@ -4,13 +4,14 @@
 # With attention frozen and norms replaced by constants, the proof of Theorem B.5 bounds the
 # sensitivity of the last output to each input:
 #
-# $$\left\|\frac{\partial y_n}{\partial v_i}\right\|_2 \le C\,\big[\bar A^{(L-1)} \cdots \bar A^{(0)}\big]_{n,i},
+# $$\left\|\frac{\partial y_n}{\partial v_i}\right\|_2
+# \le C\,\big[\bar A^{(L-1)} \cdots \bar A^{(0)}\big]_{n,i},
 # \qquad \bar A = \Lambda/\beta_1 + I$$
 #
-# The matrix entry sums over *monotone paths* $i \le k_1 \le \dots \le n$ through the layers. Early tokens
-# have combinatorially more paths; the last token has the residual connection; the middle gets
-# squashed. We compute the exact Jacobian (d vmapped backward passes, float64) and put the bound
-# beside it. (Theory: squash_sim/theory.md#theorem_b5 and #prop_b8.)
+# The matrix entry sums over *monotone paths* $i \le k_1 \le \dots \le n$ through the layers.
+# Early tokens have combinatorially more paths; the last token has the residual connection; the
+# middle gets squashed. We compute the exact Jacobian (d vmapped backward passes, float64) and put
+# the bound beside it. (Theory: squash_sim/theory.md#theorem_b5 and #prop_b8.)
 
 # %%
 import os
