@@ -556,8 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Each policy against fp32 on the same prompts: last-token logit differences "
                     "in fp32 spacings (max, median), top-1 agreement, and the first step where "
                     "its greedy continuation leaves fp32's (one teacher-forced forward per "
-                    "policy). Writes JSON. A tensor-core policy's forward takes about half a "
-                    "second per token on 2 cores: shrink --prompts / --greedy-prompts / --steps.")
+                    "policy). Writes JSON. A tensor-core policy's forward of a real model took "
+                    "about 2 s per token on a shared 2-core machine (load 9-18): shrink "
+                    "--prompts / --greedy-prompts / --steps.")
     parity.add_argument("--precision", type=_precisions, default=None,
                         help="comma list of policies (default: fp32,bf16,bf16+tc:h100,"
                              "bf16+tc:h100+scaled:e4m3)")
