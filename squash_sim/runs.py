@@ -1174,7 +1174,7 @@ REPORT_SIZES = {
 
 
 # The report's precision-parity sections: storage policies only (a tensor-core forward of a real
-# model takes about half a second per token on 2 cores: docs/precision_hardware.md has that
+# model took about 2 s per token on the shared 2-core machine: docs/precision_hardware.md has that
 # table). smoke: last-token statistics only (two compiles per model); quick decodes greedily from
 # zeros (no transformers load: up to `steps` + 1 rounds of a short fp32 forward).
 PARITY_SIZES = {
