@@ -477,8 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
         "report", help="the main job: every experiment + the claim table, as HTML and Markdown",
         description="Runs every experiment and proofs_check, and writes report.html "
                     "(self-contained), report.md and the data and figures under --out. Measured "
-                    "on a 2-core x86-64 machine with an empty compilation cache: quick 155 s "
-                    "idle, 519 s at load average 9; --real --size smoke 12 min idle. The progress "
+                    "on a 2-core x86-64 machine with an empty compilation cache: quick 172 s "
+                    "idle, 519 s at load average 9; --real --size smoke 13 min idle. The progress "
                     "line estimates the time left from the machine's load.")
     report.add_argument("--size", default="quick", choices=["quick", "full", "smoke"],
                         help="quick (default; see above), full (the paper's sizes, n up to 65,536; "
